@@ -1,0 +1,216 @@
+"""Build HGQ2 models from layer specs: the target side that every importer shares.
+
+An importer turns each source layer into a ``Spec`` (pure data, no TensorFlow). ``build_model`` walks the
+source graph in order and lets each spec add genuine ``hgq.layers`` to a Keras functional model.
+
+Quantizers flow as *pending formats*: a QKeras ``QActivation`` does not become a layer of its own when the next
+layer can quantize its input itself (HGQ2's input quantizer ``iq``, which is what EBOPs and fine-tuning act
+on). Where no consumer can take it over (a model output, a float softmax), it becomes a standalone
+``hgq.layers.Quantizer`` named after the source layer. ``refs`` records where each source layer's tensor can be
+read in the HGQ2 model, so verification can compare every quantized tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hgqbridge.fixed import FixedFormat
+
+#: What the firmware receives when the source model does not quantize its input: hls4ml's default type.
+DEFAULT_INPUT_FORMAT = FixedFormat(1, 5, 10, 'TRN', 'SAT')
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """Where a source tensor lives in the HGQ2 model: a layer's output, the output of its input quantizer, or
+    (``alias``) the same tensor as another source layer's (``layer`` is then a source name)."""
+
+    layer: str
+    via: str = 'output'  # 'output', 'iq' or 'alias'
+
+
+@dataclass
+class Tensor:
+    value: Any  # a KerasTensor
+    source: str  # the source layer whose value this is
+    pending: FixedFormat | None = None  # a quantizer still to apply, by the consumer's iq or a Quantizer layer
+    pending_layer: str = ''  # the name a materialised Quantizer layer gets
+    quantized: bool = False  # the values lie on a known fixed-point grid
+
+
+@dataclass
+class BuildContext:
+    input_format: FixedFormat = DEFAULT_INPUT_FORMAT
+    refs: dict[str, TensorRef] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    float_layers: list[str] = field(default_factory=list)
+
+    def note(self, layer: str, text: str) -> None:
+        self.notes.setdefault(layer, []).append(text)
+
+    def ref(self, source: str, ref: TensorRef) -> None:
+        self.refs.setdefault(source, ref)
+
+
+def quantizer_config(fmt: FixedFormat | None, place: str) -> Any:
+    """The HGQ2 QuantizerConfig for a format: kif, exact initial k/i/f; ``None`` gives a float (dummy) quantizer."""
+    from hgq.quantizer.config import QuantizerConfig
+
+    if fmt is None:
+        return QuantizerConfig('dummy', place)
+    return QuantizerConfig(
+        'kif', place, k0=fmt.k, i0=fmt.i, f0=fmt.f, round_mode=fmt.round, overflow_mode=fmt.overflow
+    )
+
+
+def materialize(t: Tensor, ctx: BuildContext) -> Tensor:
+    """Apply a pending quantizer as a standalone ``hgq.layers.Quantizer`` layer."""
+    if t.pending is None:
+        return t
+    from hgq.layers import Quantizer
+
+    layer = Quantizer(quantizer_config(t.pending, 'datalane'), name=t.pending_layer)
+    ctx.ref(t.source, TensorRef(layer.name))
+    return Tensor(layer(t.value), t.source, quantized=True)
+
+
+def take_input_quantizer(t: Tensor, ctx: BuildContext, consumer: str) -> tuple[FixedFormat | None, bool]:
+    """The iq format for an arithmetic layer reading ``t``: its pending format, or the input format for a raw
+    model input, or none (iq disabled) when the values are already quantized upstream."""
+    if t.pending is not None:
+        ctx.ref(t.source, TensorRef(consumer, 'iq'))
+        return t.pending, True
+    if not t.quantized:
+        ctx.note(consumer, f'the source does not quantize this input; the HGQ2 model quantizes it to {ctx.input_format}')
+        return ctx.input_format, True
+    return None, False
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    shape: tuple[int | None, ...]
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        import keras
+
+        return Tensor(keras.Input(self.shape[1:], name=name), name)
+
+
+@dataclass(frozen=True)
+class QuantizeSpec:
+    """A quantizer on a tensor (QKeras QActivation with a fixed-point quantizer)."""
+
+    fmt: FixedFormat
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        (t,) = inputs
+        t = materialize(t, ctx)
+        return Tensor(t.value, name, pending=self.fmt, pending_layer=name, quantized=t.quantized)
+
+
+@dataclass(frozen=True)
+class IdentitySpec:
+    """A layer that computes nothing at inference (Dropout, a linear Activation): removed."""
+
+    why: str
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        (t,) = inputs
+        ctx.note(name, f'removed: {self.why}')
+        ctx.ref(name, TensorRef(t.source, 'alias'))
+        return t
+
+
+@dataclass(frozen=True)
+class FlattenSpec:
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        import keras
+
+        (t,) = inputs
+        out = keras.layers.Flatten(name=name)(t.value)
+        if t.pending is None:
+            ctx.ref(name, TensorRef(name))
+            return Tensor(out, name, quantized=t.quantized)
+        # A uniform quantizer commutes with Flatten: the consumer applies it after flattening.
+        ctx.ref(name, TensorRef(t.source, 'alias'))
+        return Tensor(out, t.source, pending=t.pending, pending_layer=t.pending_layer, quantized=t.quantized)
+
+
+@dataclass(frozen=True)
+class FloatActivationSpec:
+    """relu (exact on any input) or softmax (float; reported as not bit-exact)."""
+
+    activation: str
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        import keras
+
+        t = materialize(inputs[0], ctx)
+        if self.activation == 'relu':
+            layer = keras.layers.ReLU(name=name)
+        else:
+            layer = keras.layers.Activation(self.activation, name=name)
+            ctx.float_layers.append(name)
+            ctx.note(name, f'float {self.activation}: kept as a float output head, not bit-exact in firmware')
+        ctx.ref(name, TensorRef(name))
+        return Tensor(layer(t.value), name, quantized=self.activation == 'relu' and t.quantized)
+
+
+@dataclass(frozen=True)
+class DenseSpec:
+    """A dense layer with fixed-point (or float) kernel and bias and an optional activation quantizer."""
+
+    units: int
+    kernel: np.ndarray
+    bias: np.ndarray | None
+    kernel_fmt: FixedFormat | None
+    bias_fmt: FixedFormat | None
+    activation: str = 'linear'  # 'linear' or 'relu' (float, exact)
+    out_fmt: FixedFormat | None = None  # the quantizer given as activation=
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        from hgq.layers import QDense
+
+        (t,) = inputs
+        iq, enable_iq = take_input_quantizer(t, ctx, name)
+        if self.kernel_fmt is None:
+            ctx.float_layers.append(name)
+            ctx.note(name, 'float weights in the source: kept float (HGQ2 dummy quantizers); quantize before export')
+        layer = QDense(
+            self.units,
+            activation=self.activation,
+            use_bias=self.bias is not None,
+            kq_conf=quantizer_config(self.kernel_fmt, 'weight'),
+            bq_conf=quantizer_config(self.bias_fmt, 'bias') if self.bias is not None else None,
+            iq_conf=quantizer_config(iq, 'datalane') if enable_iq else None,
+            enable_iq=enable_iq,
+            name=name,
+        )
+        out = layer(t.value)
+        layer.kernel.assign(self.kernel.astype(np.float32))
+        if self.bias is not None:
+            layer.bias.assign(self.bias.astype(np.float32))
+        if self.out_fmt is None:
+            ctx.ref(name, TensorRef(name))
+            return Tensor(out, name, quantized=self.kernel_fmt is not None and (enable_iq or t.quantized))
+        return Tensor(out, name, pending=self.out_fmt, pending_layer=f'{name}_activation', quantized=True)
+
+
+Spec = InputSpec | QuantizeSpec | IdentitySpec | FlattenSpec | FloatActivationSpec | DenseSpec
+
+
+def build_model(graph: Any, specs: dict[str, Spec], ctx: BuildContext) -> Any:
+    """The HGQ2 functional model for ``graph`` (a SourceGraph) given one spec per source layer."""
+    import keras
+
+    tensors: dict[str, Tensor] = {}
+    for layer in graph.layers:
+        tensors[layer.name] = specs[layer.name].build(layer.name, [tensors[n] for n in layer.inbound], ctx)
+    outputs = [materialize(tensors[n], ctx) for n in graph.outputs]
+    for name, t in zip(graph.outputs, outputs):
+        ctx.ref(name, ctx.refs.get(t.source, TensorRef(t.source)))
+    inputs = [tensors[n].value for n in graph.inputs]
+    return keras.Model(inputs, [t.value for t in outputs], name=graph.name)

@@ -1,0 +1,68 @@
+"""The conversion driver: one handler per source layer, every problem collected, then one HGQ2 model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hgqbridge.errors import LayerProblem, Problem, UnsupportedError
+from hgqbridge.fixed import FixedFormat
+from hgqbridge.graph import SourceGraph
+from hgqbridge.registry import Registry
+from hgqbridge.report import ConversionReport, LayerNote
+
+from .build import DEFAULT_INPUT_FORMAT, BuildContext, Spec, TensorRef, build_model
+
+
+@dataclass
+class Conversion:
+    """The converted HGQ2 model and what verification and the reports need to know about it."""
+
+    model: Any  # keras.Model made of hgq.layers
+    graph: SourceGraph
+    refs: dict[str, TensorRef]
+    float_layers: list[str]
+    report: ConversionReport
+    specs: dict[str, Spec] = field(default_factory=dict)
+
+
+def parse_all(graph: SourceGraph, layers: Registry[Callable[..., Spec]]) -> dict[str, Spec]:
+    """Run every handler; raise one UnsupportedError listing every layer that cannot be converted."""
+    specs: dict[str, Spec] = {}
+    problems: list[Problem] = []
+    for layer in graph:
+        where = f'{graph.name}/{layer.name} ({layer.class_name})'
+        handler = layers.get(layer.class_name)
+        if handler is None:
+            refusal = layers.refusal(layer.class_name)
+            reason = refusal.reason if refusal else f'{layers.what} {layer.class_name!r} is not supported'
+            fix = (refusal.fix if refusal else '') or 'see `hgqbridge support` for what converts'
+            problems.append(Problem(where, reason, fix))
+            continue
+        try:
+            specs[layer.name] = handler(layer)
+        except LayerProblem as err:
+            problems.append(Problem(where, err.reason, err.fix))
+    if problems:
+        raise UnsupportedError('the model cannot be converted exactly', problems, where=str(graph.path))
+    return specs
+
+
+def convert_graph(graph: SourceGraph, layers: Registry, input_format: FixedFormat | None = None) -> Conversion:
+    specs = parse_all(graph, layers)
+    ctx = BuildContext(input_format or DEFAULT_INPUT_FORMAT)
+    model = build_model(graph, specs, ctx)
+    notes = [
+        LayerNote(layer.name, layer.class_name, _hgq_class(model, layer.name), ctx.notes.get(layer.name, []))
+        for layer in graph
+    ]
+    report = ConversionReport(str(graph.path), graph.framework, model.name, notes, [l.name for l in model.layers])
+    return Conversion(model, graph, ctx.refs, ctx.float_layers, report, specs)
+
+
+def _hgq_class(model: Any, name: str) -> str:
+    for layer in model.layers:
+        if layer.name == name:
+            return f'{type(layer).__module__}.{type(layer).__name__}'
+    return '(merged into the next layer)' if name else ''

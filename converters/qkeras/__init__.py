@@ -1,0 +1,18 @@
+"""QKeras (Keras 2) models: read with h5py/json, convert layer by layer to HGQ2."""
+
+from __future__ import annotations
+
+from hgqbridge.fixed import FixedFormat
+from hgqbridge.graph import SourceGraph
+
+from ..hgq.driver import Conversion
+from ..hgq.driver import convert_graph as _convert
+from .layers import LAYERS
+from .quantizers import QUANTIZERS
+from .reader import read_h5, read_json
+
+__all__ = ['LAYERS', 'QUANTIZERS', 'convert_graph', 'read_h5', 'read_json']
+
+
+def convert_graph(graph: SourceGraph, input_format: FixedFormat | None = None) -> Conversion:
+    return _convert(graph, LAYERS, input_format)

@@ -1,0 +1,239 @@
+"""QKeras quantizers: a small grammar for strings and dicts, typed specs, and the exact fixed-point mapping.
+
+Nothing here evaluates text. ``quantized_relu(6, 2)`` and
+``{"class_name": "quantized_bits", "config": {...}}`` both become typed objects (``QuantizedBits``,
+``QuantizedRelu``, ``FloatActivation``) whose ``fixed_format(position)`` returns the HGQ2 format under which
+HGQ2 computes exactly what QKeras computes, or raises ``LayerProblem`` with the reason.
+
+The mapping (../shared/reference/qkeras-semantics.md §1.1, §1.8), verified against real QKeras by the tests:
+``quantized_bits(bits, integer, symmetric, keep_negative, alpha∈{None, 1})`` →
+``kif(k=keep_negative, i=integer, f=bits-k-integer)``, RND_CONV, SAT (SAT_SYM when symmetric and signed);
+``quantized_relu(bits, integer)`` → ``kif(0, integer, bits-integer)``, RND_CONV, SAT.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import Any
+
+from hgqbridge.errors import LayerProblem, QuantizerSyntaxError
+from hgqbridge.fixed import FixedFormat
+from hgqbridge.registry import Registry
+
+#: Positions a quantizer can sit in. QKeras rewrites alpha=None to 'auto_po2' only on kernel positions.
+WEIGHT_POSITIONS = ('kernel', 'depthwise', 'pointwise', 'recurrent')
+MAX_BITS = 64
+
+
+@dataclass(frozen=True)
+class FloatActivation:
+    """A plain (float) Keras activation named by a string: relu, linear, softmax, ..."""
+
+    name: str
+
+    def fixed_format(self, position: str) -> FixedFormat | None:
+        return None
+
+
+@dataclass(frozen=True)
+class QuantizedBits:
+    """qkeras.quantized_bits, with its positional argument order."""
+
+    bits: int = 8
+    integer: int = 0
+    symmetric: int = 0
+    keep_negative: bool = True
+    alpha: Any = None
+    use_stochastic_rounding: bool = False
+    scale_axis: Any = None
+    qnoise_factor: float = 1.0
+    var_name: Any = None
+    use_ste: bool = True
+    use_variables: bool = False
+    elements_per_scale: Any = None
+    min_po2_exponent: Any = None
+    max_po2_exponent: Any = None
+    post_training_scale: Any = None
+
+    def fixed_format(self, position: str) -> FixedFormat:
+        _check_common(self.bits, self.qnoise_factor)
+        alpha = self.alpha
+        if alpha is None and position in WEIGHT_POSITIONS:
+            alpha = 'auto_po2'  # what QKeras does silently on kernels (qlayers.py _set_trainable_parameter)
+        if isinstance(alpha, str) or (alpha is not None and float(alpha) != 1.0):
+            raise LayerProblem(
+                f'quantized_bits with alpha={alpha!r} on the {position} scales its values by a data-dependent or '
+                'non-unit factor, which this version does not convert',
+                'save the model with alpha=1 on this quantizer (QKeras applies alpha="auto_po2" when alpha is None on kernels)',
+            )
+        k = int(bool(self.keep_negative))
+        if self.bits - k < 1:
+            raise LayerProblem(
+                f'quantized_bits({self.bits}) with keep_negative={bool(k)} is a sign function, not a fixed-point format',
+                'use bits >= 2 for signed quantizers',
+            )
+        overflow = 'SAT_SYM' if (self.symmetric and k) else 'SAT'
+        return FixedFormat(k, int(self.integer), int(self.bits) - k - int(self.integer), 'RND_CONV', overflow)
+
+
+@dataclass(frozen=True)
+class QuantizedRelu:
+    """qkeras.quantized_relu, with its positional argument order."""
+
+    bits: int = 8
+    integer: int = 0
+    use_sigmoid: int = 0
+    negative_slope: float = 0.0
+    use_stochastic_rounding: bool = False
+    relu_upper_bound: Any = None
+    is_quantized_clip: bool = True
+    qnoise_factor: float = 1.0
+    var_name: Any = None
+    use_ste: bool = True
+    use_variables: bool = False
+    enable_fast_inference: bool = False
+
+    def fixed_format(self, position: str) -> FixedFormat:
+        _check_common(self.bits, self.qnoise_factor)
+        if self.use_sigmoid:
+            raise LayerProblem('quantized_relu(use_sigmoid=1) needs a two-step quantizer, not converted yet', '')
+        if self.negative_slope:
+            raise LayerProblem('quantized_relu with negative_slope != 0 (leaky) is not converted yet', '')
+        # relu_upper_bound acts only with is_quantized_clip=False, which QKeras does not save: ignored, as in QKeras.
+        return FixedFormat(0, int(self.integer), int(self.bits) - int(self.integer), 'RND_CONV', 'SAT')
+
+
+def _check_common(bits: Any, qnoise_factor: Any) -> None:
+    if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= MAX_BITS:
+        raise LayerProblem(f'bits must be an integer from 1 to {MAX_BITS}, got {bits!r}', 'fix the quantizer in the model')
+    if qnoise_factor is not None and float(qnoise_factor) != 1.0:
+        raise LayerProblem(
+            f'qnoise_factor={qnoise_factor} mixes float and quantized values at inference',
+            'set qnoise_factor=1 (the default) before saving',
+        )
+
+
+Quantizer = QuantizedBits | QuantizedRelu | FloatActivation
+
+QUANTIZERS: Registry = Registry('QKeras quantizer')
+QUANTIZERS.register('quantized_bits')(QuantizedBits)
+QUANTIZERS.register('quantized_relu')(QuantizedRelu)
+for _name in ('quantized_po2', 'quantized_relu_po2', 'binary', 'ternary', 'stochastic_binary', 'stochastic_ternary'):
+    QUANTIZERS.refuse(_name, 'power-of-two and binary/ternary quantizers are not converted yet', 'see the support table')
+for _name in ('quantized_tanh', 'quantized_sigmoid', 'quantized_hswish', 'quantized_linear'):
+    QUANTIZERS.refuse(_name, 'this quantizer is not converted yet', 'see the support table')
+QUANTIZERS.refuse('bernoulli', 'bernoulli draws random numbers at inference, so no deterministic model computes it')
+QUANTIZERS.refuse('quantized_ulaw', 'a logarithmic compander is not a fixed-point format')
+
+#: Float activations that map to a Keras layer; anything else is refused by name.
+FLOAT_ACTIVATIONS = ('linear', 'relu', 'softmax')
+
+_TOKEN = re.compile(r"\s*(?:(?P<num>[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))|(?P<name>[A-Za-z_]\w*)"
+                    r"|(?P<str>'[^']*'|\"[^\"]*\")|(?P<punct>[(),=\[\]]))")
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out, pos = [], 0
+    while pos < len(text):
+        if text[pos:].strip() == '':
+            break
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise QuantizerSyntaxError('unexpected character in quantizer string', received=text, fix='check the quantizer string')
+        kind = m.lastgroup or ''
+        out.append((kind, m.group(kind)))
+        pos = m.end()
+    return out
+
+
+def _value(kind: str, tok: str, text: str) -> Any:
+    if kind == 'num':
+        value = float(tok)
+        return int(value) if re.fullmatch(r'[-+]?\d+', tok) else value
+    if kind == 'str':
+        return tok[1:-1]
+    if kind == 'name' and tok in ('True', 'False', 'None'):
+        return {'True': True, 'False': False, 'None': None}[tok]
+    raise QuantizerSyntaxError(
+        f'argument {tok!r} is neither a number, True/False/None nor a quoted string',
+        received=text,
+        fix="quote string arguments, e.g. alpha='auto_po2' (QKeras itself mangles unquoted ones)",
+    )
+
+
+def parse_string(text: str) -> tuple[str, list[Any], dict[str, Any]]:
+    """``'quantized_bits(6, 0, alpha=1)'`` → ``('quantized_bits', [6, 0], {'alpha': 1})``. Never evaluates."""
+    toks = _tokens(text)
+    if not toks or toks[0][0] != 'name':
+        raise QuantizerSyntaxError('a quantizer string must start with a name', received=text, fix='e.g. quantized_bits(6,0,alpha=1)')
+    name, rest = toks[0][1], toks[1:]
+    if not rest:
+        return name, [], {}
+    if rest[0][1] != '(' or rest[-1][1] != ')':
+        raise QuantizerSyntaxError('unbalanced or missing parentheses', received=text, fix='write name(arg, ..., key=value)')
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    body = rest[1:-1]
+    if any(t[1] in ('(', ')') for t in body):
+        raise QuantizerSyntaxError('nested or unbalanced parentheses', received=text, fix='write name(arg, ..., key=value)')
+    items: list[list[tuple[str, str]]] = [[]]
+    for tok in body:
+        if tok[1] == ',':
+            items.append([])
+        else:
+            items[-1].append(tok)
+    if items == [[]]:
+        return name, [], {}
+    for item in items:
+        if len(item) == 1:
+            if kwargs:
+                raise QuantizerSyntaxError('a positional argument follows a keyword argument', received=text, fix='put positional arguments first')
+            args.append(_value(*item[0], text))
+        elif len(item) == 3 and item[0][0] == 'name' and item[1][1] == '=':
+            kwargs[item[0][1]] = _value(*item[2], text)
+        else:
+            raise QuantizerSyntaxError('malformed argument list', received=text, fix='write name(arg, ..., key=value)')
+    return name, args, kwargs
+
+
+def make_quantizer(name: str, args: list[Any], kwargs: dict[str, Any], where: str) -> Quantizer:
+    """Build the typed spec for a quantizer or float activation name; raise LayerProblem if not supported."""
+    cls = QUANTIZERS.get(name)
+    if cls is None:
+        if not args and not kwargs and name in FLOAT_ACTIVATIONS:
+            return FloatActivation(name)
+        refusal = QUANTIZERS.refusal(name)
+        if refusal is not None:
+            raise LayerProblem(f'{name}: {refusal.reason}', refusal.fix)
+        raise LayerProblem(f'unknown quantizer or activation {name!r}', f'supported: {", ".join(QUANTIZERS.names() + list(FLOAT_ACTIVATIONS))}')
+    names = [f.name for f in fields(cls)]
+    if len(args) > len(names):
+        raise LayerProblem(f'{name} takes at most {len(names)} positional arguments, got {len(args)}', '')
+    unknown = sorted(set(kwargs) - set(names))
+    if unknown:
+        raise LayerProblem(f'{name} has no argument(s) {", ".join(unknown)}', f'valid: {", ".join(names)}')
+    values = dict(zip(names, args))
+    duplicate = sorted(set(values) & set(kwargs))
+    if duplicate:
+        raise LayerProblem(f'{name} got {", ".join(duplicate)} both by position and by keyword', '')
+    values.update(kwargs)
+    return cls(**values)
+
+
+def parse_quantizer(spec: Any, where: str) -> Quantizer | None:
+    """A quantizer as found in a saved config (None, string or serialized dict) → typed spec, without eval."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        try:
+            name, args, kwargs = parse_string(spec)
+        except QuantizerSyntaxError as err:
+            raise LayerProblem(err.message(), 'fix the quantizer string') from None
+        return make_quantizer(name, args, kwargs, where)
+    if isinstance(spec, dict) and isinstance(spec.get('class_name'), str):
+        config = spec.get('config') or {}
+        if not isinstance(config, dict):
+            raise LayerProblem(f'quantizer config must be a dict, got {type(config).__name__}', '')
+        return make_quantizer(spec['class_name'], [], dict(config), where)
+    raise LayerProblem(f'cannot read a quantizer from {spec!r}', 'expected a string like quantized_bits(6,0,alpha=1) or a serialized dict')

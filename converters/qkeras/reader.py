@@ -1,0 +1,178 @@
+"""Read Keras-2 (QKeras) model files with h5py and json alone: nothing from the file is executed.
+
+Supported: a full-model ``.h5`` (``model.save('m.h5')``: attribute ``model_config`` + group ``model_weights``)
+and an architecture ``.json`` (``model.to_json()``) with a weights ``.h5`` (``model.save_weights``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hgqbridge.errors import SourceFileError
+from hgqbridge.graph import SourceGraph, SourceLayer
+
+H5_MAGIC = b'\x89HDF\r\n\x1a\n'
+
+
+def _check_file(path: Path, what: str) -> None:
+    if not path.exists():
+        raise SourceFileError(f'{what} does not exist', where=str(path), fix='check the path')
+    if path.is_dir():
+        raise SourceFileError(f'{what} is a directory, not a file', where=str(path), fix='pass the model file itself')
+    if path.stat().st_size == 0:
+        raise SourceFileError(f'{what} is empty', where=str(path), fix='re-save the model')
+
+
+def _open_h5(path: Path, what: str) -> Any:
+    import h5py
+
+    _check_file(path, what)
+    with path.open('rb') as fh:
+        if fh.read(8) != H5_MAGIC:
+            raise SourceFileError(f'{what} is not an HDF5 file', where=str(path), fix='pass a Keras-2 .h5 file')
+    try:
+        return h5py.File(path, 'r')
+    except (OSError, ValueError) as err:
+        raise SourceFileError(f'{what} cannot be opened (truncated or corrupted HDF5)', where=str(path), received=str(err)) from None
+
+
+def _decode(value: Any) -> str:
+    return value.decode('utf-8') if isinstance(value, bytes) else str(value)
+
+
+def read_weights(group: Any, path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """``{layer name: {weight name: array}}`` from a Keras-2 weights group (attrs ``layer_names``/``weight_names``)."""
+    if 'layer_names' not in group.attrs:
+        raise SourceFileError('the weights have no layer_names attribute; this is not a Keras-2 weights file', where=str(path))
+    out: dict[str, dict[str, np.ndarray]] = {}
+    try:
+        for layer_name in (_decode(n) for n in group.attrs['layer_names']):
+            layer_group = group[layer_name]
+            names = [_decode(n) for n in layer_group.attrs.get('weight_names', [])]
+            out[layer_name] = {n: np.asarray(layer_group[n][()]) for n in names}
+    except (KeyError, OSError, ValueError) as err:
+        raise SourceFileError('the weights file is incomplete or corrupted', where=str(path), received=str(err)) from None
+    return out
+
+
+def _inbound(layer: dict, where: str, path: Path) -> list[str]:
+    nodes = layer.get('inbound_nodes') or []
+    if len(nodes) > 1:
+        raise SourceFileError(
+            'a layer used more than once (shared layer) is not supported', where=f'{path}:{where}', received=f'{len(nodes)} calls'
+        )
+    if not nodes:
+        return []
+    try:
+        return [str(entry[0]) for entry in nodes[0]]
+    except (TypeError, IndexError, KeyError):
+        raise SourceFileError('malformed inbound_nodes', where=f'{path}:{where}', received=nodes) from None
+
+
+def graph_from_config(config: dict, weights: dict[str, dict[str, np.ndarray]], path: Path) -> SourceGraph:
+    """Turn a Keras-2 ``model_config`` (Functional or Sequential) plus weights into a SourceGraph."""
+    if not isinstance(config, dict) or not isinstance(config.get('config'), dict):
+        raise SourceFileError('the JSON is not a Keras model config', where=str(path), fix='pass a file written by model.save or model.to_json')
+    cls, body = config.get('class_name'), config['config']
+    layers_cfg = body.get('layers')
+    if not isinstance(layers_cfg, list) or not all(isinstance(x, dict) for x in layers_cfg):
+        raise SourceFileError('the model config has no list of layers', where=str(path), received=cls)
+    layers: list[SourceLayer] = []
+    sequential = cls == 'Sequential'
+    input_shapes: dict[str, tuple[int | None, ...]] = {}
+    for idx, raw in enumerate(layers_cfg):
+        lcfg = raw.get('config') if isinstance(raw.get('config'), dict) else None
+        name = (lcfg or {}).get('name') or raw.get('name')
+        if not isinstance(raw.get('class_name'), str) or lcfg is None or not isinstance(name, str):
+            raise SourceFileError('a layer entry lacks class_name, config or name', where=f'{path}:layers[{idx}]')
+        if sequential:
+            inbound = [layers[-1].name] if layers else []
+        else:
+            inbound = _inbound(raw, name, path)
+        layers.append(SourceLayer(name, raw['class_name'], lcfg, weights.get(name, {}), inbound))
+    if sequential and layers and layers[0].class_name != 'InputLayer':
+        shape = layers[0].config.get('batch_input_shape')
+        if not shape:
+            raise SourceFileError('a Sequential model without an input shape cannot be read', where=str(path))
+        first = SourceLayer(f'{body.get("name", "model")}_input', 'InputLayer', {'batch_input_shape': shape})
+        layers[0].inbound = [first.name]
+        layers.insert(0, first)
+    for layer in layers:
+        if layer.class_name == 'InputLayer':
+            shape = layer.config.get('batch_input_shape') or layer.config.get('batch_shape')
+            input_shapes[layer.name] = tuple(shape) if isinstance(shape, list) else (None,)
+    names = {layer.name for layer in layers}
+    if sequential:
+        inputs, outputs = [layers[0].name], [layers[-1].name]
+    else:
+        inputs = [str(x[0]) for x in body.get('input_layers', [])]
+        outputs = [str(x[0]) for x in body.get('output_layers', [])]
+    missing = sorted({n for layer in layers for n in layer.inbound} - names) + sorted(set(inputs + outputs) - names)
+    if missing or not inputs or not outputs:
+        raise SourceFileError('the model config refers to layers it does not define', where=str(path), received=missing or 'no inputs/outputs')
+    unused = sorted(set(weights) - names)
+    if unused:
+        raise SourceFileError(
+            'the weights name layers the architecture does not have: the two files do not belong together',
+            where=str(path),
+            received=unused[:5],
+            fix='pass the weights saved from this very model',
+        )
+    return SourceGraph(str(body.get('name', path.stem)), _topological(layers, path), inputs, outputs, path, 'qkeras', input_shapes)
+
+
+def _topological(layers: list[SourceLayer], path: Path) -> list[SourceLayer]:
+    done: dict[str, SourceLayer] = {}
+    pending = list(layers)
+    while pending:
+        ready = [layer for layer in pending if all(n in done for n in layer.inbound)]
+        if not ready:
+            raise SourceFileError('the model graph has a cycle', where=str(path), received=[x.name for x in pending][:5])
+        for layer in ready:
+            done[layer.name] = layer
+        pending = [layer for layer in pending if layer.name not in done]
+    return list(done.values())
+
+
+def read_h5(path: Path) -> SourceGraph:
+    """A full Keras-2 model file written by ``model.save('m.h5')``."""
+    with _open_h5(path, 'model file') as f:
+        if 'model_config' not in f.attrs:
+            raise SourceFileError(
+                'the .h5 file holds no model architecture (model_config); it may be a weights-only file',
+                where=str(path),
+                fix='pass the architecture too: SOURCE.json --weights SOURCE_weights.h5',
+            )
+        config = _load_json(_decode(f.attrs['model_config']), path)
+        group = f['model_weights'] if 'model_weights' in f else f
+        weights = read_weights(group, path)
+    return graph_from_config(config, weights, path)
+
+
+def read_json(path: Path, weights_path: Path | None) -> SourceGraph:
+    """An architecture ``.json`` (``model.to_json()``) plus its weights ``.h5`` (``model.save_weights``)."""
+    _check_file(path, 'architecture file')
+    try:
+        text = path.read_text(encoding='utf-8')
+    except UnicodeDecodeError:
+        raise SourceFileError('the architecture file is not UTF-8 text', where=str(path)) from None
+    config = _load_json(text, path)
+    if weights_path is None:
+        raise SourceFileError('a .json architecture needs its weights', where=str(path), fix='add --weights SOURCE_weights.h5')
+    with _open_h5(weights_path, 'weights file') as f:
+        weights = read_weights(f['model_weights'] if 'model_weights' in f else f, weights_path)
+    return graph_from_config(config, weights, path)
+
+
+def _load_json(text: str, path: Path) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SourceFileError('the model architecture is not valid JSON', where=str(path), received=str(err)) from None
+    if not isinstance(value, dict):
+        raise SourceFileError('the JSON is not a Keras model config', where=str(path), received=type(value).__name__)
+    return value

@@ -1,0 +1,76 @@
+"""hgqbridge: move quantized neural networks (QKeras, Keras, ONNX) onto HGQ2, bit-exactly, and on to FPGAs.
+
+The public API. Everything heavy (TensorFlow, Keras, hgq2, hls4ml, da4ml) is imported inside the functions,
+so ``import hgqbridge`` and ``hgqbridge --help`` are instant.
+
+    model = hgqbridge.convert('model.h5')              # keras.Model of genuine hgq.layers
+    conv = hgqbridge.import_model('model.h5')          # the same, with the conversion report and tensor map
+    hgqbridge.verify(conv, 'model.golden.npz')         # bit-exact against the source framework's outputs
+    hgqbridge.check(model, 'hls4ml:vitis')             # deployability, per layer
+    hgqbridge.export(model, 'da4ml', 'prj', x)         # write the project and prove it bit-exact
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+# verify.py and finetune.py share their names with the API functions below. Import them first (both are light:
+# numpy only), so that the functions defined afterwards are what ``hgqbridge.verify`` / ``.finetune`` name.
+from . import finetune as _finetune_module
+from . import verify as _verify_module
+from .errors import HGQBridgeError
+from .fixed import FixedFormat
+
+if TYPE_CHECKING:
+    from .report import CheckReport, ExportReport, VerifyReport
+
+__version__ = '0.1.0'
+__all__ = ['FixedFormat', 'HGQBridgeError', 'check', 'convert', 'export', 'finetune', 'import_model', 'verify']
+
+
+def _quiet_tf() -> None:
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+    os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
+
+
+def import_model(path: str | Path, weights: str | Path | None = None, input_format: str | FixedFormat | None = None) -> Any:
+    """Read and convert a source model; returns a ``Conversion`` (``.model``, ``.report``, tensor map)."""
+    _quiet_tf()
+    from .converters import import_model as _import
+
+    fmt = FixedFormat.parse(input_format) if isinstance(input_format, str) else input_format
+    return _import(Path(path), Path(weights) if weights else None, fmt)
+
+
+def convert(path: str | Path, weights: str | Path | None = None, input_format: str | FixedFormat | None = None) -> Any:
+    """Read a source model file and return the equivalent ``keras.Model`` made of ``hgq.layers``."""
+    return import_model(path, weights, input_format).model
+
+
+def verify(conversion: Any, golden: str | Path) -> VerifyReport:
+    """Compare every quantized tensor of a conversion with the source framework's golden outputs."""
+    return _verify_module.verify(conversion, Path(golden))
+
+
+def check(model: Any, target: str, **options: Any) -> CheckReport:
+    """Which layers of an HGQ2 model the target (``hls4ml:vitis``, ``da4ml``, ...) can deploy, and why not."""
+    _quiet_tf()
+    from .targets import check as _check
+
+    return _check(model, target, **options)
+
+
+def export(model: Any, target: str, out_dir: str | Path, x: Any, force: bool = False, **options: Any) -> ExportReport:
+    """Write the firmware project for ``target`` and prove it bit-exact to ``model`` on ``x`` and 4 x ``x``."""
+    _quiet_tf()
+    from .targets import export as _export
+
+    return _export(model, target, Path(out_dir), x, force=force, **options)
+
+
+def finetune(model: Any, x: Any, y: Any, x_val: Any, y_val: Any, **options: Any) -> Any:
+    """Heterogeneous-bit-width fine-tuning (EBOPs-regularised); returns a ``FinetuneResult``."""
+    _quiet_tf()
+    return _finetune_module.finetune(model, x, y, x_val, y_val, **options)

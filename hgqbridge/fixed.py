@@ -1,0 +1,117 @@
+"""FixedFormat: one fixed-point format, its numpy reference quantizer and its ap_fixed spelling.
+
+Conventions are HGQ2's ``kif``: ``k`` sign bit (0/1), ``i`` integer bits excluding the sign, ``f`` fractional
+bits (either may be negative). Width ``W = k + i + f``, ``ap_fixed<W, k + i>``. Overflow modes: ``SAT``
+clips to ``[-k 2^i, 2^i - 2^-f]``, ``SAT_SYM`` to ``±(2^i - 2^-f)``, ``WRAP`` wraps. Rounding: ``TRN`` floor,
+``RND`` half up, ``RND_CONV`` half to even (QKeras's ``tf.round``). Saturation happens before rounding,
+as in HGQ2; the bounds lie on the grid, so the order does not matter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ROUND_MODES = ('TRN', 'RND', 'RND_CONV')
+OVERFLOW_MODES = ('SAT', 'SAT_SYM', 'WRAP')
+
+
+@dataclass(frozen=True)
+class FixedFormat:
+    k: int
+    i: int
+    f: int
+    round: str = 'RND_CONV'
+    overflow: str = 'SAT'
+
+    def __post_init__(self) -> None:
+        if self.k not in (0, 1):
+            raise ValueError(f'k must be 0 or 1, got {self.k}')
+        if self.round not in ROUND_MODES or self.overflow not in OVERFLOW_MODES:
+            raise ValueError(f'unknown rounding/overflow mode {self.round}/{self.overflow}')
+
+    @property
+    def width(self) -> int:
+        return self.k + self.i + self.f
+
+    @property
+    def step(self) -> float:
+        return 2.0**-self.f
+
+    @property
+    def high(self) -> float:
+        return 2.0**self.i - self.step
+
+    @property
+    def low(self) -> float:
+        if self.overflow == 'SAT_SYM':
+            return -self.high * self.k
+        return -(2.0**self.i) * self.k
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """The exact quantized value of ``x`` (computed in float64)."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.width <= 0:
+            return np.zeros_like(x)
+        if self.overflow != 'WRAP':
+            x = np.clip(x, self.low, self.high)
+        scaled = x * 2.0**self.f
+        if self.round == 'TRN':
+            q = np.floor(scaled)
+        elif self.round == 'RND':
+            q = np.floor(scaled + 0.5)
+        else:
+            q = np.round(scaled)  # numpy rounds half to even
+        if self.overflow == 'WRAP':
+            span = 2.0 ** (self.k + self.i + self.f)
+            offset = self.k * 2.0 ** (self.i + self.f)
+            q = np.mod(q + offset, span) - offset
+        return q * self.step
+
+    def ap_type(self) -> str:
+        """The Vivado/Vitis HLS type, e.g. ``ap_fixed<8,1,AP_RND_CONV,AP_SAT>``."""
+        base = 'ap_fixed' if self.k else 'ap_ufixed'
+        modes = {'TRN': 'AP_TRN', 'RND': 'AP_RND', 'RND_CONV': 'AP_RND_CONV'}[self.round]
+        ovf = {'SAT': 'AP_SAT', 'SAT_SYM': 'AP_SAT_SYM', 'WRAP': 'AP_WRAP'}[self.overflow]
+        return f'{base}<{self.width},{self.k + self.i},{modes},{ovf}>'
+
+    def __str__(self) -> str:
+        return self.ap_type()
+
+    @classmethod
+    def parse(cls, text: str) -> FixedFormat:
+        """Read ``fixed<W,I>``, ``ufixed<W,I>`` or ``ap_fixed<W,I[,ROUND[,OVERFLOW]]>`` (defaults TRN, SAT)."""
+        t = text.strip().replace(' ', '')
+        unsigned = t.startswith(('ufixed<', 'ap_ufixed<'))
+        if not (t.endswith('>') and '<' in t and t.split('<')[0] in ('fixed', 'ufixed', 'ap_fixed', 'ap_ufixed')):
+            raise ValueError(f'expected fixed<W,I> or ap_fixed<W,I,ROUND,OVERFLOW>, got {text!r}')
+        args = t[t.index('<') + 1 : -1].split(',')
+        try:
+            width, integer = int(args[0]), int(args[1])
+        except (ValueError, IndexError):
+            raise ValueError(f'expected two integers W,I in {text!r}') from None
+        rnd = args[2].removeprefix('AP_') if len(args) > 2 else 'TRN'
+        ovf = args[3].removeprefix('AP_') if len(args) > 3 else 'SAT'
+        k = 0 if unsigned else 1
+        if width < 1 or width > 64:
+            raise ValueError(f'width must be 1..64, got {width} in {text!r}')
+        return cls(k, integer - k, width - integer, rnd, ovf)
+
+    @classmethod
+    def covering(cls, x: np.ndarray, max_f: int = 24, overflow: str = 'SAT', round: str = 'TRN') -> FixedFormat:
+        """The narrowest format holding every value of ``x`` exactly (fractional bits capped at ``max_f``)."""
+        x = np.asarray(x, dtype=np.float64)
+        k = int(bool((x < 0).any()))
+        f = -max_f
+        for cand in range(-max_f, max_f + 1):
+            if np.array_equal(np.round(x * 2.0**cand), x * 2.0**cand):
+                f = cand
+                break
+        else:
+            f = max_f
+        amax = float(np.max(np.abs(x))) if x.size else 0.0
+        i = int(np.ceil(np.log2(amax + 2.0**-f))) if amax > 0 else -f
+        if k and x.size and float(x.min()) == -(2.0**i) and amax <= 2.0**i:
+            pass  # -2^i is representable with SAT
+        return cls(k, i, f, round, overflow)

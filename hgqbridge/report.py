@@ -1,0 +1,174 @@
+"""Report dataclasses for conversion, verification, check and export; each renders as text and JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import Problem
+
+
+class _Report:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=_jsonable)
+
+    def save(self, path: Path) -> Path:
+        from .io import atomic_write_text
+
+        atomic_write_text(path, self.to_json() + '\n')
+        return path
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, 'item'):
+        return value.item()
+    if hasattr(value, 'tolist'):
+        return value.tolist()
+    return str(value)
+
+
+@dataclass
+class LayerNote:
+    source: str
+    source_class: str
+    hgq_class: str
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ConversionReport(_Report):
+    source: str
+    framework: str
+    model: str
+    layers: list[LayerNote]
+    hgq_layers: list[str]
+
+    def to_text(self) -> str:
+        lines = [f'Converted {self.source} ({self.framework}) into HGQ2 model {self.model!r}:']
+        for note in self.layers:
+            target = note.hgq_class.replace('hgq.layers.', '')
+            lines.append(f'  {note.source:<20} {note.source_class:<14} -> {target}')
+            lines.extend(f'  {"":<20} {"":<14}    note: {n}' for n in note.notes)
+        return '\n'.join(lines)
+
+
+@dataclass
+class LayerMatch:
+    """One source tensor compared with its counterpart in the converted model."""
+
+    layer: str
+    values: int
+    mismatches: int
+    max_abs_diff: float
+    exact_required: bool  # False for float layers (softmax), whose error is only measured
+
+    @property
+    def bit_exact(self) -> bool:
+        return self.mismatches == 0
+
+
+@dataclass
+class VerifyReport(_Report):
+    """Bit-exactness of every compared tensor, on normal and on x4 stress inputs."""
+
+    source: str
+    reference: str
+    results: dict[str, list[LayerMatch]]  # input set ('normal', 'stress') -> per-layer comparison
+    bit_exact: bool
+    first_divergence: dict[str, str | None]
+    missing: list[str] = field(default_factory=list)
+
+    def to_text(self) -> str:
+        verdict = 'bit-exact' if self.bit_exact else 'NOT bit-exact'
+        lines = [f'Verification of {self.source} against {self.reference}: {verdict}']
+        for kind, matches in self.results.items():
+            n_exact = sum(m.values for m in matches if m.exact_required)
+            bad = [m for m in matches if m.exact_required and m.mismatches]
+            lines.append(
+                f'  {kind:<7} {len([m for m in matches if m.exact_required])} quantized tensors, {n_exact} values: '
+                + ('all equal (numpy.array_equal)' if not bad else f'{sum(m.mismatches for m in bad)} values differ')
+            )
+            for m in bad:
+                lines.append(f'          {m.layer}: {m.mismatches}/{m.values} differ, max |diff| {m.max_abs_diff:.3g}')
+            if self.first_divergence.get(kind):
+                lines.append(f'          first diverging layer: {self.first_divergence[kind]}')
+            for m in matches:
+                if not m.exact_required:
+                    lines.append(f'          {m.layer}: float layer, not required to be exact; max |diff| {m.max_abs_diff:.3g}')
+        if self.missing:
+            lines.append(f'  not compared (no counterpart): {", ".join(self.missing)}')
+        return '\n'.join(lines)
+
+
+@dataclass
+class CheckItem:
+    layer: str
+    layer_class: str
+    status: str  # 'ok', 'warning', 'error'
+    reason: str = ''
+    fix: str = ''
+
+
+@dataclass
+class CheckReport(_Report):
+    model: str
+    target: str
+    items: list[CheckItem]
+
+    @property
+    def deployable(self) -> bool:
+        return all(item.status != 'error' for item in self.items)
+
+    def problems(self) -> list[Problem]:
+        return [Problem(i.layer, i.reason, i.fix, i.status) for i in self.items if i.status != 'ok']
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), 'deployable': self.deployable}
+
+    def to_text(self) -> str:
+        lines = [f'Deployability of {self.model!r} on {self.target}:']
+        for item in self.items:
+            extra = f' - {item.reason}' + (f' Fix: {item.fix}' if item.fix else '') if item.reason else ''
+            lines.append(f'  {item.status.upper():<7} {item.layer:<22} {item.layer_class:<22}{extra}')
+        lines.append('Verdict: ' + ('deployable' if self.deployable else 'NOT deployable (see errors above)'))
+        return '\n'.join(lines)
+
+
+@dataclass
+class ExportReport(_Report):
+    """What an export wrote and proved: bit-exactness per input set, estimates, sizes, timings."""
+
+    target: str
+    out_dir: str
+    bit_exact: dict[str, bool]  # input set -> firmware model == HGQ2 model
+    mismatches: dict[str, int]
+    compared_values: dict[str, int]
+    estimates: dict[str, Any]
+    files: list[str]
+    seconds: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.bit_exact) and all(self.bit_exact.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), 'ok': self.ok}
+
+    def to_text(self) -> str:
+        lines = [f'Export to {self.target} in {self.out_dir}: ' + ('bit-exact' if self.ok else 'NOT bit-exact')]
+        for kind, exact in self.bit_exact.items():
+            lines.append(
+                f'  {kind:<7} {self.compared_values[kind]} values compared, {self.mismatches[kind]} differ'
+                + (' (numpy.array_equal)' if exact else '')
+            )
+        for key, value in self.estimates.items():
+            lines.append(f'  {key}: {value}')
+        lines.append('  time: ' + ', '.join(f'{k} {v:.1f}s' for k, v in self.seconds.items()))
+        lines.extend(f'  note: {n}' for n in self.notes)
+        return '\n'.join(lines)

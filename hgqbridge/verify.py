@@ -1,0 +1,108 @@
+"""Bit-exact comparison: a converted model against the source framework's golden outputs, layer by layer.
+
+A golden file (``.npz``, written by the source framework itself, e.g. fixtures/qkeras/make_fixtures.py) holds
+``x_normal``, ``x_stress`` (4 x normal, to drive every quantizer into saturation) and the output of every
+source layer on both, keyed ``normal::<layer>`` and ``stress::<layer>``. Equality is ``numpy.array_equal``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DataFileError
+from .report import LayerMatch, VerifyReport
+
+STRESS_FACTOR = 4
+INPUT_SETS = ('normal', 'stress')
+
+
+def stress_inputs(x: np.ndarray, factor: float = STRESS_FACTOR) -> np.ndarray:
+    """Inputs scaled up so that every quantizer saturates somewhere."""
+    return (np.asarray(x) * factor).astype(np.float32)
+
+
+def _resolve(refs: dict[str, Any], name: str) -> Any | None:
+    seen = set()
+    ref = refs.get(name)
+    while ref is not None and ref.via == 'alias' and ref.layer not in seen:
+        seen.add(ref.layer)
+        ref = refs.get(ref.layer)
+    return ref if ref is not None and ref.via != 'alias' else None
+
+
+def source_tensors(conversion: Any, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """The HGQ2 model's value of each named source tensor on inputs ``x`` (inference mode)."""
+    import keras
+
+    model = conversion.model
+    refs = {n: r for n in names if (r := _resolve(conversion.refs, n)) is not None}
+    wanted = []
+    for ref in refs.values():
+        layer = model.get_layer(ref.layer)
+        wanted.append(layer.output if ref.via == 'output' else layer.input)
+    probe = keras.Model(model.inputs, wanted)
+    values = probe.predict(x, batch_size=max(len(x), 1), verbose=0)
+    values = values if isinstance(values, list) else [values]
+    out: dict[str, np.ndarray] = {}
+    for (name, ref), value in zip(refs.items(), values):
+        if ref.via == 'iq':
+            value = model.get_layer(ref.layer).iq(value, training=False)
+        out[name] = np.asarray(keras.ops.convert_to_numpy(value))
+    return out
+
+
+def load_golden(path: Path) -> dict[str, np.ndarray]:
+    if not path.exists():
+        raise DataFileError(
+            'no golden outputs for verification', where=str(path),
+            fix='write them with the source framework (see fixtures/qkeras/make_fixtures.py) or pass --golden',
+        )
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            golden = {k: np.asarray(npz[k]) for k in npz.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise DataFileError('the golden file is not a readable .npz', where=str(path), received=str(err)[:200]) from None
+    if 'x_normal' not in golden:
+        raise DataFileError('the golden file has no x_normal array', where=str(path), received=sorted(golden)[:8])
+    golden.setdefault('x_stress', stress_inputs(golden['x_normal']))
+    return golden
+
+
+def compare_tensors(name: str, ref: np.ndarray, got: np.ndarray, exact_required: bool) -> LayerMatch:
+    if ref.size != got.size:
+        return LayerMatch(name, int(ref.size), int(ref.size), float('inf'), exact_required)
+    got = got.reshape(ref.shape).astype(ref.dtype)
+    differ = ref != got
+    diff = float(np.max(np.abs(ref.astype(np.float64) - got.astype(np.float64)))) if differ.any() else 0.0
+    return LayerMatch(name, int(ref.size), int(np.count_nonzero(differ)), diff, exact_required)
+
+
+def verify(conversion: Any, golden_path: Path) -> VerifyReport:
+    """Compare every source tensor that has a counterpart in the converted model, in source order."""
+    golden = load_golden(golden_path)
+    order = [layer.name for layer in conversion.graph if layer.class_name != 'InputLayer']
+    float_names = _float_downstream(conversion)
+    results: dict[str, list[LayerMatch]] = {}
+    first: dict[str, str | None] = {}
+    missing: set[str] = set()
+    for kind in INPUT_SETS:
+        names = [n for n in order if f'{kind}::{n}' in golden]
+        got = source_tensors(conversion, golden[f'x_{kind}'], names)
+        matches = [compare_tensors(n, golden[f'{kind}::{n}'], got[n], n not in float_names) for n in names if n in got]
+        missing.update(n for n in names if n not in got)
+        results[kind] = matches
+        first[kind] = next((m.layer for m in matches if m.exact_required and m.mismatches), None)
+    exact = all(m.bit_exact for ms in results.values() for m in ms if m.exact_required) and any(results.values())
+    return VerifyReport(str(conversion.graph.path), str(golden_path), results, exact, first, sorted(missing))
+
+
+def _float_downstream(conversion: Any) -> set[str]:
+    """Float layers (softmax) and everything computed from them: measured, not required to be exact."""
+    names = set(conversion.float_layers)
+    for layer in conversion.graph:
+        if any(n in names for n in layer.inbound) and layer.class_name not in ('QActivation',):
+            names.add(layer.name)
+    return names
