@@ -98,6 +98,10 @@ class FixedFormat:
             raise ValueError(f'width must be 1..64, got {width} in {text!r}')
         return cls(k, integer - k, width - integer, rnd, ovf)
 
+    def union(self, other: FixedFormat) -> FixedFormat:
+        """The smallest format holding both (this one's rounding and overflow)."""
+        return FixedFormat(max(self.k, other.k), max(self.i, other.i), max(self.f, other.f), self.round, self.overflow)
+
     @classmethod
     def covering(cls, x: np.ndarray, max_f: int = 24, overflow: str = 'SAT', round: str = 'TRN') -> FixedFormat:
         """The narrowest format holding every value of ``x`` exactly (fractional bits capped at ``max_f``)."""
@@ -110,8 +114,9 @@ class FixedFormat:
                 break
         else:
             f = max_f
-        amax = float(np.max(np.abs(x))) if x.size else 0.0
-        i = int(np.ceil(np.log2(amax + 2.0**-f))) if amax > 0 else -f
-        if k and x.size and float(x.min()) == -(2.0**i) and amax <= 2.0**i:
-            pass  # -2^i is representable with SAT
+        high = float(x.max()) if x.size else 0.0
+        low = float(x.min()) if x.size else 0.0
+        i = -f
+        while 2.0**i - 2.0**-f < high or -(2.0**i) * k > low:
+            i += 1
         return cls(k, i, f, round, overflow)

@@ -44,7 +44,7 @@ def source_tensors(conversion: Any, x: np.ndarray, names: list[str]) -> dict[str
         layer = model.get_layer(ref.layer)
         wanted.append(layer.output if ref.via == 'output' else layer.input)
     probe = keras.Model(model.inputs, wanted)
-    values = probe.predict(x, batch_size=max(len(x), 1), verbose=0)
+    values = probe.predict([x], batch_size=max(len(x), 1), verbose=0)
     values = values if isinstance(values, list) else [values]
     out: dict[str, np.ndarray] = {}
     for (name, ref), value in zip(refs.items(), values):
@@ -106,3 +106,10 @@ def _float_downstream(conversion: Any) -> set[str]:
         if any(n in names for n in layer.inbound) and layer.class_name not in ('QActivation',):
             names.add(layer.name)
     return names
+
+
+def count_mismatches(reference: np.ndarray, firmware: np.ndarray) -> tuple[int, int]:
+    """(values that differ, values compared) between a Keras output and a firmware model's output."""
+    ref = np.asarray(reference, dtype=np.float64)
+    fw = np.asarray(firmware, dtype=np.float64).reshape(ref.shape)
+    return int(np.count_nonzero(ref != fw)), int(ref.size)

@@ -1,0 +1,64 @@
+"""Export an HGQ2 model with da4ml: trace, prove the emulator exact, write Verilog and HLS, estimate LUTs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hgqbridge.errors import ExportError
+from hgqbridge.io import atomic_path
+from hgqbridge.report import ExportReport
+
+from ..hgq import firmware
+from ..hgq.rules import Target
+from .rounding import rnd_conv_support
+
+
+def trace(core: Any, inputs: firmware.FirmwareInputs) -> Any:
+    """da4ml's combinational logic for ``core`` with the input port format of ``inputs``."""
+    from da4ml.converter import trace_model
+    from da4ml.trace import comb_trace
+
+    port = inputs.port
+    try:
+        with rnd_conv_support():
+            inp, out = trace_model(core, inputs_kif=(port.k, port.i, port.f))
+        return comb_trace(inp, out)
+    except (AssertionError, NotImplementedError, KeyError) as err:
+        raise ExportError('da4ml could not trace the model', where=core.name, received=f'{type(err).__name__}: {err}') from err
+
+
+def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool = False) -> ExportReport:
+    from da4ml.codegen import HLSModel, RTLModel
+
+    seconds: dict[str, float] = {}
+    inputs = firmware.prepare(model, x)
+    t0 = time.perf_counter()
+    ebops = firmware.calibrate(inputs.core, inputs)
+    seconds['calibrate'] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    comb = trace(inputs.core, inputs)
+    seconds['trace'] = time.perf_counter() - t0
+    exact, mism, counts, seconds['compare'] = firmware.compare(
+        inputs.core, inputs, lambda d: comb.predict(np.asarray(d, dtype=np.float64).reshape(len(d), -1))
+    )
+    name = ''.join(c if c.isalnum() else '_' for c in model.name)
+    with atomic_path(out_dir, force) as tmp:
+        t0 = time.perf_counter()
+        RTLModel(comb, name, tmp / 'verilog', flavor='verilog', print_latency=False).write()
+        HLSModel(comb, name, tmp / 'hls', flavor='vitis', print_latency=False).write()
+        comb.save(tmp / 'comb_logic.json')
+        seconds['write'] = time.perf_counter() - t0
+        latency = tuple(float(v) for v in comb.latency)
+        report = ExportReport(
+            target=str(target), out_dir=str(out_dir), bit_exact=exact, mismatches=mism, compared_values=counts,
+            estimates={'LUT estimate (da4ml cost)': float(comb.cost), 'latency (adder depth, min/max)': latency, 'EBOPs': ebops},
+            files=[], seconds=seconds,
+            notes=inputs.notes + ['RND_CONV quantizers use the exact half-to-even decomposition of converters/da4ml/rounding.py'],
+        )
+        report.files = firmware.files_under(tmp, out_dir)
+        report.save(tmp / 'hgqbridge_export.json')
+    return report

@@ -1,0 +1,74 @@
+"""What both exporters share: the model as the firmware sees it, its input data, and the comparison."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hgqbridge.errors import ExportError
+from hgqbridge.fixed import FixedFormat
+from hgqbridge.verify import count_mismatches, stress_inputs
+
+from .inspect import compute_ebops, input_port_format, strip_float_head
+
+
+@dataclass
+class FirmwareInputs:
+    """The model as exported (float head stripped), its input port format and the two input sets."""
+
+    core: Any
+    port: FixedFormat
+    sets: dict[str, np.ndarray]
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare(model: Any, x: np.ndarray) -> FirmwareInputs:
+    core, notes = strip_float_head(model)
+    port = input_port_format(core)
+    if port is None:
+        raise ExportError(
+            'the model has no quantizer on its input path, so the firmware input format is undefined',
+            where=model.name, fix='convert with --input-format, or add an input quantizer',
+        )
+    raw = {'normal': np.asarray(x, dtype=np.float32), 'stress': stress_inputs(x)}
+    # The port carries the data as given (up to 24 fractional bits), so the first quantizer rounds in firmware.
+    port = port.union(FixedFormat.covering(np.concatenate([v.ravel() for v in raw.values()]), max_f=24))
+    port_q = FixedFormat(port.k, port.i, port.f, 'TRN', 'SAT')
+    sets = {}
+    for kind, data in raw.items():
+        on_port = port_q.quantize(data).astype(np.float32)
+        n_off = int(np.count_nonzero(on_port != data))
+        if n_off:
+            notes.append(f'{kind}: {n_off} input values are not representable in the input port format {port}; compared on the values the port carries')
+        sets[kind] = on_port
+    notes.append(f'input port format {port.ap_type().split(",AP_")[0]}> (the first quantizer\'s widest format, widened to hold the data)')
+    return FirmwareInputs(core, port, sets, notes)
+
+
+def calibrate(core: Any, inputs: FirmwareInputs) -> int:
+    """hgq's trace_minmax over both input sets (sets WRAP quantizers' integer bits); returns total EBOPs."""
+    from hgq.utils import trace_minmax
+
+    trace_minmax(core, np.concatenate(list(inputs.sets.values())), verbose=0)
+    return int(sum(compute_ebops(core).values()))
+
+
+def compare(core: Any, inputs: FirmwareInputs, predict: Callable[[np.ndarray], np.ndarray]) -> tuple[dict, dict, dict, float]:
+    """Firmware model vs the Keras model on every input set: (bit_exact, mismatches, values, seconds)."""
+    t0 = time.perf_counter()
+    exact, mism, counts = {}, {}, {}
+    for kind, data in inputs.sets.items():
+        reference = np.asarray(core.predict([data], batch_size=max(len(data), 1), verbose=0))
+        mism[kind], counts[kind] = count_mismatches(reference, predict(data))
+        exact[kind] = mism[kind] == 0
+    return exact, mism, counts, time.perf_counter() - t0
+
+
+def files_under(root: Path, final: Path) -> list[str]:
+    """Paths of the written files, as they will be once ``root`` is renamed to ``final``."""
+    return sorted(str(final / p.relative_to(root)) for p in root.rglob('*') if p.is_file())

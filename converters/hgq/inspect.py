@@ -1,0 +1,166 @@
+"""Look inside an HGQ2 model: the fixed-point format of every quantizer, EBOPs per layer, the input port format."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hgqbridge.fixed import FixedFormat
+
+
+@dataclass
+class QuantizerInfo:
+    """The formats one quantizer applies: uniform (one FixedFormat) or heterogeneous (per element)."""
+
+    k: np.ndarray
+    i: np.ndarray
+    f: np.ndarray
+    round: str
+    overflow: str
+
+    @property
+    def width(self) -> np.ndarray:
+        return np.maximum(self.k + self.i + self.f, 0)
+
+    @property
+    def uniform(self) -> bool:
+        return all(np.all(a == a.flat[0]) for a in (self.k, self.i, self.f))
+
+    def widest(self) -> FixedFormat:
+        """The smallest single format that holds every element's format."""
+        return FixedFormat(int(self.k.max()), int(self.i.max()), int(self.f.max()), _round(self.round), self.overflow)
+
+    def describe(self) -> str:
+        if self.uniform:
+            return str(FixedFormat(int(self.k.flat[0]), int(self.i.flat[0]), int(self.f.flat[0]), _round(self.round), self.overflow))
+        w = self.width
+        return f'heterogeneous {self.round}/{self.overflow}: width {int(w.min())}..{int(w.max())} (mean {float(w.mean()):.2f}) over {w.size}'
+
+
+def _round(mode: str) -> str:
+    return mode if mode in ('TRN', 'RND', 'RND_CONV') else 'RND_CONV' if mode.endswith('RND_CONV') else 'RND'
+
+
+def quantizer_info(q: Any) -> QuantizerInfo | None:
+    """k, i, f arrays of an ``hgq`` Quantizer layer, or None for a float (dummy) quantizer."""
+    from hgq.quantizer.internal import FixedPointQuantizerBase
+
+    inner = getattr(q, 'quantizer', None)
+    if not isinstance(inner, FixedPointQuantizerBase):
+        return None
+    k, i, f = (np.asarray(x).astype(np.int64) for x in (np.asarray(v) for v in inner.kif))
+    k, i, f = np.broadcast_arrays(k, i, f)
+    return QuantizerInfo(k, i, f, inner.round_mode, inner.overflow_mode)
+
+
+def layer_quantizers(layer: Any) -> dict[str, Any]:
+    """The quantizers of an HGQ2 layer by role: input, kernel, bias, output (Quantizer layers: 'self')."""
+    from hgq.layers import Quantizer
+
+    if isinstance(layer, Quantizer):
+        return {'self': layer}
+    out: dict[str, Any] = {}
+    for role, attr in (('input', 'iq'), ('kernel', 'kq'), ('bias', 'bq'), ('output', 'oq')):
+        if getattr(layer, f'enable_{attr}', True) is False:
+            continue
+        q = getattr(layer, f'_{attr}', None) or (getattr(layer, attr, None) if attr in ('kq', 'bq') else None)
+        if q is None and attr in ('iq', 'oq') and getattr(layer, f'enable_{attr}', False):
+            q = getattr(layer, attr, None)
+        if q is not None:
+            out[role] = q
+    return out
+
+
+def compute_ebops(model: Any) -> dict[str, int]:
+    """EBOPs of every layer that counts them, from one forward pass in HGQ2's tracing mode.
+
+    Tracing with ``reset`` off on a zero input leaves every quantizer as it is (WRAP quantizers only widen)."""
+    from hgq.utils.minmax_trace import TrainingFlagWrapper
+
+    zeros = [np.zeros((1, *t.shape[1:]), dtype=np.float32) for t in model.inputs]
+    model(zeros, training=TrainingFlagWrapper("tracing"))
+    return {layer.name: int(layer.ebops) for layer in model.layers if getattr(layer, 'enable_ebops', False)}
+
+
+@dataclass
+class LayerFormats:
+    name: str
+    layer_class: str
+    formats: dict[str, str] = field(default_factory=dict)
+    ebops: int | None = None
+
+
+def inspect_model(model: Any) -> list[LayerFormats]:
+    ebops = compute_ebops(model)
+    rows = []
+    for layer in model.layers:
+        formats = {}
+        for role, q in layer_quantizers(layer).items():
+            info = quantizer_info(q)
+            formats[role] = info.describe() if info is not None else 'float (dummy quantizer)'
+        rows.append(LayerFormats(layer.name, type(layer).__name__, formats, ebops.get(layer.name)))
+    return rows
+
+
+def inspect_text(model: Any) -> str:
+    rows = inspect_model(model)
+    lines = [f'Model {model.name!r}: per-layer fixed-point formats (ap_fixed<W,I,ROUND,OVERFLOW>) and EBOPs']
+    for row in rows:
+        ebops = f'{row.ebops:>10}' if row.ebops is not None else f'{"-":>10}'
+        lines.append(f'  {row.name:<20} {row.layer_class:<14} EBOPs {ebops}')
+        lines.extend(f'  {"":<20} {"":<14}   {role:<7} {text}' for role, text in row.formats.items())
+    total = sum(r.ebops or 0 for r in rows)
+    lines.append(f'Total EBOPs: {total}')
+    return '\n'.join(lines)
+
+
+def inspect_dict(model: Any) -> dict[str, Any]:
+    rows = inspect_model(model)
+    return {'model': model.name, 'layers': [asdict(r) for r in rows], 'total_ebops': sum(r.ebops or 0 for r in rows)}
+
+
+def input_port_format(model: Any) -> FixedFormat | None:
+    """The format the firmware input port carries: the widest format of the first quantizer on the input path."""
+    import keras
+
+    layer = _consumer_of_input(model)
+    while isinstance(layer, (keras.layers.Flatten, keras.layers.Reshape, keras.layers.Dropout)):
+        layer = _next(model, layer)
+    if layer is None:
+        return None
+    qs = layer_quantizers(layer)
+    q = qs.get('self') or qs.get('input')
+    info = quantizer_info(q) if q is not None else None
+    return info.widest() if info is not None else None
+
+
+def _consumer_of_input(model: Any) -> Any:
+    inp = model.inputs[0]
+    for layer in model.layers:
+        if getattr(layer, '_inbound_nodes', None) and any(
+            t is inp or getattr(t, 'name', None) == inp.name for node in layer._inbound_nodes for t in node.input_tensors
+        ) and layer.__class__.__name__ != 'InputLayer':
+            return layer
+    return None
+
+
+def _next(model: Any, layer: Any) -> Any:
+    out = layer.output
+    for other in model.layers:
+        for node in getattr(other, '_inbound_nodes', []):
+            if any(t is out or getattr(t, 'name', None) == out.name for t in node.input_tensors):
+                return other
+    return None
+
+
+def strip_float_head(model: Any) -> tuple[Any, list[str]]:
+    """The model without a trailing float softmax (firmware outputs the logits; argmax is unchanged)."""
+    import keras
+
+    last = model.layers[-1]
+    if len(model.outputs) == 1 and isinstance(last, keras.layers.Activation) and 'softmax' in str(last.get_config().get('activation')):
+        core = keras.Model(model.inputs, last.input, name=model.name)
+        return core, [f'the float softmax head {last.name!r} is not exported: the firmware outputs its input (logits; argmax unchanged)']
+    return model, []

@@ -1,0 +1,73 @@
+"""Export an HGQ2 model with hls4ml (bit-exact flow), compile its C simulation with g++ and prove it exact."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hgqbridge.errors import ExportError
+from hgqbridge.io import atomic_path
+from hgqbridge.report import ExportReport
+
+from ..hgq import firmware
+from ..hgq.rules import Target
+from .rules import COMPILABLE
+
+BACKEND_NAMES = {'vivado': 'Vivado', 'vitis': 'Vitis', 'oneapi': 'oneAPI', 'quartus': 'Quartus', 'catapult': 'Catapult'}
+STRATEGY_NAMES = {'latency': 'Latency', 'resource': 'Resource', 'distributed_arithmetic': 'distributed_arithmetic'}
+#: Deliberately absurd default precision (as hls4ml's own bit-exact tests use): every type must come from the
+#: bit-exact pass, and anything that does not shows up as a mismatch instead of passing silently.
+DEFAULT_PRECISION = 'ap_fixed<1,0>'
+
+
+def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool = False) -> ExportReport:
+    import hls4ml
+
+    seconds: dict[str, float] = {}
+    inputs = firmware.prepare(model, x)
+    t0 = time.perf_counter()
+    ebops = firmware.calibrate(inputs.core, inputs)
+    seconds['calibrate'] = time.perf_counter() - t0
+    notes = list(inputs.notes)
+    with atomic_path(out_dir, force) as tmp:
+        t0 = time.perf_counter()
+        config = {'Model': {'Precision': DEFAULT_PRECISION, 'ReuseFactor': target.reuse_factor, 'Strategy': STRATEGY_NAMES[target.strategy]}}
+        try:
+            hls = hls4ml.converters.convert_from_keras_model(
+                inputs.core, output_dir=str(tmp), project_name=_project_name(model), backend=BACKEND_NAMES[target.backend],
+                io_type=target.io_type, hls_config=config,
+            )
+        except Exception as err:  # hls4ml raises bare Exceptions/asserts for unsupported setups
+            raise ExportError('hls4ml could not convert the model', where=model.name, received=f'{type(err).__name__}: {err}') from err
+        seconds['convert'] = time.perf_counter() - t0
+        exact: dict[str, bool] = {}
+        mism: dict[str, int] = {}
+        counts: dict[str, int] = {}
+        if target.backend in COMPILABLE:
+            t0 = time.perf_counter()
+            try:
+                hls.compile()
+            except Exception as err:
+                raise ExportError('the hls4ml C simulation did not compile', where=str(tmp), received=str(err)[:300]) from err
+            seconds['compile'] = time.perf_counter() - t0
+            exact, mism, counts, seconds['compare'] = firmware.compare(
+                inputs.core, inputs, lambda d: hls.predict(np.ascontiguousarray(d.reshape(len(d), -1), dtype=np.float64))
+            )
+        else:
+            hls.write()
+            notes.append(f'{target.backend}: the C simulation needs the vendor compiler, so it was written but not compiled or compared here')
+        report = ExportReport(
+            target=str(target), out_dir=str(out_dir), bit_exact=exact, mismatches=mism, compared_values=counts,
+            estimates={'EBOPs': ebops}, files=[], seconds=seconds, notes=notes,
+        )
+        report.files = firmware.files_under(tmp, out_dir)
+        report.save(tmp / 'hgqbridge_export.json')
+    return report
+
+
+def _project_name(model: Any) -> str:
+    name = ''.join(c if c.isalnum() else '_' for c in model.name)
+    return name if name[:1].isalpha() else f'model_{name}'

@@ -1,0 +1,90 @@
+"""What hls4ml 1.3 deploys from an HGQ2 model, per backend, io type and strategy: one table of rules.
+
+Facts from ../shared/reference/hls4ml-da4ml-support.md §2 (checked against hls4ml 1.3.0's source):
+heterogeneous activation quantizers need io_parallel, Catapult cannot generate them at all, UnaryLUT has no
+oneAPI/Quartus/Catapult template, the distributed_arithmetic strategy needs reuse factor 1 on Vivado/Vitis.
+"""
+
+from __future__ import annotations
+
+from ..hgq.rules import (
+    LayerFacts,
+    Rule,
+    Target,
+    dense_activation,
+    float_quantizer,
+    float_softmax_head,
+    heterogeneous_activation,
+    round_modes,
+    unquantized_arithmetic,
+    unsupported_class,
+    zero_width,
+)
+
+BACKENDS = ('vivado', 'vitis', 'oneapi', 'quartus', 'catapult')
+#: Backends whose C simulation g++ can compile here (oneAPI needs icpx, Catapult its own headers).
+COMPILABLE = ('vivado', 'vitis', 'quartus')
+STRATEGIES = ('latency', 'resource', 'distributed_arithmetic')
+IO_TYPES = ('io_parallel', 'io_stream')
+
+#: HGQ2 layers with an hls4ml 1.3 handler (hls4ml/converters/keras_v3/hgq2) and the Keras layers around them.
+SUPPORTED = (
+    'QDense', 'QBatchNormDense', 'QEinsumDense', 'QConv1D', 'QConv2D', 'QBatchNormalization', 'Quantizer',
+    'QAdd', 'QSubtract', 'QMultiply', 'QMaximum', 'QMinimum', 'QAveragePow2', 'QSoftmax', 'QUnaryFunctionLUT',
+    'InputLayer', 'Flatten', 'Reshape', 'ReLU', 'Concatenate',
+)
+
+
+def _heterogeneous_stream(f: LayerFacts, t: Target) -> str | None:
+    if t.io_type == 'io_stream' and heterogeneous_activation(f):
+        return 'heterogeneous activation quantizers are only generated for io_parallel'
+    return None
+
+
+def _catapult_masks(f: LayerFacts, t: Target) -> str | None:
+    if t.backend == 'catapult' and heterogeneous_activation(f):
+        return "hls4ml's Catapult backend cannot generate per-element quantizers (generate_mask_fn)"
+    return None
+
+
+def _lut_template(f: LayerFacts, t: Target) -> str | None:
+    if f.cls == 'QUnaryFunctionLUT' and t.backend in ('oneapi', 'quartus', 'catapult'):
+        return f'{t.backend} has no template for the lookup-table activation'
+    return None
+
+
+def _da_strategy(f: LayerFacts, t: Target) -> str | None:
+    if t.strategy != 'distributed_arithmetic' or not f.arithmetic:
+        return None
+    if t.backend not in ('vivado', 'vitis'):
+        return 'the distributed_arithmetic strategy exists only on Vivado and Vitis'
+    if t.reuse_factor != 1:
+        return f'distributed_arithmetic needs reuse factor 1, got {t.reuse_factor}'
+    return None
+
+
+def _no_csim(f: LayerFacts, t: Target) -> str | None:
+    if f.cls == 'InputLayer' and t.backend not in COMPILABLE:
+        return f'the {t.backend} C simulation cannot be compiled on this machine, so the export cannot be proven bit-exact'
+    return None
+
+
+def _quartus(f: LayerFacts, t: Target) -> str | None:
+    return 'hls4ml deprecates the Quartus backend' if f.cls == 'InputLayer' and t.backend == 'quartus' else None
+
+
+RULES = [
+    Rule('supported-layer', 'error', unsupported_class(SUPPORTED), 'replace the layer, or use the da4ml target'),
+    Rule('float-quantizer', 'error', float_quantizer, 'give the layer fixed-point quantizers (hgqbridge finetune does)'),
+    Rule('float-head', 'warning', float_softmax_head, 'use QSoftmax if the firmware must compute probabilities'),
+    Rule('quantize-first', 'error', unquantized_arithmetic, 'quantize the model input (convert --input-format)'),
+    Rule('dense-activation', 'error', dense_activation(('linear', 'relu')), 'use a QUnaryFunctionLUT layer for the activation'),
+    Rule('round-mode', 'error', round_modes(('TRN', 'RND', 'RND_CONV')), 'use TRN, RND or RND_CONV'),
+    Rule('zero-width', 'warning', zero_width, 'hls4ml may emit invalid types for pruned elements (hls4ml#1523); check the C simulation'),
+    Rule('io-stream-heterogeneous', 'error', _heterogeneous_stream, 'use io_parallel, or make the activation quantizers uniform'),
+    Rule('catapult-heterogeneous', 'error', _catapult_masks, 'use Vitis or Vivado'),
+    Rule('lut-template', 'error', _lut_template, 'use Vitis or Vivado'),
+    Rule('da-strategy', 'error', _da_strategy, 'use reuse factor 1 on Vitis/Vivado, or the latency strategy'),
+    Rule('no-csim-here', 'warning', _no_csim, 'export writes the project; verify it where the vendor compiler exists'),
+    Rule('quartus-deprecated', 'warning', _quartus, 'prefer oneAPI or Vitis'),
+]
