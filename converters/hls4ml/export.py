@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,13 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
     with atomic_path(out_dir, force) as tmp:
         t0 = time.perf_counter()
         config = {'Model': {'Precision': DEFAULT_PRECISION, 'ReuseFactor': target.reuse_factor, 'Strategy': STRATEGY_NAMES[target.strategy]}}
+        log = io.StringIO()
         try:
-            hls = hls4ml.converters.convert_from_keras_model(
-                inputs.core, output_dir=str(tmp), project_name=_project_name(model), backend=BACKEND_NAMES[target.backend],
-                io_type=target.io_type, hls_config=config,
-            )
+            with contextlib.redirect_stdout(log):
+                hls = hls4ml.converters.convert_from_keras_model(
+                    inputs.core, output_dir=str(tmp), project_name=_project_name(model), backend=BACKEND_NAMES[target.backend],
+                    io_type=target.io_type, hls_config=config,
+                )
         except Exception as err:  # hls4ml raises bare Exceptions/asserts for unsupported setups
             raise ExportError('hls4ml could not convert the model', where=model.name, received=f'{type(err).__name__}: {err}') from err
         seconds['convert'] = time.perf_counter() - t0
@@ -63,6 +67,7 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
             target=str(target), out_dir=str(out_dir), bit_exact=exact, mismatches=mism, compared_values=counts,
             estimates={'EBOPs': ebops}, files=[], seconds=seconds, notes=notes,
         )
+        (tmp / 'hls4ml_convert.log').write_text(log.getvalue())
         report.files = firmware.files_under(tmp, out_dir)
         report.save(tmp / 'hgqbridge_export.json')
     return report

@@ -1,0 +1,211 @@
+"""The ``hgqbridge`` command. ``--help`` answers at once: TensorFlow is imported only by the commands that need it.
+
+Every HGQBridgeError ends as one line on stderr and exit code 2; ``check`` exits 1 when the model is not
+deployable, ``export`` and ``convert --verify`` exit 1 when the result is not bit-exact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import HGQBridgeError, SourceFileError
+
+EPILOG = """examples:
+  hgqbridge convert fixtures/qkeras/jet_tagger.h5 -o model.keras --verify
+  hgqbridge convert model.json --weights model_weights.h5 -o model.keras
+  hgqbridge inspect model.keras
+  hgqbridge check model.keras --target hls4ml:vitis
+  hgqbridge export model.keras --target hls4ml:vitis -o prj_hls --data data.npz
+  hgqbridge export model.keras --target da4ml -o prj_da --data data.npz
+  hgqbridge finetune model.keras --data data.npz -o small.keras
+  hgqbridge demo
+"""
+
+
+def load_model(path: Path) -> Any:
+    """Load an HGQ2 ``.keras`` model (Keras safe mode: no Lambda code runs)."""
+    from . import _quiet_tf
+
+    _quiet_tf()
+    import hgq  # noqa: F401  (registers the hgq layers for deserialisation)
+    import keras
+
+    if not path.is_file():
+        raise SourceFileError('the model file does not exist' if not path.exists() else 'the model path is not a file', where=str(path))
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as err:  # Keras raises ValueError/TypeError/OSError/zip errors for broken files
+        raise SourceFileError('cannot load the HGQ2 model', where=str(path), received=f'{type(err).__name__}: {str(err)[:200]}',
+                              fix='pass a .keras file written by hgqbridge convert') from None
+
+
+def save_model(model: Any, path: Path, force: bool) -> None:
+    from .io import atomic_path
+
+    if path.suffix != '.keras':
+        raise HGQBridgeError('the output model must be a .keras file', where=str(path), fix='name it MODEL.keras')
+    with atomic_path(path, force) as tmp:
+        model.save(tmp)
+
+
+def _print_report(report: Any, as_json: bool, save: Path | None = None) -> None:
+    print(report.to_json() if as_json else report.to_text())
+    if save is not None:
+        report.save(save)
+
+
+def cmd_convert(a: argparse.Namespace) -> int:
+    from . import import_model, verify
+
+    conv = import_model(a.source, a.weights, a.input_format)
+    print(conv.report.to_text())
+    status = 0
+    if a.verify is not None:
+        golden = Path(a.verify) if a.verify else a.source.with_name(a.source.name.split('.')[0] + '.golden.npz')
+        report = verify(conv, golden)
+        print(report.to_text())
+        status = 0 if report.bit_exact else 1
+    save_model(conv.model, a.output, a.force)
+    print(f'wrote {a.output}')
+    return status
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    from .converters.hgq.inspect import inspect_dict, inspect_text
+
+    model = load_model(a.model)
+    print(json.dumps(inspect_dict(model), indent=2) if a.json else inspect_text(model))
+    return 0
+
+
+def _target_options(a: argparse.Namespace) -> dict[str, Any]:
+    return {'io_type': a.io_type, 'strategy': a.strategy, 'reuse_factor': a.reuse_factor}
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    from . import check
+
+    report = check(load_model(a.model), a.target, **_target_options(a))
+    _print_report(report, a.json)
+    return 0 if report.deployable else 1
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from . import export
+    from .io import load_data
+
+    x = load_data(a.data)['x']
+    report = export(load_model(a.model), a.target, a.output, x, force=a.force, **_target_options(a))
+    _print_report(report, a.json)
+    return 0 if report.ok else 1
+
+
+def cmd_finetune(a: argparse.Namespace) -> int:
+    from . import finetune
+    from .io import load_data
+
+    data = load_data(a.data, ('x', 'y', 'x_val', 'y_val'))
+    result = finetune(
+        load_model(a.model), data['x'], data['y'], data['x_val'], data['y_val'], epochs=a.epochs, tolerance=a.tolerance,
+        metric=a.metric, beta_min=a.beta_min, beta_max=a.beta_max,
+    )
+    chosen = result.chosen
+    if chosen is None:
+        print(f'no epoch kept val {result.metric} within {a.tolerance} of {result.baseline_metric:.4f}; wrote the imported model')
+    else:
+        print(f'chosen epoch {chosen.epoch + 1}: val {result.metric} {chosen.val_metric:.4f} (imported {result.baseline_metric:.4f}), '
+              f'EBOPs {chosen.ebops} (imported {result.baseline_ebops})')
+    save_model(result.model, a.output, a.force)
+    print(f'wrote {a.output}')
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(a.output, a.epochs)
+
+
+def cmd_support(a: argparse.Namespace) -> int:
+    from .support import support_markdown
+
+    print(support_markdown())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog='hgqbridge', description='Move QKeras models onto HGQ2 bit-exactly, fine-tune them, and export verified FPGA firmware.',
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
+
+    c = sub.add_parser('convert', help='convert a QKeras/Keras-2 model file into an HGQ2 .keras model')
+    c.add_argument('source', type=Path, help='SOURCE.h5, or SOURCE.json with --weights')
+    c.add_argument('--weights', type=Path, help='weights .h5 for a .json architecture')
+    c.add_argument('-o', '--output', type=Path, required=True, help='output .keras file')
+    c.add_argument('--verify', nargs='?', const='', metavar='GOLDEN', help='compare with golden outputs (default SOURCE.golden.npz)')
+    c.add_argument('--input-format', help="firmware input type when the source does not quantize its input (default 'fixed<16,6>')")
+    c.add_argument('--force', action='store_true', help='overwrite the output')
+    c.set_defaults(run=cmd_convert)
+
+    i = sub.add_parser('inspect', help='per layer: input/weight/output fixed-point formats and EBOPs')
+    i.add_argument('model', type=Path)
+    i.add_argument('--json', action='store_true')
+    i.set_defaults(run=cmd_inspect)
+
+    for name, helptext, run in (('check', 'can the target deploy this model? every layer, with reason and fix', cmd_check),
+                                ('export', 'write the firmware project and prove it bit-exact', cmd_export)):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument('model', type=Path)
+        s.add_argument('--target', required=True, help='hls4ml:vitis | hls4ml:vivado | hls4ml:oneapi | hls4ml:quartus | hls4ml:catapult | da4ml')
+        s.add_argument('--io-type', default='io_parallel', choices=('io_parallel', 'io_stream'))
+        s.add_argument('--strategy', default='latency', choices=('latency', 'resource', 'distributed_arithmetic'))
+        s.add_argument('--reuse-factor', type=int, default=1)
+        s.add_argument('--json', action='store_true', help='print the report as JSON')
+        if name == 'export':
+            s.add_argument('-o', '--output', type=Path, required=True, help='project folder')
+            s.add_argument('--data', type=Path, required=True, help='.npz with array x (inputs to compare on)')
+            s.add_argument('--force', action='store_true', help='replace an existing project folder')
+        s.set_defaults(run=run)
+
+    f = sub.add_parser('finetune', help='heterogeneous-bit-width fine-tuning (EBOPs-regularised)')
+    f.add_argument('model', type=Path)
+    f.add_argument('--data', type=Path, required=True, help='.npz with x, y, x_val, y_val')
+    f.add_argument('-o', '--output', type=Path, required=True, help='output .keras file')
+    f.add_argument('--epochs', type=int, default=30)
+    f.add_argument('--tolerance', type=float, default=0.005, help='allowed loss of the validation metric')
+    f.add_argument('--metric', choices=('accuracy', 'mse'), default='accuracy')
+    f.add_argument('--beta-min', type=float, default=1e-7)
+    f.add_argument('--beta-max', type=float, default=1e-4)
+    f.add_argument('--force', action='store_true')
+    f.set_defaults(run=cmd_finetune)
+
+    d = sub.add_parser('demo', help='the whole path on a shipped QKeras jet tagger, ending with a table')
+    d.add_argument('-o', '--output', type=Path, help='a new folder for everything the demo writes (default demo-out-<time>)')
+    d.add_argument('--epochs', type=int, default=40, help='fine-tuning epochs')
+    d.set_defaults(run=cmd_demo)
+
+    s = sub.add_parser('support', help='print the support matrix (generated from the registries)')
+    s.set_defaults(run=cmd_support)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except HGQBridgeError as err:
+        print(f'hgqbridge {args.command}: error: {err}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f'hgqbridge {args.command}: interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""``hgqbridge demo``: the whole path on the shipped QKeras jet tagger, ending with a before/after table.
+
+QKeras .h5 --convert--> HGQ2 (verified against QKeras's own outputs) --check/export--> hls4ml + da4ml (verified)
+          --finetune--> smaller HGQ2 --check/export--> hls4ml + da4ml (verified). Everything goes into a new folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import HGQBridgeError, OutputExistsError
+
+TARGETS = ('hls4ml:vitis', 'da4ml')
+
+
+def fixtures_dir() -> Path:
+    here = Path(__file__).resolve().parents[1] / 'fixtures' / 'qkeras'
+    if not (here / 'jet_tagger.h5').exists():
+        raise HGQBridgeError('the demo needs the fixtures of a source checkout', where=str(here), fix='run it from the repository (make demo)')
+    return here
+
+
+def _step(n: int, text: str) -> float:
+    print(f'\n[{n}/5] {text}', flush=True)
+    return time.perf_counter()
+
+
+def _deploy(model: Any, label: str, out: Path, x: np.ndarray) -> dict[str, Any]:
+    from . import check, export
+
+    result: dict[str, Any] = {}
+    for target in TARGETS:
+        report = check(model, target)
+        print(report.to_text())
+        exp = export(model, target, out / f'{label}_{target.replace(":", "_")}', x)
+        print(exp.to_text())
+        result[target] = exp.to_dict()
+    return result
+
+
+def _yes(flags: dict[str, bool]) -> str:
+    return 'yes' if flags and all(flags.values()) else 'NO'
+
+
+def run_demo(out: Path | None, epochs: int) -> int:
+    from . import import_model, verify
+    from .converters.hgq.inspect import compute_ebops
+    from .finetune import finetune, metric_value
+    from .io import load_data
+
+    out = out or Path(f'demo-out-{time.strftime("%Y%m%d-%H%M%S")}')
+    if out.exists():
+        raise OutputExistsError('the demo writes into a new folder, and this one exists', where=str(out), fix='pass -o NEW_FOLDER')
+    out.mkdir(parents=True)
+    src = fixtures_dir()
+    t_start = time.perf_counter()
+
+    t0 = _step(1, f'Convert the QKeras jet tagger {src / "jet_tagger.h5"} and verify it against QKeras')
+    conv = import_model(src / 'jet_tagger.h5')
+    print(conv.report.to_text())
+    ver = verify(conv, src / 'jet_tagger.golden.npz')
+    print(ver.to_text())
+    conv.model.save(out / 'jet_tagger_hgq.keras')
+    data = load_data(src / 'jet_tagger.data.npz', ('x', 'y', 'x_val', 'y_val'))
+    x_export = data['x_val'][:256]
+    print(f'({time.perf_counter() - t0:.1f}s)')
+
+    t0 = _step(2, 'Check and export the imported model to hls4ml (Vitis, C simulation) and da4ml')
+    before = _deploy(conv.model, 'imported', out, x_export)
+    print(f'({time.perf_counter() - t0:.1f}s)')
+
+    t0 = _step(3, f'Fine-tune with heterogeneous bit widths ({epochs} epochs, beta ramped on EBOPs)')
+    ft = finetune(conv.model, data['x'], data['y'], data['x_val'], data['y_val'], epochs=epochs, beta_min=1e-6, beta_max=3e-4, learning_rate=3e-3)
+    ft.model.save(out / 'jet_tagger_finetuned.keras')
+    plot = _plot(ft, out / 'finetune.png')
+    print(f'({time.perf_counter() - t0:.1f}s)')
+
+    t0 = _step(4, 'Check and export the fine-tuned model')
+    after = _deploy(ft.model, 'finetuned', out, x_export)
+    print(f'({time.perf_counter() - t0:.1f}s)')
+
+    _step(5, 'Summary')
+    acc = [metric_value('accuracy', data['y_val'], m.predict([data['x_val']], verbose=0)) for m in (conv.model, ft.model)]
+    ebops = [sum(compute_ebops(m).values()) for m in (conv.model, ft.model)]
+    lut = [r['da4ml']['estimates']['LUT estimate (da4ml cost)'] for r in (before, after)]
+    rows = [
+        ('validation accuracy', f'{acc[0]:.4f}', f'{acc[1]:.4f}'),
+        ('EBOPs', f'{ebops[0]}', f'{ebops[1]}  ({ebops[0] / max(ebops[1], 1):.1f}x fewer)'),
+        ('da4ml LUT estimate', f'{lut[0]:.0f}', f'{lut[1]:.0f}  ({lut[0] / max(lut[1], 1):.1f}x fewer)'),
+        ('QKeras -> HGQ2 bit-exact (normal, x4)', 'yes' if ver.bit_exact else 'NO', '(fine-tuned: new model)'),
+        ('HGQ2 -> hls4ml C sim bit-exact (normal, x4)', _yes(before['hls4ml:vitis']['bit_exact']), _yes(after['hls4ml:vitis']['bit_exact'])),
+        ('HGQ2 -> da4ml emulator bit-exact (normal, x4)', _yes(before['da4ml']['bit_exact']), _yes(after['da4ml']['bit_exact'])),
+    ]
+    width = max(len(r[0]) for r in rows)
+    table = [f'{"":<{width}}  {"imported (QKeras-exact)":<24}  fine-tuned HGQ2', '-' * (width + 50)]
+    table += [f'{a:<{width}}  {b:<24}  {c}' for a, b, c in rows]
+    print('\n'.join(table))
+    ok = ver.bit_exact and all(_yes(r[t]['bit_exact']) == 'yes' for r in (before, after) for t in TARGETS)
+    summary = {
+        'rows': [{'what': a, 'imported': b, 'finetuned': c} for a, b, c in rows], 'all_bit_exact': ok,
+        'verify': ver.to_dict(), 'exports': {'imported': before, 'finetuned': after}, 'finetune': ft.to_dict(),
+        'plot': str(plot), 'seconds': time.perf_counter() - t_start,
+    }
+    (out / 'demo_report.json').write_text(json.dumps(summary, indent=2, default=str) + '\n')
+    print(f'\nEverything is in {out}/ (report: demo_report.json, plot: finetune.png); {summary["seconds"]:.0f}s in all.')
+    return 0 if ok else 1
+
+
+def _plot(ft: Any, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    ebops = [r.ebops for r in ft.history]
+    metric = [r.val_metric for r in ft.history]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    ax.scatter(ebops, metric, c=range(len(ebops)), cmap='viridis', s=18, label='epochs (colour: epoch)')
+    front = [r for r in ft.history if r.pareto]
+    ax.plot([r.ebops for r in front], [r.val_metric for r in front], 'k--', lw=1, label='Pareto front')
+    ax.scatter([ft.baseline_ebops], [ft.baseline_metric], marker='*', s=160, c='red', label='imported QKeras model')
+    if ft.chosen is not None:
+        ax.scatter([ft.chosen.ebops], [ft.chosen.val_metric], marker='o', s=120, facecolors='none', edgecolors='red', label='chosen')
+    ax.set_xscale('log')
+    ax.set_xlabel('EBOPs')
+    ax.set_ylabel(f'validation {ft.metric}')
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
