@@ -1,0 +1,138 @@
+"""The QKeras quantizer grammar (no eval) and the exact mapping, checked against outputs of real QKeras 0.9.0."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hgqbridge.converters.qkeras.quantizers import (
+    FloatActivation,
+    QuantizedBits,
+    QuantizedRelu,
+    parse_quantizer,
+    parse_string,
+)
+from hgqbridge.errors import LayerProblem, QuantizerSyntaxError
+from hgqbridge.fixed import FixedFormat
+
+from ...conftest import QKERAS
+
+with np.load(QKERAS / 'quantizers.npz') as _g:
+    QKERAS_OUT = dict(_g)
+CASES = sorted(k for k in QKERAS_OUT if k != 'x')
+
+
+@pytest.mark.parametrize(
+    'text, expected',
+    [
+        ('quantized_bits(6,0,alpha=1)', ('quantized_bits', [6, 0], {'alpha': 1})),
+        ('quantized_bits( 8 , 3 , 1 , alpha = 1.0 )', ('quantized_bits', [8, 3, 1], {'alpha': 1.0})),
+        ("quantized_bits(4, 0, alpha='auto_po2')", ('quantized_bits', [4, 0], {'alpha': 'auto_po2'})),
+        ('quantized_relu(6)', ('quantized_relu', [6], {})),
+        ('quantized_relu(4,-1)', ('quantized_relu', [4, -1], {})),
+        ('quantized_bits(8,0,keep_negative=False)', ('quantized_bits', [8, 0], {'keep_negative': False})),
+        ('relu', ('relu', [], {})),
+        ('quantized_tanh()', ('quantized_tanh', [], {})),
+    ],
+)
+def test_parse_string(text: str, expected: tuple) -> None:
+    assert parse_string(text) == expected
+
+
+@pytest.mark.parametrize(
+    'text',
+    [
+        'quantized_bits(6,0',  # unbalanced
+        'quantized_bits6,0)',
+        'quantized_bits((6),0)',  # nested
+        'quantized_bits(alpha=1, 6)',  # positional after keyword
+        'quantized_bits(6, alpha=auto)',  # unquoted string (QKeras would turn it into 'ut')
+        '__import__("os").system("true")',  # nothing is ever evaluated
+        'quantized_bits(6;0)',
+        '',
+        '(6)',
+    ],
+)
+def test_parse_string_rejects(text: str) -> None:
+    with pytest.raises(QuantizerSyntaxError):
+        parse_string(text)
+
+
+def test_parse_dict_and_string_agree() -> None:
+    saved = {'class_name': 'quantized_bits', 'config': {'bits': 6, 'integer': 0, 'symmetric': 0, 'alpha': 1, 'keep_negative': True,
+                                                        'use_stochastic_rounding': False, 'qnoise_factor': 1.0}}
+    assert parse_quantizer(saved, 'kernel') == parse_quantizer('quantized_bits(6,0,alpha=1)', 'kernel')
+    assert parse_quantizer('relu', 'activation') == FloatActivation('relu')
+    assert parse_quantizer(None, 'kernel') is None
+
+
+@pytest.mark.parametrize(
+    'spec, position, fmt',
+    [
+        (QuantizedBits(8, 0, alpha=1), 'kernel', FixedFormat(1, 0, 7, 'RND_CONV', 'SAT')),
+        (QuantizedBits(8, 3, 1, alpha=1), 'kernel', FixedFormat(1, 3, 4, 'RND_CONV', 'SAT_SYM')),
+        (QuantizedBits(8, 0, keep_negative=False, alpha=1), 'activation', FixedFormat(0, 0, 8, 'RND_CONV', 'SAT')),
+        (QuantizedBits(8, 0, 1, keep_negative=False), 'bias', FixedFormat(0, 0, 8, 'RND_CONV', 'SAT')),  # symmetric: no effect unsigned
+        (QuantizedBits(4, -2), 'bias', FixedFormat(1, -2, 5, 'RND_CONV', 'SAT')),  # alpha None fine off-kernel
+        (QuantizedBits(4, 6, alpha=1), 'activation', FixedFormat(1, 6, -3, 'RND_CONV', 'SAT')),
+        (QuantizedRelu(6), 'activation', FixedFormat(0, 0, 6, 'RND_CONV', 'SAT')),
+        (QuantizedRelu(6, 2), 'activation', FixedFormat(0, 2, 4, 'RND_CONV', 'SAT')),
+        (QuantizedRelu(4, -1), 'activation', FixedFormat(0, -1, 5, 'RND_CONV', 'SAT')),
+    ],
+)
+def test_mapping(spec: object, position: str, fmt: FixedFormat) -> None:
+    assert spec.fixed_format(position) == fmt  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    'spec, position, message',
+    [
+        (QuantizedBits(6, 0), 'kernel', 'auto_po2'),  # alpha=None on a kernel is auto_po2 in QKeras
+        (QuantizedBits(6, 0, alpha=0.5), 'kernel', 'alpha=0.5'),
+        (QuantizedBits(1, 0, alpha=1), 'activation', 'sign function'),
+        (QuantizedBits(8, 0, alpha=1, qnoise_factor=0.5), 'kernel', 'qnoise_factor'),
+        (QuantizedBits(0, 0, alpha=1), 'kernel', 'bits must be'),
+        (QuantizedBits(10_000, 0, alpha=1), 'kernel', 'bits must be'),
+        (QuantizedRelu(4, 0, negative_slope=0.25), 'activation', 'negative_slope'),
+        (QuantizedRelu(4, 0, use_sigmoid=1), 'activation', 'use_sigmoid'),
+    ],
+)
+def test_mapping_refuses(spec: object, position: str, message: str) -> None:
+    with pytest.raises(LayerProblem, match=message):
+        spec.fixed_format(position)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize('spec', ['bernoulli()', 'quantized_ulaw(8)', 'quantized_po2(4)', 'nonsense(3)', 'quantized_bits(6, foo=1)', 'hard_sigmoid'])
+def test_unsupported_names_are_refused(spec: str) -> None:
+    with pytest.raises(LayerProblem):
+        parse_quantizer(spec, 'activation')
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_numpy_reference_matches_qkeras(case: str) -> None:
+    """The mapped format's numpy quantizer reproduces QKeras on every 2^-12 step in [-20, 20] (every tie)."""
+    fmt = parse_quantizer(case, 'activation').fixed_format('activation')  # type: ignore[union-attr]
+    assert np.array_equal(fmt.quantize(QKERAS_OUT['x']).astype(np.float32), QKERAS_OUT[case])
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_hgq2_quantizer_matches_qkeras(case: str) -> None:
+    """HGQ2's own quantizer, configured by the mapping, reproduces QKeras bit for bit."""
+    import keras
+    from hgq.layers import Quantizer
+
+    from hgqbridge.converters.hgq.build import quantizer_config
+
+    fmt = parse_quantizer(case, 'activation').fixed_format('activation')  # type: ignore[union-attr]
+    layer = Quantizer(quantizer_config(fmt, 'datalane'))
+    x = QKERAS_OUT['x'].reshape(-1, 1)
+    got = keras.ops.convert_to_numpy(layer(x, training=False)).ravel()
+    assert np.array_equal(got, QKERAS_OUT[case])
+
+
+def test_hgq2_round_mode_matters() -> None:
+    """The goldens can tell half-to-even from half-up: the same format with RND differs from QKeras."""
+    case = 'quantized_bits(8,3,alpha=1)'
+    fmt = parse_quantizer(case, 'activation').fixed_format('activation')  # type: ignore[union-attr]
+    wrong = FixedFormat(fmt.k, fmt.i, fmt.f, 'RND', fmt.overflow)
+    assert not np.array_equal(wrong.quantize(QKERAS_OUT['x']).astype(np.float32), QKERAS_OUT[case])

@@ -1,0 +1,118 @@
+"""Reading QKeras files with h5py/json only, and every way such a file can be wrong."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from hgqbridge.converters.qkeras import read_h5, read_json
+from hgqbridge.errors import SourceFileError
+
+from ...conftest import QKERAS
+
+
+def test_reads_full_h5_without_tensorflow() -> None:
+    graph = read_h5(QKERAS / 'jet_tagger.h5')
+    assert [l.class_name for l in graph][:3] == ['InputLayer', 'QDense', 'QActivation']
+    assert graph.inputs == ['input_1'] and graph.outputs == ['softmax']
+    assert graph.layer('fc1').weight('kernel').shape == (16, 64)
+    assert graph.layer('relu1').inbound == ['fc1']
+
+
+def test_reader_imports_no_framework(tmp_path: Path) -> None:
+    code = (
+        'import sys; from hgqbridge.converters.qkeras import read_h5; from pathlib import Path; '
+        f'read_h5(Path({str(QKERAS / "jet_tagger.h5")!r})); '
+        'bad = [m for m in ("tensorflow", "keras", "qkeras", "tf_keras", "hgq") if m in sys.modules]; print(bad); sys.exit(len(bad))'
+    )
+    import subprocess
+
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_reads_json_with_weights() -> None:
+    graph = read_json(QKERAS / 'mixed_small.json', QKERAS / 'mixed_small_weights.h5')
+    assert graph.layer('dense_b').config['activation']['class_name'] == 'quantized_relu'
+    assert graph.layer('dense_float').weight('kernel').shape == (6, 3)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _corrupt(tmp_path: Path, name: str) -> Path:
+    data = (QKERAS / 'jet_tagger.h5').read_bytes()
+    path = tmp_path / name
+    path.write_bytes(data[: len(data) // 3])
+    return path
+
+
+@pytest.mark.parametrize(
+    'make, message',
+    [
+        (lambda t: t / 'missing.h5', 'does not exist'),
+        (lambda t: t, 'directory'),
+        (lambda t: _write(t / 'empty.h5', b''), 'empty'),
+        (lambda t: _write(t / 'text.h5', b'hello, not a model'), 'not an HDF5'),
+        (lambda t: _corrupt(t, 'cut.h5'), 'truncated or corrupted|incomplete or corrupted'),
+        (lambda t: shutil.copy(QKERAS / 'mixed_small_weights.h5', t / 'w.h5') and t / 'w.h5', 'no model architecture'),
+    ],
+    ids=['missing', 'directory', 'empty', 'not-hdf5', 'truncated', 'weights-only'],
+)
+def test_bad_h5(tmp_path: Path, make, message: str) -> None:
+    with pytest.raises(SourceFileError, match=message):
+        read_h5(make(tmp_path))
+
+
+@pytest.mark.parametrize(
+    'text, message',
+    [
+        ('{not json', 'not valid JSON'),
+        ('[1, 2]', 'not a Keras model config'),
+        ('{"class_name": "Functional", "config": {"layers": 3}}', 'no list of layers'),
+        ('{"class_name": "Functional", "config": {"layers": [{"class_name": "Dense"}]}}', 'lacks class_name, config or name'),
+    ],
+)
+def test_bad_json(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / 'm.json'
+    path.write_text(text)
+    with pytest.raises(SourceFileError, match=message):
+        read_json(path, QKERAS / 'mixed_small_weights.h5')
+
+
+def test_json_and_weights_that_do_not_belong_together(tmp_path: Path) -> None:
+    with pytest.raises(SourceFileError, match='do not belong together'):
+        read_json(QKERAS / 'mixed_small.json', _weights_of('jet_tagger', tmp_path))
+
+
+def test_json_needs_weights() -> None:
+    with pytest.raises(SourceFileError, match='--weights'):
+        read_json(QKERAS / 'mixed_small.json', None)
+
+
+def test_dangling_inbound(tmp_path: Path) -> None:
+    config = json.loads((QKERAS / 'mixed_small.json').read_text())
+    config['config']['layers'][2]['inbound_nodes'] = [[['nowhere', 0, 0, {}]]]
+    path = tmp_path / 'm.json'
+    path.write_text(json.dumps(config))
+    with pytest.raises(SourceFileError, match='does not define'):
+        read_json(path, QKERAS / 'mixed_small_weights.h5')
+
+
+def _weights_of(name: str, tmp_path: Path) -> Path:
+    """The model_weights group of a full .h5 copied out as a weights-only file."""
+    import h5py
+
+    out = tmp_path / f'{name}_weights.h5'
+    with h5py.File(QKERAS / f'{name}.h5', 'r') as src, h5py.File(out, 'w') as dst:
+        for key in src['model_weights']:
+            src['model_weights'].copy(key, dst)
+        for key, value in src['model_weights'].attrs.items():
+            dst.attrs[key] = value
+    return out

@@ -1,0 +1,63 @@
+"""FixedFormat: the numpy reference quantizer and the ap_fixed spelling."""
+
+import numpy as np
+import pytest
+
+from hgqbridge.fixed import FixedFormat
+
+
+@pytest.mark.parametrize(
+    'fmt, x, expected',
+    [
+        # half to even: 1.5 LSB -> 2 LSB, 0.5 LSB -> 0, 2.5 LSB -> 2 LSB
+        (FixedFormat(1, 0, 7), [1.5 / 128, 0.5 / 128, -0.5 / 128, 2.5 / 128], [2 / 128, 0, 0, 2 / 128]),
+        (FixedFormat(1, 0, 7, 'RND'), [0.5 / 128, -0.5 / 128, 2.5 / 128], [1 / 128, 0, 3 / 128]),
+        (FixedFormat(1, 0, 7, 'TRN'), [0.9 / 128, -0.1 / 128], [0, -1 / 128]),
+        # SAT: [-2^i, 2^i - 2^-f]; SAT_SYM: +-(2^i - 2^-f)
+        (FixedFormat(1, 3, 4), [100.0, -100.0], [8 - 1 / 16, -8.0]),
+        (FixedFormat(1, 3, 4, overflow='SAT_SYM'), [100.0, -100.0], [8 - 1 / 16, -(8 - 1 / 16)]),
+        # unsigned: negatives saturate to 0
+        (FixedFormat(0, 0, 4), [-3.0, 0.09375, 2.0], [0.0, 0.125, 0.9375]),
+        # negative i and negative f
+        (FixedFormat(1, -2, 5), [1.0, -1.0], [0.21875, -0.25]),
+        (FixedFormat(1, 6, -3), [4.0, 12.0, 20.0], [0.0, 16.0, 16.0]),
+        # WRAP
+        (FixedFormat(1, 2, 0, 'TRN', 'WRAP'), [4.0, 5.0, -5.0], [-4.0, -3.0, 3.0]),
+    ],
+)
+def test_quantize(fmt: FixedFormat, x: list, expected: list) -> None:
+    assert np.array_equal(fmt.quantize(np.array(x)), np.array(expected))
+
+
+@pytest.mark.parametrize(
+    'fmt, text',
+    [
+        (FixedFormat(1, 0, 7), 'ap_fixed<8,1,AP_RND_CONV,AP_SAT>'),
+        (FixedFormat(0, 2, 4), 'ap_ufixed<6,2,AP_RND_CONV,AP_SAT>'),
+        (FixedFormat(1, 3, 4, 'RND_CONV', 'SAT_SYM'), 'ap_fixed<8,4,AP_RND_CONV,AP_SAT_SYM>'),
+        (FixedFormat(1, 5, 10, 'TRN', 'WRAP'), 'ap_fixed<16,6,AP_TRN,AP_WRAP>'),
+    ],
+)
+def test_ap_type_round_trips(fmt: FixedFormat, text: str) -> None:
+    assert fmt.ap_type() == text
+    assert FixedFormat.parse(text) == fmt
+
+
+def test_parse_short_forms() -> None:
+    assert FixedFormat.parse('fixed<16,6>') == FixedFormat(1, 5, 10, 'TRN', 'SAT')
+    assert FixedFormat.parse('ufixed<8,0>') == FixedFormat(0, 0, 8, 'TRN', 'SAT')
+    for bad in ('int8', 'fixed<16>', 'fixed<a,b>', 'fixed<0,0>', 'fixed<16,6,AP_FOO>'):
+        with pytest.raises(ValueError):
+            FixedFormat.parse(bad)
+
+
+def test_covering_is_exact_and_minimal() -> None:
+    x = np.array([-3.25, 0.5, 7.0])
+    fmt = FixedFormat.covering(x)
+    assert (fmt.k, fmt.i, fmt.f) == (1, 3, 2)
+    assert np.array_equal(fmt.quantize(x), x)
+    assert FixedFormat.covering(np.array([0.0, 1.5])) == FixedFormat(0, 1, 1, 'TRN', 'SAT')
+
+
+def test_union() -> None:
+    assert FixedFormat(1, 2, 3).union(FixedFormat(0, 5, 1)) == FixedFormat(1, 5, 3)
