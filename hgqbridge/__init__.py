@@ -40,7 +40,10 @@ def import_model(path: str | Path, weights: str | Path | None = None, input_form
     _quiet_tf()
     from .converters import import_model as _import
 
-    fmt = FixedFormat.parse(input_format) if isinstance(input_format, str) else input_format
+    try:
+        fmt = FixedFormat.parse(input_format) if isinstance(input_format, str) else input_format
+    except ValueError as err:
+        raise HGQBridgeError('invalid input format', received=input_format, fix=f'{err}; e.g. fixed<16,6>') from None
     return _import(Path(path), Path(weights) if weights else None, fmt)
 
 

@@ -202,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     except HGQBridgeError as err:
         print(f'hgqbridge {args.command}: error: {err}', file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head`
+        return 0
     except KeyboardInterrupt:
         print(f'hgqbridge {args.command}: interrupted', file=sys.stderr)
         return 130

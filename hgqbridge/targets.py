@@ -48,7 +48,10 @@ def check(model: Any, target: str, **options: Any) -> CheckReport:
 
 def export(model: Any, target: str, out_dir: Path, x: np.ndarray, force: bool = False, **options: Any) -> ExportReport:
     """Check first (refuse an undeployable model with every reason), then export and compare."""
+    from .io import check_input_shape
+
     t = parse_target(target, **options)
+    x = check_input_shape(np.asarray(x), tuple(model.inputs[0].shape[1:]), where=f'{model.name} input')
     report = check(model, target, **options)
     if not report.deployable:
         raise ProblemsError(f'the model cannot be deployed on {t}', [p for p in report.problems() if p.severity == 'error'], where=model.name)
@@ -56,4 +59,4 @@ def export(model: Any, target: str, out_dir: Path, x: np.ndarray, force: bool = 
         from .converters.da4ml.export import export as run
     else:
         from .converters.hls4ml.export import export as run
-    return run(model, t, out_dir, np.asarray(x), force)
+    return run(model, t, out_dir, x, force)

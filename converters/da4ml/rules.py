@@ -25,6 +25,9 @@ SUPPORTED = (
     'QSoftmax', 'QUnaryFunctionLUT', 'InputLayer', 'Flatten', 'Reshape', 'ReLU', 'Concatenate', 'Add', 'Dropout',
 )
 
+#: The subset that tests/converters/da4ml/test_export.py exports and proves bit-exact today.
+VERIFIED = ('QDense', 'Quantizer', 'Flatten', 'ReLU', 'InputLayer')
+
 
 def _overflow(f: LayerFacts, t: Target) -> str | None:
     bad = {info.overflow for info in f.quantizers.values() if info is not None and info.overflow not in ('WRAP', 'SAT', 'SAT_SYM')}

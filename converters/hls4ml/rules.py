@@ -34,6 +34,9 @@ SUPPORTED = (
     'InputLayer', 'Flatten', 'Reshape', 'ReLU', 'Concatenate',
 )
 
+#: The subset that tests/converters/hls4ml/test_export.py exports and proves bit-exact today.
+VERIFIED = ('QDense', 'Quantizer', 'Flatten', 'ReLU', 'InputLayer')
+
 
 def _heterogeneous_stream(f: LayerFacts, t: Target) -> str | None:
     if t.io_type == 'io_stream' and heterogeneous_activation(f):

@@ -40,6 +40,8 @@ class FloatActivation:
 class QuantizedBits:
     """qkeras.quantized_bits, with its positional argument order."""
 
+    MAPPING = 'alpha 1 (or None off kernels): kif(keep_negative, integer, bits-keep_negative-integer), RND_CONV, SAT (SAT_SYM if symmetric)'
+
     bits: int = 8
     integer: int = 0
     symmetric: int = 0
@@ -80,6 +82,8 @@ class QuantizedBits:
 @dataclass(frozen=True)
 class QuantizedRelu:
     """qkeras.quantized_relu, with its positional argument order."""
+
+    MAPPING = 'negative_slope 0, use_sigmoid 0: kif(0, integer, bits-integer), RND_CONV, SAT'
 
     bits: int = 8
     integer: int = 0

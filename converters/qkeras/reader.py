@@ -161,6 +161,8 @@ def read_json(path: Path, weights_path: Path | None) -> SourceGraph:
     except UnicodeDecodeError:
         raise SourceFileError('the architecture file is not UTF-8 text', where=str(path)) from None
     config = _load_json(text, path)
+    if not isinstance(config.get('config'), dict) or 'class_name' not in config:
+        raise SourceFileError('the JSON is not a Keras model config', where=str(path), fix='pass a file written by model.to_json()')
     if weights_path is None:
         raise SourceFileError('a .json architecture needs its weights', where=str(path), fix='add --weights SOURCE_weights.h5')
     with _open_h5(weights_path, 'weights file') as f:

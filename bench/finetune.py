@@ -1,0 +1,73 @@
+"""Benchmark: imported QKeras model vs HGQ2 fine-tuned model, on the fixtures' real data (sklearn digits).
+
+Run by hand or with ``make bench``. Prints a table and writes bench/results/finetune.json with the machine's
+details. Not a test: numbers depend on the machine and on training noise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / 'fixtures' / 'qkeras'
+CASES = [('jet_tagger', 60), ('digits_mlp', 60)]
+
+
+def machine() -> dict:
+    import hgq
+    import keras
+
+    return {'python': sys.version.split()[0], 'platform': platform.platform(), 'processor': platform.processor() or platform.machine(),
+            'cpus': os.cpu_count(), 'keras': keras.__version__, 'hgq2': getattr(hgq, '__version__', '?')}
+
+
+def run_case(name: str, epochs: int) -> dict:
+    import numpy as np
+
+    import hgqbridge
+    from hgqbridge.converters.da4ml.export import trace
+    from hgqbridge.converters.hgq import firmware
+
+    data = dict(np.load(FIXTURES / f'{name}.data.npz'))
+    model = hgqbridge.convert(FIXTURES / f'{name}.h5')
+    t0 = time.perf_counter()
+    result = hgqbridge.finetune(model, data['x'], data['y'], data['x_val'], data['y_val'], epochs=epochs, beta_min=1e-6,
+                                beta_max=3e-4, learning_rate=3e-3, verbose=0)
+    seconds = time.perf_counter() - t0
+    row = {'model': name, 'epochs': epochs, 'train_seconds': round(seconds, 1)}
+    for label, m, acc, ebops in (('qkeras', model, result.baseline_metric, result.baseline_ebops),
+                                 ('hgq2', result.model, (result.chosen or result.history[0]).val_metric if result.chosen else result.baseline_metric, None)):
+        inputs = firmware.prepare(m, data['x_val'][:64])
+        e = firmware.calibrate(inputs.core, inputs)
+        comb = trace(inputs.core, inputs)
+        row[f'{label}_val_accuracy'] = round(float(acc), 4)
+        row[f'{label}_ebops'] = int(ebops if ebops is not None else e)
+        row[f'{label}_lut'] = float(comb.cost)
+        row[f'{label}_latency'] = [float(v) for v in comb.latency]
+    row['ebops_ratio'] = round(row['qkeras_ebops'] / max(row['hgq2_ebops'], 1), 2)
+    row['lut_ratio'] = round(row['qkeras_lut'] / max(row['hgq2_lut'], 1), 2)
+    return row
+
+
+def main() -> int:
+    rows = [run_case(name, epochs) for name, epochs in CASES]
+    cols = ['model', 'qkeras_val_accuracy', 'hgq2_val_accuracy', 'qkeras_ebops', 'hgq2_ebops', 'ebops_ratio', 'qkeras_lut', 'hgq2_lut',
+            'lut_ratio', 'hgq2_latency', 'train_seconds']
+    print(' | '.join(cols))
+    for row in rows:
+        print(' | '.join(str(row[c]) for c in cols))
+    out = ROOT / 'bench' / 'results'
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'finetune.json').write_text(json.dumps({'machine': machine(), 'rows': rows}, indent=2) + '\n')
+    print(f'wrote {out / "finetune.json"}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

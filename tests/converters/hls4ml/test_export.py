@@ -1,0 +1,84 @@
+"""hls4ml: the rules table, and exports whose g++-compiled C simulation equals the HGQ2 model bit for bit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hgqbridge
+from hgqbridge.errors import HGQBridgeError, OutputExistsError, ProblemsError
+
+from ...conftest import MODELS
+
+EXPORTABLE = ['jet_tagger', 'digits_mlp']  # mixed_small keeps a float Dense, which check refuses (tested below)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', EXPORTABLE)
+def test_vitis_csim_is_bit_exact(name: str, conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
+    model = conversions[name].model
+    assert hgqbridge.check(model, 'hls4ml:vitis').deployable
+    out = tmp_path / 'prj'
+    report = hgqbridge.export(model, 'hls4ml:vitis', out, golden_inputs[name])
+    assert report.ok, report.to_text()
+    assert report.mismatches == {'normal': 0, 'stress': 0}
+    assert report.compared_values['normal'] == golden_inputs[name].shape[0] * model.layers[-1].input.shape[-1]
+    assert (out / 'firmware').is_dir() and any(p.suffix == '.so' for p in (out / 'firmware').iterdir())
+    saved = json.loads((out / 'hgqbridge_export.json').read_text())
+    assert saved['ok'] is True and saved['bit_exact'] == {'normal': True, 'stress': True}
+    with pytest.raises(OutputExistsError):
+        hgqbridge.export(model, 'hls4ml:vitis', out, golden_inputs[name])
+
+
+def test_float_layer_is_refused_with_reason(conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
+    model = conversions['mixed_small'].model
+    report = hgqbridge.check(model, 'hls4ml:vitis')
+    assert not report.deployable
+    errors = [i for i in report.items if i.status == 'error']
+    assert [(i.layer, 'float-quantizer' in i.reason) for i in errors] == [('dense_float', True)]
+    with pytest.raises(ProblemsError, match='dense_float'):
+        hgqbridge.export(model, 'hls4ml:vitis', tmp_path / 'prj', golden_inputs['mixed_small'])
+    assert not (tmp_path / 'prj').exists()
+
+
+@pytest.mark.parametrize(
+    'target, options, rule, severity',
+    [
+        ('hls4ml:oneapi', {}, 'no-csim-here', 'warning'),
+        ('hls4ml:catapult', {}, 'no-csim-here', 'warning'),
+        ('hls4ml:quartus', {}, 'quartus-deprecated', 'warning'),
+        ('hls4ml:vitis', {'strategy': 'distributed_arithmetic', 'reuse_factor': 2}, 'da-strategy', 'error'),
+        ('hls4ml:oneapi', {'strategy': 'distributed_arithmetic'}, 'da-strategy', 'error'),
+        ('hls4ml:vitis', {}, 'float-head', 'warning'),
+    ],
+)
+def test_rules(target: str, options: dict, rule: str, severity: str, conversions: dict) -> None:
+    report = hgqbridge.check(conversions['jet_tagger'].model, target, **options)
+    fired = [i for i in report.items if f'[{rule}]' in i.reason]
+    assert fired and all(i.status == severity for i in fired) and all(i.fix for i in fired)
+    assert report.deployable == (severity == 'warning')
+
+
+def test_heterogeneous_activations_need_io_parallel(conversions: dict) -> None:
+    import keras
+
+    model = keras.models.clone_model(conversions['jet_tagger'].model)
+    model.set_weights(conversions['jet_tagger'].model.get_weights())
+    iq = model.get_layer('fc2').iq.quantizer
+    f = np.array(iq._f)
+    f.flat[0] -= 2  # one feature with two fewer fractional bits, as fine-tuning produces
+    iq._f.assign(f)
+    assert hgqbridge.check(model, 'hls4ml:vitis').deployable
+    for target, options in (('hls4ml:vitis', {'io_type': 'io_stream'}), ('hls4ml:catapult', {})):
+        report = hgqbridge.check(model, target, **options)
+        assert not report.deployable
+        assert [i.layer for i in report.items if i.status == 'error'] == ['fc2']
+
+
+@pytest.mark.parametrize('bad', ['hls4ml', 'hls4ml:xilinx', 'vivado', 'da4ml:rtl'])
+def test_unknown_targets(bad: str, conversions: dict) -> None:
+    with pytest.raises(HGQBridgeError, match='unknown target'):
+        hgqbridge.check(conversions['jet_tagger'].model, bad)
