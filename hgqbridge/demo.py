@@ -121,7 +121,7 @@ def _plot(ft: Any, path: Path) -> Path:
     metric = [r.val_metric for r in ft.history]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     ax.scatter(ebops, metric, c=range(len(ebops)), cmap='viridis', s=18, label='epochs (colour: epoch)')
-    front = [r for r in ft.history if r.pareto]
+    front = sorted((r for r in ft.history if r.pareto), key=lambda r: r.ebops)
     ax.plot([r.ebops for r in front], [r.val_metric for r in front], 'k--', lw=1, label='Pareto front')
     ax.scatter([ft.baseline_ebops], [ft.baseline_metric], marker='*', s=160, c='red', label='imported QKeras model')
     if ft.chosen is not None:

@@ -89,12 +89,13 @@ def finetune(
     verbose: int = 1,
 ) -> FinetuneResult:
     import keras
-    from hgq.utils import trace_minmax
     from hgq.utils.sugar import BetaScheduler, FreeEBOPs, PieceWiseSchedule
+
+    from .converters.hgq.inspect import calibrate
 
     work = copy_model(model)
     baseline = metric_value(metric, y_val, work.predict([x_val], verbose=0))
-    baseline_ebops = trace_minmax(work, x, verbose=0)
+    baseline_ebops = calibrate(work, x)
     work.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss='categorical_crossentropy' if metric == 'accuracy' else 'mse',
@@ -124,5 +125,5 @@ def finetune(
     result_model = copy_model(model)
     if chosen is not None:
         result_model.set_weights(snapshots[chosen.epoch])
-    trace_minmax(result_model, x, verbose=0)
+    calibrate(result_model, x)
     return FinetuneResult(result_model, metric, baseline, int(baseline_ebops), chosen.epoch if chosen else None, history)

@@ -51,8 +51,7 @@ class ConversionReport(_Report):
     def to_text(self) -> str:
         lines = [f'Converted {self.source} ({self.framework}) into HGQ2 model {self.model!r}:']
         for note in self.layers:
-            target = note.hgq_class.replace('hgq.layers.', '')
-            lines.append(f'  {note.source:<20} {note.source_class:<14} -> {target}')
+            lines.append(f'  {note.source:<20} {note.source_class:<14} -> {note.hgq_class}')
             lines.extend(f'  {"":<20} {"":<14}    note: {n}' for n in note.notes)
         return '\n'.join(lines)
 
@@ -152,6 +151,7 @@ class ExportReport(_Report):
     files: list[str]
     seconds: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    bytes_written: int = 0
 
     @property
     def ok(self) -> bool:
@@ -169,6 +169,7 @@ class ExportReport(_Report):
             )
         for key, value in self.estimates.items():
             lines.append(f'  {key}: {value}')
+        lines.append(f'  written: {len(self.files)} files, {self.bytes_written / 1024:.0f} KiB')
         lines.append('  time: ' + ', '.join(f'{k} {v:.1f}s' for k, v in self.seconds.items()))
         lines.extend(f'  note: {n}' for n in self.notes)
         return '\n'.join(lines)

@@ -55,10 +55,11 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
         latency = tuple(float(v) for v in comb.latency)
         report = ExportReport(
             target=str(target), out_dir=str(out_dir), bit_exact=exact, mismatches=mism, compared_values=counts,
-            estimates={'LUT estimate (da4ml cost)': float(comb.cost), 'latency (adder depth, min/max)': latency, 'EBOPs': ebops},
+            estimates={'LUT estimate (da4ml cost)': float(comb.cost), 'latency (adder depth, min/max)': latency, 'EBOPs': ebops,
+                       **firmware.model_sizes(inputs.core)},
             files=[], seconds=seconds,
             notes=inputs.notes + ['RND_CONV quantizers use the exact half-to-even decomposition of converters/da4ml/rounding.py'],
         )
-        report.files = firmware.files_under(tmp, out_dir)
+        firmware.record_files(report, tmp, out_dir)
         report.save(tmp / 'hgqbridge_export.json')
     return report

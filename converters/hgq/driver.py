@@ -54,15 +54,21 @@ def convert_graph(graph: SourceGraph, layers: Registry, input_format: FixedForma
     ctx = BuildContext(input_format or DEFAULT_INPUT_FORMAT)
     model = build_model(graph, specs, ctx)
     notes = [
-        LayerNote(layer.name, layer.class_name, _hgq_class(model, layer.name), ctx.notes.get(layer.name, []))
+        LayerNote(layer.name, layer.class_name, _target(model, layer.name, ctx.refs.get(layer.name)), ctx.notes.get(layer.name, []))
         for layer in graph
     ]
     report = ConversionReport(str(graph.path), graph.framework, model.name, notes, [l.name for l in model.layers])
     return Conversion(model, graph, ctx.refs, ctx.float_layers, report, specs)
 
 
-def _hgq_class(model: Any, name: str) -> str:
+def _target(model: Any, name: str, ref: TensorRef | None) -> str:
+    """What the source layer became: an HGQ2 layer's class path, or where its tensor went."""
     for layer in model.layers:
         if layer.name == name:
-            return f'{type(layer).__module__}.{type(layer).__name__}'
-    return '(merged into the next layer)' if name else ''
+            module = type(layer).__module__
+            return f'{"keras" if module.startswith("keras.") else module}.{type(layer).__name__}'
+    if ref is not None and ref.via == 'iq':
+        return f'input quantizer (iq) of {ref.layer}'
+    if ref is not None and ref.via == 'alias':
+        return f'removed (its tensor is {ref.layer}\'s)'
+    return 'removed'

@@ -14,6 +14,7 @@ from hgqbridge.errors import ExportError
 from hgqbridge.fixed import FixedFormat
 from hgqbridge.verify import count_mismatches, stress_inputs
 
+from .inspect import calibrate as hgq_calibrate
 from .inspect import compute_ebops, input_port_format, strip_float_head
 
 
@@ -52,9 +53,7 @@ def prepare(model: Any, x: np.ndarray) -> FirmwareInputs:
 
 def calibrate(core: Any, inputs: FirmwareInputs) -> int:
     """hgq's trace_minmax over both input sets (sets WRAP quantizers' integer bits); returns total EBOPs."""
-    from hgq.utils import trace_minmax
-
-    trace_minmax(core, np.concatenate(list(inputs.sets.values())), verbose=0)
+    hgq_calibrate(core, np.concatenate(list(inputs.sets.values())))
     return int(sum(compute_ebops(core).values()))
 
 
@@ -69,6 +68,22 @@ def compare(core: Any, inputs: FirmwareInputs, predict: Callable[[np.ndarray], n
     return exact, mism, counts, time.perf_counter() - t0
 
 
-def files_under(root: Path, final: Path) -> list[str]:
-    """Paths of the written files, as they will be once ``root`` is renamed to ``final``."""
-    return sorted(str(final / p.relative_to(root)) for p in root.rglob('*') if p.is_file())
+def record_files(report: Any, root: Path, final: Path) -> None:
+    """Put the written files (as they will be once ``root`` is renamed to ``final``) and their size in the report."""
+    files = [p for p in root.rglob('*') if p.is_file()]
+    report.files = sorted(str(final / p.relative_to(root)) for p in files)
+    report.bytes_written = sum(p.stat().st_size for p in files)
+
+
+def model_sizes(core: Any) -> dict[str, int]:
+    """Parameter count and the bits the quantized weights take (sum of per-weight widths)."""
+    from .inspect import layer_quantizers, quantizer_info
+
+    bits = 0
+    for layer in core.layers:
+        for role, q in layer_quantizers(layer).items():
+            info = quantizer_info(q) if role in ('kernel', 'bias') else None
+            if info is not None:
+                shape = getattr(layer, role).shape
+                bits += int(np.broadcast_to(info.width, shape).sum())
+    return {'parameters': int(core.count_params()), 'weight bits': bits}

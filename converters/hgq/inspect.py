@@ -73,6 +73,17 @@ def layer_quantizers(layer: Any) -> dict[str, Any]:
     return out
 
 
+def calibrate(model: Any, x: np.ndarray) -> int:
+    """hgq's ``trace_minmax`` (integer bits of WRAP quantizers from data); returns the total EBOPs."""
+    import warnings
+
+    from hgq.utils import trace_minmax
+
+    with warnings.catch_warnings():  # trace_minmax feeds a bare tensor to a model whose inputs are a list
+        warnings.filterwarnings('ignore', message='The structure of `inputs`')
+        return int(trace_minmax(model, x, verbose=0))
+
+
 def compute_ebops(model: Any) -> dict[str, int]:
     """EBOPs of every layer that counts them, from one forward pass in HGQ2's tracing mode.
 

@@ -65,10 +65,10 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
             notes.append(f'{target.backend}: the C simulation needs the vendor compiler, so it was written but not compiled or compared here')
         report = ExportReport(
             target=str(target), out_dir=str(out_dir), bit_exact=exact, mismatches=mism, compared_values=counts,
-            estimates={'EBOPs': ebops}, files=[], seconds=seconds, notes=notes,
+            estimates={'EBOPs': ebops, **firmware.model_sizes(inputs.core)}, files=[], seconds=seconds, notes=notes,
         )
         (tmp / 'hls4ml_convert.log').write_text(log.getvalue())
-        report.files = firmware.files_under(tmp, out_dir)
+        firmware.record_files(report, tmp, out_dir)
         report.save(tmp / 'hgqbridge_export.json')
     return report
 
