@@ -29,10 +29,10 @@ def machine() -> dict:
 
 def run_case(name: str, epochs: int) -> dict:
     import numpy as np
-
-    import hgqbridge
     from hgqbridge.converters.da4ml.export import trace
     from hgqbridge.converters.hgq import firmware
+
+    import hgqbridge
 
     data = dict(np.load(FIXTURES / f'{name}.data.npz'))
     model = hgqbridge.convert(FIXTURES / f'{name}.h5')

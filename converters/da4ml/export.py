@@ -34,11 +34,7 @@ def trace(core: Any, inputs: firmware.FirmwareInputs) -> Any:
 def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool = False) -> ExportReport:
     from da4ml.codegen import HLSModel, RTLModel
 
-    seconds: dict[str, float] = {}
-    inputs = firmware.prepare(model, x)
-    t0 = time.perf_counter()
-    ebops = firmware.calibrate(inputs.core, inputs)
-    seconds['calibrate'] = time.perf_counter() - t0
+    inputs, ebops, seconds = firmware.start(model, x)
     t0 = time.perf_counter()
     comb = trace(inputs.core, inputs)
     seconds['trace'] = time.perf_counter() - t0

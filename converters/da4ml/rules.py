@@ -7,17 +7,7 @@ hgqbridge's exact decomposition, converters/da4ml/rounding.py), WRAP/SAT/SAT_SYM
 
 from __future__ import annotations
 
-from ..hgq.rules import (
-    LayerFacts,
-    Rule,
-    Target,
-    dense_activation,
-    float_quantizer,
-    float_softmax_head,
-    round_modes,
-    unquantized_arithmetic,
-    unsupported_class,
-)
+from ..hgq.rules import LayerFacts, Rule, Target, common_rules
 
 SUPPORTED = (
     'QDense', 'QBatchNormDense', 'QEinsumDense', 'QConv1D', 'QConv2D', 'QConv3D', 'QBatchNormalization', 'Quantizer',
@@ -35,11 +25,6 @@ def _overflow(f: LayerFacts, t: Target) -> str | None:
 
 
 RULES = [
-    Rule('supported-layer', 'error', unsupported_class(SUPPORTED), 'replace the layer with a supported one'),
-    Rule('float-quantizer', 'error', float_quantizer, 'give the layer fixed-point quantizers (hgqbridge finetune does)'),
-    Rule('float-head', 'warning', float_softmax_head, 'use QSoftmax if the firmware must compute probabilities'),
-    Rule('quantize-first', 'error', unquantized_arithmetic, 'quantize the model input (convert --input-format)'),
-    Rule('dense-activation', 'error', dense_activation(('linear', 'relu')), 'use a QUnaryFunctionLUT layer for the activation'),
-    Rule('round-mode', 'error', round_modes(('TRN', 'RND', 'RND_CONV')), 'use TRN, RND or RND_CONV (stochastic rounding is training-only)'),
+    *common_rules(SUPPORTED, 'replace the layer with a supported one', ('TRN', 'RND', 'RND_CONV')),
     Rule('overflow-mode', 'error', _overflow, 'use WRAP, SAT or SAT_SYM'),
 ]

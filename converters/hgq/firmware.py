@@ -51,6 +51,14 @@ def prepare(model: Any, x: np.ndarray) -> FirmwareInputs:
     return FirmwareInputs(core, port, sets, notes)
 
 
+def start(model: Any, x: np.ndarray) -> tuple[FirmwareInputs, int, dict[str, float]]:
+    """The first steps of every export: inputs prepared, model calibrated; (inputs, EBOPs, seconds so far)."""
+    inputs = prepare(model, x)
+    t0 = time.perf_counter()
+    ebops = calibrate(inputs.core, inputs)
+    return inputs, ebops, {'calibrate': time.perf_counter() - t0}
+
+
 def calibrate(core: Any, inputs: FirmwareInputs) -> int:
     """hgq's trace_minmax over both input sets (sets WRAP quantizers' integer bits); returns total EBOPs."""
     hgq_calibrate(core, np.concatenate(list(inputs.sets.values())))

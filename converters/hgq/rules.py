@@ -162,3 +162,15 @@ def round_modes(allowed: tuple[str, ...]) -> Callable[[LayerFacts, Target], str 
 
 def heterogeneous_activation(f: LayerFacts) -> bool:
     return any(info is not None and not info.uniform for role, info in f.quantizers.items() if role in ('input', 'self', 'output'))
+
+
+def common_rules(supported: tuple[str, ...], supported_fix: str, round_allowed: tuple[str, ...]) -> list[Rule]:
+    """The rows every target's table starts with."""
+    return [
+        Rule('supported-layer', 'error', unsupported_class(supported), supported_fix),
+        Rule('float-quantizer', 'error', float_quantizer, 'give the layer fixed-point quantizers (hgqbridge finetune does)'),
+        Rule('float-head', 'warning', float_softmax_head, 'use QSoftmax if the firmware must compute probabilities'),
+        Rule('quantize-first', 'error', unquantized_arithmetic, 'quantize the model input (convert --input-format)'),
+        Rule('dense-activation', 'error', dense_activation(('linear', 'relu')), 'use a QUnaryFunctionLUT layer for the activation'),
+        Rule('round-mode', 'error', round_modes(round_allowed), f'use {", ".join(round_allowed)} (stochastic rounding is training-only)'),
+    ]

@@ -28,11 +28,7 @@ DEFAULT_PRECISION = 'ap_fixed<1,0>'
 def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool = False) -> ExportReport:
     import hls4ml
 
-    seconds: dict[str, float] = {}
-    inputs = firmware.prepare(model, x)
-    t0 = time.perf_counter()
-    ebops = firmware.calibrate(inputs.core, inputs)
-    seconds['calibrate'] = time.perf_counter() - t0
+    inputs, ebops, seconds = firmware.start(model, x)
     notes = list(inputs.notes)
     with atomic_path(out_dir, force) as tmp:
         t0 = time.perf_counter()

@@ -7,19 +7,7 @@ oneAPI/Quartus/Catapult template, the distributed_arithmetic strategy needs reus
 
 from __future__ import annotations
 
-from ..hgq.rules import (
-    LayerFacts,
-    Rule,
-    Target,
-    dense_activation,
-    float_quantizer,
-    float_softmax_head,
-    heterogeneous_activation,
-    round_modes,
-    unquantized_arithmetic,
-    unsupported_class,
-    zero_width,
-)
+from ..hgq.rules import LayerFacts, Rule, Target, common_rules, heterogeneous_activation, zero_width
 
 BACKENDS = ('vivado', 'vitis', 'oneapi', 'quartus', 'catapult')
 #: Backends whose C simulation g++ can compile here (oneAPI needs icpx, Catapult its own headers).
@@ -77,12 +65,7 @@ def _quartus(f: LayerFacts, t: Target) -> str | None:
 
 
 RULES = [
-    Rule('supported-layer', 'error', unsupported_class(SUPPORTED), 'replace the layer, or use the da4ml target'),
-    Rule('float-quantizer', 'error', float_quantizer, 'give the layer fixed-point quantizers (hgqbridge finetune does)'),
-    Rule('float-head', 'warning', float_softmax_head, 'use QSoftmax if the firmware must compute probabilities'),
-    Rule('quantize-first', 'error', unquantized_arithmetic, 'quantize the model input (convert --input-format)'),
-    Rule('dense-activation', 'error', dense_activation(('linear', 'relu')), 'use a QUnaryFunctionLUT layer for the activation'),
-    Rule('round-mode', 'error', round_modes(('TRN', 'RND', 'RND_CONV')), 'use TRN, RND or RND_CONV'),
+    *common_rules(SUPPORTED, 'replace the layer, or use the da4ml target', ('TRN', 'RND', 'RND_CONV')),
     Rule('zero-width', 'warning', zero_width, 'hls4ml may emit invalid types for pruned elements (hls4ml#1523); check the C simulation'),
     Rule('io-stream-heterogeneous', 'error', _heterogeneous_stream, 'use io_parallel, or make the activation quantizers uniform'),
     Rule('catapult-heterogeneous', 'error', _catapult_masks, 'use Vitis or Vivado'),

@@ -25,7 +25,6 @@ def test_rnd_conv_trace_matches_hgq(fmt: FixedFormat) -> None:
     from da4ml.converter import trace_model
     from da4ml.trace import comb_trace
     from hgq.layers import Quantizer
-
     from hgqbridge.converters.da4ml.rounding import rnd_conv_support
     from hgqbridge.converters.hgq.build import quantizer_config
 
@@ -43,7 +42,6 @@ def test_rnd_conv_trace_matches_hgq(fmt: FixedFormat) -> None:
 
 def test_patch_is_scoped() -> None:
     import hgq._dais_tracer.layers._base as base
-
     from hgqbridge.converters.da4ml.rounding import rnd_conv_support
 
     before = base.quantize

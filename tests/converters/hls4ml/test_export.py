@@ -11,8 +11,6 @@ import pytest
 import hgqbridge
 from hgqbridge.errors import HGQBridgeError, OutputExistsError, ProblemsError
 
-from ...conftest import MODELS
-
 EXPORTABLE = ['jet_tagger', 'digits_mlp']  # mixed_small keeps a float Dense, which check refuses (tested below)
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from hgqbridge.converters.hgq.build import DenseSpec, FlattenSpec, FloatActivationSpec, IdentitySpec, InputSpec, QuantizeSpec
 from hgqbridge.converters.hgq.driver import parse_all
 from hgqbridge.converters.qkeras import LAYERS
+
 from hgqbridge.errors import LayerProblem, UnsupportedError
 from hgqbridge.fixed import FixedFormat
 from hgqbridge.graph import SourceGraph, SourceLayer

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from hgqbridge.converters.qkeras.quantizers import (
     FloatActivation,
     QuantizedBits,
@@ -12,6 +11,7 @@ from hgqbridge.converters.qkeras.quantizers import (
     parse_quantizer,
     parse_string,
 )
+
 from hgqbridge.errors import LayerProblem, QuantizerSyntaxError
 from hgqbridge.fixed import FixedFormat
 
@@ -120,7 +120,6 @@ def test_hgq2_quantizer_matches_qkeras(case: str) -> None:
     """HGQ2's own quantizer, configured by the mapping, reproduces QKeras bit for bit."""
     import keras
     from hgq.layers import Quantizer
-
     from hgqbridge.converters.hgq.build import quantizer_config
 
     fmt = parse_quantizer(case, 'activation').fixed_format('activation')  # type: ignore[union-attr]

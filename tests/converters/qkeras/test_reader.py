@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from hgqbridge.converters.qkeras import read_h5, read_json
+
 from hgqbridge.errors import SourceFileError
 
 from ...conftest import QKERAS
