@@ -41,8 +41,8 @@ def run_case(name: str, epochs: int) -> dict:
                                 beta_max=3e-4, learning_rate=3e-3, verbose=0)
     seconds = time.perf_counter() - t0
     row = {'model': name, 'epochs': epochs, 'train_seconds': round(seconds, 1)}
-    for label, m, acc, ebops in (('qkeras', model, result.baseline_metric, result.baseline_ebops),
-                                 ('hgq2', result.model, (result.chosen or result.history[0]).val_metric if result.chosen else result.baseline_metric, None)):
+    chosen_metric = result.chosen.val_metric if result.chosen else result.baseline_metric
+    for label, m, acc, ebops in (('qkeras', model, result.baseline_metric, result.baseline_ebops), ('hgq2', result.model, chosen_metric, None)):
         inputs = firmware.prepare(m, data['x_val'][:64])
         e = firmware.calibrate(inputs.core, inputs)
         comb = trace(inputs.core, inputs)
