@@ -87,12 +87,16 @@ def finetune(
     learning_rate: float = 1e-3,
     batch_size: int = 64,
     verbose: int = 1,
+    seed: int | None = 0,
 ) -> FinetuneResult:
+    """Fine-tune a copy of ``model``; ``seed`` (Keras's global seed) makes runs repeatable, None leaves it."""
     import keras
     from hgq.utils.sugar import BetaScheduler, FreeEBOPs, PieceWiseSchedule
 
     from .converters.hgq.inspect import calibrate
 
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     work = copy_model(model)
     baseline = metric_value(metric, y_val, work.predict([x_val], verbose=0))
     baseline_ebops = calibrate(work, x)

@@ -84,14 +84,15 @@ def record_files(report: Any, root: Path, final: Path) -> None:
 
 
 def model_sizes(core: Any) -> dict[str, int]:
-    """Parameter count and the bits the quantized weights take (sum of per-weight widths)."""
+    """Number of weights (kernels and biases; not HGQ2's bit-width variables) and the bits they take."""
     from .inspect import layer_quantizers, quantizer_info
 
-    bits = 0
+    count = bits = 0
     for layer in core.layers:
         for role, q in layer_quantizers(layer).items():
             info = quantizer_info(q) if role in ('kernel', 'bias') else None
             if info is not None:
                 shape = getattr(layer, role).shape
+                count += int(np.prod(shape))
                 bits += int(np.broadcast_to(info.width, shape).sum())
-    return {'parameters': int(core.count_params()), 'weight bits': bits}
+    return {'weights': count, 'weight bits': bits}

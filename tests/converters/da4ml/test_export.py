@@ -29,3 +29,11 @@ def test_check_lists_float_layers(conversions: dict) -> None:
     assert not report.deployable
     assert [i.layer for i in report.items if i.status == 'error'] == ['dense_float']
     assert 'NOT deployable' in report.to_text()
+
+
+def test_sizes_count_network_weights(conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
+    report = hgqbridge.export(conversions['jet_tagger'].model, 'da4ml', tmp_path / 'prj', golden_inputs['jet_tagger'])
+    weights = 16 * 64 + 64 + 64 * 32 + 32 + 32 * 32 + 32 + 32 * 5 + 5  # 16-64-32-32-5 with biases
+    assert report.estimates['weights'] == weights
+    assert report.estimates['weight bits'] == 6 * weights  # quantized_bits(6, 0) everywhere
+    assert report.bytes_written > 0 and len(report.files) > 3
