@@ -120,3 +120,37 @@ class FixedFormat:
         while 2.0**i - 2.0**-f < high or -(2.0**i) * k > low:
             i += 1
         return cls(k, i, f, round, overflow)
+
+
+@dataclass(frozen=True, eq=False)
+class FormatArray:
+    """Per-channel (or per-element) formats: k, i, f arrays broadcastable to a weight's shape."""
+
+    k: np.ndarray
+    i: np.ndarray
+    f: np.ndarray
+    round: str = 'RND_CONV'
+    overflow: str = 'SAT'
+
+    def widest(self) -> FixedFormat:
+        return FixedFormat(int(self.k.max()), int(self.i.max()), int(self.f.max()), self.round, self.overflow)
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """Elementwise quantization with each element's own format (float64)."""
+        x = np.asarray(x, dtype=np.float64)
+        k, i, f = np.broadcast_arrays(self.k, self.i, self.f, x)[:3]
+        step = 2.0**-f
+        high = 2.0**i - step
+        low = -(2.0**i) * k if self.overflow == 'SAT' else -high * k
+        q = np.round(np.clip(x, low, high) / step) * step
+        return np.where(k + i + f > 0, q, 0.0)
+
+    @classmethod
+    def covering(cls, values: np.ndarray, max_f: int = 32) -> FormatArray:
+        """One format per channel (last axis) holding every value of that channel exactly."""
+        values = np.asarray(values, dtype=np.float64)
+        flat = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)
+        fmts = [FixedFormat.covering(flat[:, c], max_f=max_f) for c in range(flat.shape[1])]
+        shape = (1,) * (values.ndim - 1) + (len(fmts),) if values.ndim > 1 else (len(fmts),)
+        k, i, f = (np.array([getattr(m, a) for m in fmts]).reshape(shape) for a in 'kif')
+        return cls(k, i, f)

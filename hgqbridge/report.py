@@ -65,6 +65,7 @@ class LayerMatch:
     mismatches: int
     max_abs_diff: float
     exact_required: bool  # False for float layers (softmax), whose error is only measured
+    reason: str = ''  # why it is not required to be exact
 
     @property
     def bit_exact(self) -> bool:
@@ -83,7 +84,10 @@ class VerifyReport(_Report):
     missing: list[str] = field(default_factory=list)
 
     def to_text(self) -> str:
+        inexact = sorted({m.layer for ms in self.results.values() for m in ms if not m.exact_required and m.mismatches})
         verdict = 'bit-exact' if self.bit_exact else 'NOT bit-exact'
+        if self.bit_exact and inexact:
+            verdict = f'bit-exact on every quantized tensor; {", ".join(inexact)} matched to a measured error (see below)'
         lines = [f'Verification of {self.source} against {self.reference}: {verdict}']
         for kind, matches in self.results.items():
             n_exact = sum(m.values for m in matches if m.exact_required)
@@ -98,7 +102,7 @@ class VerifyReport(_Report):
                 lines.append(f'          first diverging layer: {self.first_divergence[kind]}')
             for m in matches:
                 if not m.exact_required:
-                    lines.append(f'          {m.layer}: float layer, not required to be exact; max |diff| {m.max_abs_diff:.3g}')
+                    lines.append(f'          {m.layer}: {m.reason}, not required to be exact; max |diff| {m.max_abs_diff:.3g}')
         if self.missing:
             lines.append(f'  not compared (no counterpart): {", ".join(self.missing)}')
         return '\n'.join(lines)

@@ -42,7 +42,8 @@ def source_tensors(conversion: Any, x: np.ndarray, names: list[str]) -> dict[str
     wanted = []
     for ref in refs.values():
         layer = model.get_layer(ref.layer)
-        wanted.append(layer.output if ref.via == 'output' else layer.input)
+        inp = layer.input[ref.index] if isinstance(layer.input, (list, tuple)) else layer.input
+        wanted.append(layer.output if ref.via == 'output' else inp)  # 'iq', 'quantized-input': the input
     probe = keras.Model(model.inputs, wanted)
     values = probe.predict([x], batch_size=max(len(x), 1), verbose=0)
     values = values if isinstance(values, list) else [values]
@@ -50,6 +51,8 @@ def source_tensors(conversion: Any, x: np.ndarray, names: list[str]) -> dict[str
     for (name, ref), value in zip(refs.items(), values):
         if ref.via == 'iq':
             value = model.get_layer(ref.layer).iq(value, training=False)
+        elif ref.via == 'quantized-input':
+            value = ref.fmt.quantize(keras.ops.convert_to_numpy(value)).astype(np.float32)
         out[name] = np.asarray(keras.ops.convert_to_numpy(value))
     return out
 
@@ -71,27 +74,29 @@ def load_golden(path: Path) -> dict[str, np.ndarray]:
     return golden
 
 
-def compare_tensors(name: str, ref: np.ndarray, got: np.ndarray, exact_required: bool) -> LayerMatch:
+def compare_tensors(name: str, ref: np.ndarray, got: np.ndarray, reason: str = '') -> LayerMatch:
+    """Compare one tensor; ``reason`` (why it cannot be exact) makes the comparison a measurement only."""
+    exact_required = not reason
     if ref.size != got.size:
-        return LayerMatch(name, int(ref.size), int(ref.size), float('inf'), exact_required)
+        return LayerMatch(name, int(ref.size), int(ref.size), float('inf'), exact_required, reason)
     got = got.reshape(ref.shape).astype(ref.dtype)
     differ = ref != got
     diff = float(np.max(np.abs(ref.astype(np.float64) - got.astype(np.float64)))) if differ.any() else 0.0
-    return LayerMatch(name, int(ref.size), int(np.count_nonzero(differ)), diff, exact_required)
+    return LayerMatch(name, int(ref.size), int(np.count_nonzero(differ)), diff, exact_required, reason)
 
 
 def verify(conversion: Any, golden_path: Path) -> VerifyReport:
     """Compare every source tensor that has a counterpart in the converted model, in source order."""
     golden = load_golden(golden_path)
     order = [layer.name for layer in conversion.graph if layer.class_name != 'InputLayer']
-    float_names = _float_downstream(conversion)
+    inexact = _inexact_downstream(conversion)
     results: dict[str, list[LayerMatch]] = {}
     first: dict[str, str | None] = {}
     missing: set[str] = set()
     for kind in INPUT_SETS:
         names = [n for n in order if f'{kind}::{n}' in golden]
         got = source_tensors(conversion, golden[f'x_{kind}'], names)
-        matches = [compare_tensors(n, golden[f'{kind}::{n}'], got[n], n not in float_names) for n in names if n in got]
+        matches = [compare_tensors(n, golden[f'{kind}::{n}'], got[n], inexact.get(n, '')) for n in names if n in got]
         missing.update(n for n in names if n not in got)
         results[kind] = matches
         first[kind] = next((m.layer for m in matches if m.exact_required and m.mismatches), None)
@@ -99,13 +104,15 @@ def verify(conversion: Any, golden_path: Path) -> VerifyReport:
     return VerifyReport(str(conversion.graph.path), str(golden_path), results, exact, first, sorted(missing))
 
 
-def _float_downstream(conversion: Any) -> set[str]:
-    """Float layers (softmax) and everything computed from them: measured, not required to be exact."""
-    names = set(conversion.float_layers)
+def _inexact_downstream(conversion: Any) -> dict[str, str]:
+    """Layers that cannot match bit for bit (float softmax, float weights, float-rounded sums) and everything
+    computed from them, with the reason: their error is measured, not required to be zero."""
+    reasons = dict(conversion.inexact)
     for layer in conversion.graph:
-        if any(n in names for n in layer.inbound) and layer.class_name not in ('QActivation',):
-            names.add(layer.name)
-    return names
+        upstream = next((n for n in layer.inbound if n in reasons), None)
+        if upstream is not None and layer.name not in reasons:
+            reasons[layer.name] = f'computed from {upstream}'
+    return reasons
 
 
 def count_mismatches(reference: np.ndarray, firmware: np.ndarray) -> tuple[int, int]:

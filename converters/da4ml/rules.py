@@ -12,11 +12,14 @@ from ..hgq.rules import LayerFacts, Rule, Target, common_rules
 SUPPORTED = (
     'QDense', 'QBatchNormDense', 'QEinsumDense', 'QConv1D', 'QConv2D', 'QConv3D', 'QBatchNormalization', 'Quantizer',
     'QAdd', 'QSubtract', 'QMultiply', 'QMaximum', 'QMinimum', 'QAveragePow2', 'QSum', 'QMeanPow2', 'QDot', 'QEinsum',
-    'QSoftmax', 'QUnaryFunctionLUT', 'InputLayer', 'Flatten', 'Reshape', 'ReLU', 'Concatenate', 'Add', 'Dropout',
+    'QSoftmax', 'QUnaryFunctionLUT', 'InputLayer', 'Flatten', 'Reshape', 'ReLU', 'Concatenate', 'MaxPooling1D', 'MaxPooling2D', 'Add', 'Dropout',
 )
 
 #: The subset that tests/converters/da4ml/test_export.py exports and proves bit-exact today.
-VERIFIED = ('QDense', 'Quantizer', 'Flatten', 'ReLU', 'InputLayer')
+VERIFIED = (
+    'QDense', 'QConv1D', 'QConv2D', 'QAdd', 'Quantizer', 'Flatten', 'Reshape', 'Concatenate', 'MaxPooling1D', 'MaxPooling2D',
+    'ReLU', 'InputLayer',
+)
 
 
 def _overflow(f: LayerFacts, t: Target) -> str | None:

@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from hgqbridge.fixed import FixedFormat
+from hgqbridge.fixed import FixedFormat, FormatArray
+
+Format = FixedFormat | FormatArray
 
 #: What the firmware receives when the source model does not quantize its input: hls4ml's default type.
 DEFAULT_INPUT_FORMAT = FixedFormat(1, 5, 10, 'TRN', 'SAT')
@@ -25,11 +27,15 @@ DEFAULT_INPUT_FORMAT = FixedFormat(1, 5, 10, 'TRN', 'SAT')
 
 @dataclass(frozen=True)
 class TensorRef:
-    """Where a source tensor lives in the HGQ2 model: a layer's output, the output of its input quantizer, or
-    (``alias``) the same tensor as another source layer's (``layer`` is then a source name)."""
+    """Where a source tensor lives in the HGQ2 model: a layer's output (``output``), the output of its input
+    quantizer (``iq``), a layer's input quantized with ``fmt`` (``quantized-input``: a QActivation whose
+    quantizer moved past a Flatten/pooling), or the same tensor as another source layer's (``alias``; ``layer``
+    is then a source name)."""
 
     layer: str
-    via: str = 'output'  # 'output', 'iq' or 'alias'
+    via: str = 'output'
+    fmt: FixedFormat | None = None
+    index: int = 0  # which input, for a layer with several
 
 
 @dataclass
@@ -46,7 +52,7 @@ class BuildContext:
     input_format: FixedFormat = DEFAULT_INPUT_FORMAT
     refs: dict[str, TensorRef] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
-    float_layers: list[str] = field(default_factory=list)
+    inexact: dict[str, str] = field(default_factory=dict)  # layer -> why it cannot match the source bit for bit
 
     def note(self, layer: str, text: str) -> None:
         self.notes.setdefault(layer, []).append(text)
@@ -55,15 +61,29 @@ class BuildContext:
         self.refs.setdefault(source, ref)
 
 
-def quantizer_config(fmt: FixedFormat | None, place: str) -> Any:
-    """The HGQ2 QuantizerConfig for a format: kif, exact initial k/i/f; ``None`` gives a float (dummy) quantizer."""
+def quantizer_config(fmt: Format | None, place: str) -> Any:
+    """The HGQ2 QuantizerConfig for a format: kif, exact initial k/i/f; ``None`` gives a float (dummy) quantizer.
+
+    A FormatArray starts from its widest format; ``assign_formats`` sets the per-channel values after build."""
     from hgq.quantizer.config import QuantizerConfig
 
     if fmt is None:
         return QuantizerConfig('dummy', place)
+    if isinstance(fmt, FormatArray):
+        fmt = fmt.widest()
     return QuantizerConfig(
         'kif', place, k0=fmt.k, i0=fmt.i, f0=fmt.f, round_mode=fmt.round, overflow_mode=fmt.overflow
     )
+
+
+def assign_formats(quantizer: Any, fmt: Format | None) -> None:
+    """Give a built HGQ2 quantizer layer per-element k, i, f (a no-op for a single FixedFormat)."""
+    if not isinstance(fmt, FormatArray):
+        return
+    inner = quantizer.quantizer
+    for name, values in (('_k', fmt.k), ('_i', fmt.i), ('_f', fmt.f)):
+        var = getattr(inner, name)
+        var.assign(np.broadcast_to(values, var.shape).astype(var.dtype))
 
 
 def materialize(t: Tensor, ctx: BuildContext) -> Tensor:
@@ -77,11 +97,13 @@ def materialize(t: Tensor, ctx: BuildContext) -> Tensor:
     return Tensor(layer(t.value), t.source, quantized=True)
 
 
-def take_input_quantizer(t: Tensor, ctx: BuildContext, consumer: str) -> tuple[FixedFormat | None, bool]:
+def take_input_quantizer(t: Tensor, ctx: BuildContext, consumer: str, index: int | None = None) -> tuple[FixedFormat | None, bool]:
     """The iq format for an arithmetic layer reading ``t``: its pending format, or the input format for a raw
-    model input, or none (iq disabled) when the values are already quantized upstream."""
+    model input, or none (iq disabled) when the values are already quantized upstream. ``index``: which input
+    of a multi-input layer (its tensor is then read back with the numpy reference of the same format)."""
     if t.pending is not None:
-        ctx.ref(t.source, TensorRef(consumer, 'iq'))
+        ref = TensorRef(consumer, 'iq') if index is None else TensorRef(consumer, 'quantized-input', t.pending, index)
+        ctx.ref(t.source, ref)
         return t.pending, True
     if not t.quantized:
         ctx.note(consumer, f'the source does not quantize this input; the HGQ2 model quantizes it to {ctx.input_format}')
@@ -125,21 +147,6 @@ class IdentitySpec:
 
 
 @dataclass(frozen=True)
-class FlattenSpec:
-    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
-        import keras
-
-        (t,) = inputs
-        out = keras.layers.Flatten(name=name)(t.value)
-        if t.pending is None:
-            ctx.ref(name, TensorRef(name))
-            return Tensor(out, name, quantized=t.quantized)
-        # A uniform quantizer commutes with Flatten: the consumer applies it after flattening.
-        ctx.ref(name, TensorRef(t.source, 'alias'))
-        return Tensor(out, t.source, pending=t.pending, pending_layer=t.pending_layer, quantized=t.quantized)
-
-
-@dataclass(frozen=True)
 class FloatActivationSpec:
     """relu (exact on any input) or softmax (float; reported as not bit-exact)."""
 
@@ -153,34 +160,43 @@ class FloatActivationSpec:
             layer = keras.layers.ReLU(name=name)
         else:
             layer = keras.layers.Activation(self.activation, name=name)
-            ctx.float_layers.append(name)
+            ctx.inexact[name] = f'float {self.activation}'
             ctx.note(name, f'float {self.activation}: kept as a float output head, not bit-exact in firmware')
         ctx.ref(name, TensorRef(name))
         return Tensor(layer(t.value), name, quantized=self.activation == 'relu' and t.quantized)
 
 
-@dataclass(frozen=True)
-class DenseSpec:
-    """A dense layer with fixed-point (or float) kernel and bias and an optional activation quantizer."""
+@dataclass(frozen=True, eq=False)
+class WeightLayerSpec:
+    """A dense or convolution layer: kernel and bias with their formats (None: float in the source), a float
+    activation that is exact on fixed-point values (linear, relu), and an optional activation quantizer."""
 
-    units: int
+    kind: str  # 'dense', 'conv1d', 'conv2d'
+    args: dict[str, Any]  # units / filters, kernel_size, strides, padding, dilation_rate
     kernel: np.ndarray
     bias: np.ndarray | None
-    kernel_fmt: FixedFormat | None
-    bias_fmt: FixedFormat | None
-    activation: str = 'linear'  # 'linear' or 'relu' (float, exact)
+    kernel_fmt: Format | None
+    bias_fmt: Format | None
+    activation: str = 'linear'
     out_fmt: FixedFormat | None = None  # the quantizer given as activation=
+    float_rounded: bool = False  # the source's own float32 arithmetic rounds (non-power-of-two weight scale)
 
     def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
-        from hgq.layers import QDense
+        from hgq.layers import QConv1D, QConv2D, QDense
 
         (t,) = inputs
         iq, enable_iq = take_input_quantizer(t, ctx, name)
         if self.kernel_fmt is None:
-            ctx.float_layers.append(name)
+            ctx.inexact[name] = 'float weights'
             ctx.note(name, 'float weights in the source: kept float (HGQ2 dummy quantizers); quantize before export')
-        layer = QDense(
-            self.units,
+        elif isinstance(self.kernel_fmt, FormatArray):
+            ctx.note(name, 'data-dependent weight scale: weights quantized once as QKeras does, per-channel exact formats')
+        if self.float_rounded:
+            ctx.inexact[name] = 'non-power-of-two weight scale: QKeras sums these products in float32 and rounds'
+            ctx.note(name, 'non-power-of-two weight scale: exact weights, but QKeras\'s own float32 sums round; matched to measured error')
+        cls = {'dense': QDense, 'conv1d': QConv1D, 'conv2d': QConv2D}[self.kind]
+        layer = cls(
+            **self.args,
             activation=self.activation,
             use_bias=self.bias is not None,
             kq_conf=quantizer_config(self.kernel_fmt, 'weight'),
@@ -191,15 +207,63 @@ class DenseSpec:
         )
         out = layer(t.value)
         layer.kernel.assign(self.kernel.astype(np.float32))
+        assign_formats(layer.kq, self.kernel_fmt)
         if self.bias is not None:
             layer.bias.assign(self.bias.astype(np.float32))
+            assign_formats(layer.bq, self.bias_fmt)
         if self.out_fmt is None:
             ctx.ref(name, TensorRef(name))
             return Tensor(out, name, quantized=self.kernel_fmt is not None and (enable_iq or t.quantized))
         return Tensor(out, name, pending=self.out_fmt, pending_layer=f'{name}_activation', quantized=True)
 
 
-Spec = InputSpec | QuantizeSpec | IdentitySpec | FlattenSpec | FloatActivationSpec | DenseSpec
+@dataclass(frozen=True)
+class MoveSpec:
+    """A layer that only moves values (Flatten, Reshape, MaxPooling, ZeroPadding): a pending uniform quantizer
+    commutes with it (quantizers are monotone and map 0 to 0), so the consumer still applies it."""
+
+    keras_class: str
+    args: tuple[tuple[str, Any], ...] = ()
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        import keras
+
+        (t,) = inputs
+        out = getattr(keras.layers, self.keras_class)(**dict(self.args), name=name)(t.value)
+        if t.pending is None:
+            ctx.ref(name, TensorRef(name))
+            return Tensor(out, name, quantized=t.quantized)
+        ctx.ref(t.source, TensorRef(name, 'quantized-input', t.pending))
+        return Tensor(out, name, pending=t.pending, pending_layer=t.pending_layer, quantized=t.quantized)
+
+
+@dataclass(frozen=True)
+class MergeSpec:
+    """Add (HGQ2 QAdd, each input quantized by its own iq) or Concatenate (Keras; pending inputs materialised)."""
+
+    op: str  # 'add' or 'concatenate'
+    axis: int = -1
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        import keras
+        from hgq.layers import QAdd
+
+        if self.op == 'concatenate':
+            ts = [materialize(t, ctx) for t in inputs]
+            out = keras.layers.Concatenate(axis=self.axis, name=name)([t.value for t in ts])
+            ctx.ref(name, TensorRef(name))
+            return Tensor(out, name, quantized=all(t.quantized for t in ts))
+        if all(t.pending is not None for t in inputs):
+            confs = [quantizer_config(take_input_quantizer(t, ctx, name, i)[0], 'datalane') for i, t in enumerate(inputs)]
+            layer = QAdd(iq_confs=confs, name=name)
+        else:
+            inputs = [materialize(t, ctx) for t in inputs]
+            layer = QAdd(enable_iq=False, name=name)
+        ctx.ref(name, TensorRef(name))
+        return Tensor(layer([t.value for t in inputs]), name, quantized=all(t.quantized or t.pending for t in inputs))
+
+
+Spec = InputSpec | QuantizeSpec | IdentitySpec | MoveSpec | FloatActivationSpec | WeightLayerSpec | MergeSpec
 
 
 def build_model(graph: Any, specs: dict[str, Spec], ctx: BuildContext) -> Any:

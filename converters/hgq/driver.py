@@ -22,7 +22,7 @@ class Conversion:
     model: Any  # keras.Model made of hgq.layers
     graph: SourceGraph
     refs: dict[str, TensorRef]
-    float_layers: list[str]
+    inexact: dict[str, str]  # layer -> why it cannot match the source bit for bit
     report: ConversionReport
     specs: dict[str, Spec] = field(default_factory=dict)
 
@@ -58,7 +58,7 @@ def convert_graph(graph: SourceGraph, layers: Registry, input_format: FixedForma
         for layer in graph
     ]
     report = ConversionReport(str(graph.path), graph.framework, model.name, notes, [l.name for l in model.layers])
-    return Conversion(model, graph, ctx.refs, ctx.float_layers, report, specs)
+    return Conversion(model, graph, ctx.refs, ctx.inexact, report, specs)
 
 
 def _target(model: Any, name: str, ref: TensorRef | None) -> str:
@@ -69,6 +69,8 @@ def _target(model: Any, name: str, ref: TensorRef | None) -> str:
             return f'{"keras" if module.startswith("keras.") else module}.{type(layer).__name__}'
     if ref is not None and ref.via == 'iq':
         return f'input quantizer (iq) of {ref.layer}'
+    if ref is not None and ref.via == 'quantized-input':
+        return f'moved past {ref.layer} into the next layer\'s input quantizer'
     if ref is not None and ref.via == 'alias':
         return f'removed (its tensor is {ref.layer}\'s)'
     return 'removed'

@@ -58,17 +58,21 @@ def quantizer_info(q: Any) -> QuantizerInfo | None:
 def layer_quantizers(layer: Any) -> dict[str, Any]:
     """The quantizers of an HGQ2 layer by role: input, kernel, bias, output (Quantizer layers: 'self')."""
     from hgq.layers import Quantizer
+    from hgq.layers.core.base import MultipleQuantizers
 
     if isinstance(layer, Quantizer):
         return {'self': layer}
     out: dict[str, Any] = {}
+    multi = getattr(layer, '_iq', None) if getattr(layer, 'enable_iq', False) else None
+    if isinstance(multi, MultipleQuantizers):  # one input quantizer per input of a merge layer
+        out.update({f'input{n}': q for n, q in enumerate(multi)})
     for role, attr in (('input', 'iq'), ('kernel', 'kq'), ('bias', 'bq'), ('output', 'oq')):
         if getattr(layer, f'enable_{attr}', True) is False:
             continue
         q = getattr(layer, f'_{attr}', None) or (getattr(layer, attr, None) if attr in ('kq', 'bq') else None)
         if q is None and attr in ('iq', 'oq') and getattr(layer, f'enable_{attr}', False):
             q = getattr(layer, attr, None)
-        if q is not None:
+        if q is not None and not isinstance(q, MultipleQuantizers):
             out[role] = q
     return out
 
@@ -132,38 +136,40 @@ def inspect_dict(model: Any) -> dict[str, Any]:
     return {'model': model.name, 'layers': [asdict(r) for r in rows], 'total_ebops': sum(r.ebops or 0 for r in rows)}
 
 
+#: Keras layers that only move values: the input port looks through them for the first quantizers.
+MOVE_LAYERS = ('Flatten', 'Reshape', 'Dropout', 'MaxPooling1D', 'MaxPooling2D', 'ZeroPadding1D', 'ZeroPadding2D')
+
+
 def input_port_format(model: Any) -> FixedFormat | None:
-    """The format the firmware input port carries: the widest format of the first quantizer on the input path."""
-    import keras
-
-    layer = _consumer_of_input(model)
-    while isinstance(layer, (keras.layers.Flatten, keras.layers.Reshape, keras.layers.Dropout)):
-        layer = _next(model, layer)
-    if layer is None:
+    """The format the firmware input port carries: the union of the widest formats of the first quantizers on
+    every path from the input (through layers that only move values); None if some path has no quantizer."""
+    frontier = _consumers(model, model.inputs[0])
+    formats: list[FixedFormat] = []
+    while frontier:
+        layer = frontier.pop()
+        if type(layer).__name__ in MOVE_LAYERS:
+            frontier.extend(_consumers(model, layer.output))
+            continue
+        qs = layer_quantizers(layer)
+        q = qs.get('self') or qs.get('input') or next((v for k, v in qs.items() if k.startswith('input')), None)
+        info = quantizer_info(q) if q is not None else None
+        if info is None:
+            return None
+        formats.append(info.widest())
+    if not formats:
         return None
-    qs = layer_quantizers(layer)
-    q = qs.get('self') or qs.get('input')
-    info = quantizer_info(q) if q is not None else None
-    return info.widest() if info is not None else None
+    port = formats[0]
+    for fmt in formats[1:]:
+        port = port.union(fmt)
+    return port
 
 
-def _consumer_of_input(model: Any) -> Any:
-    inp = model.inputs[0]
-    for layer in model.layers:
-        if getattr(layer, '_inbound_nodes', None) and any(
-            t is inp or getattr(t, 'name', None) == inp.name for node in layer._inbound_nodes for t in node.input_tensors
-        ) and layer.__class__.__name__ != 'InputLayer':
-            return layer
-    return None
-
-
-def _next(model: Any, layer: Any) -> Any:
-    out = layer.output
-    for other in model.layers:
-        for node in getattr(other, '_inbound_nodes', []):
-            if any(t is out or getattr(t, 'name', None) == out.name for t in node.input_tensors):
-                return other
-    return None
+def _consumers(model: Any, tensor: Any) -> list[Any]:
+    return [
+        layer for layer in model.layers
+        if any(t is tensor or getattr(t, 'name', None) == tensor.name for node in layer._inbound_nodes for t in node.input_tensors)
+        and type(layer).__name__ != 'InputLayer'
+    ]
 
 
 def strip_float_head(model: Any) -> tuple[Any, list[str]]:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from hgqbridge.report import CheckItem, CheckReport
 
 from .inspect import QuantizerInfo, layer_quantizers, quantizer_info
@@ -43,7 +45,7 @@ class LayerFacts:
     is_output: bool = False
     arithmetic: bool = False
     fed_by_quantizer: bool = True
-    config: dict[str, Any] = field(default_factory=dict)
+    fan_in: int = 0  # products summed per output (dense/conv), 0 for other layers
 
 
 ARITHMETIC = ('QDense', 'QConv1D', 'QConv2D', 'QBatchNormalization', 'QBatchNormDense', 'QEinsumDense', 'Dense', 'Conv1D', 'Conv2D')
@@ -59,7 +61,7 @@ def layer_facts(model: Any) -> list[LayerFacts]:
         qs = {role: quantizer_info(q) for role, q in layer_quantizers(layer).items()}
         parents = _parents(layer)
         upstream = bool(parents) and all(quantized_out.get(p, False) for p in parents)
-        has_iq = 'input' in qs or 'self' in qs
+        has_iq = any(role.startswith(('input', 'self')) for role in qs)
         quantized_out[layer.name] = has_iq or (upstream and cls not in ('Activation',))
         activation = layer.get_config().get('activation', '')
         facts.append(
@@ -72,7 +74,7 @@ def layer_facts(model: Any) -> list[LayerFacts]:
                 is_output=id(layer) in outputs,
                 arithmetic=cls in ARITHMETIC,
                 fed_by_quantizer=has_iq or upstream,
-                config={'units': getattr(layer, 'units', None)},
+                fan_in=int(np.prod(layer.kernel.shape[:-1])) if cls in ARITHMETIC and hasattr(layer, 'kernel') else 0,
             )
         )
     return facts
@@ -152,6 +154,18 @@ def zero_width(f: LayerFacts, t: Target) -> str | None:
     return None
 
 
+def float32_accumulation(f: LayerFacts, t: Target) -> str | None:
+    """The Keras model computes in float32 (24-bit mantissa); firmware sums exactly. Wider sums may round."""
+    x, w = f.quantizers.get('input'), f.quantizers.get('kernel')
+    if not f.fan_in or x is None or w is None:
+        return None
+    integer = int((x.k + x.i).max() + (w.k + w.i).max()) + int(np.ceil(np.log2(f.fan_in)))
+    bits = integer + int(x.f.max() + w.f.max())
+    if bits <= 24:
+        return None
+    return f'its sums need up to {bits} significant bits, more than float32 holds, so the Keras model may round where the firmware is exact'
+
+
 def round_modes(allowed: tuple[str, ...]) -> Callable[[LayerFacts, Target], str | None]:
     def test(f: LayerFacts, t: Target) -> str | None:
         bad = {f'{info.round}/{info.overflow}' for info in f.quantizers.values() if info is not None and info.round not in allowed}
@@ -161,7 +175,7 @@ def round_modes(allowed: tuple[str, ...]) -> Callable[[LayerFacts, Target], str 
 
 
 def heterogeneous_activation(f: LayerFacts) -> bool:
-    return any(info is not None and not info.uniform for role, info in f.quantizers.items() if role in ('input', 'self', 'output'))
+    return any(info is not None and not info.uniform for role, info in f.quantizers.items() if role.startswith(('input', 'self', 'output')))
 
 
 def common_rules(supported: tuple[str, ...], supported_fix: str, round_allowed: tuple[str, ...]) -> list[Rule]:
@@ -173,4 +187,5 @@ def common_rules(supported: tuple[str, ...], supported_fix: str, round_allowed: 
         Rule('quantize-first', 'error', unquantized_arithmetic, 'quantize the model input (convert --input-format)'),
         Rule('dense-activation', 'error', dense_activation(('linear', 'relu')), 'use a QUnaryFunctionLUT layer for the activation'),
         Rule('round-mode', 'error', round_modes(round_allowed), f'use {", ".join(round_allowed)} (stochastic rounding is training-only)'),
+        Rule('float32-sums', 'warning', float32_accumulation, 'narrow the formats (hgqbridge finetune), or use power-of-two weight scales'),
     ]

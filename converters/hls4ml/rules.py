@@ -1,5 +1,8 @@
 """What hls4ml 1.3 deploys from an HGQ2 model, per backend, io type and strategy: one table of rules.
 
+ZeroPadding is absent on purpose: hls4ml 1.3.0's bit-exact pass has no ``produce_kif`` for it (the reference
+notes cite hls4ml#1482, which came after 1.3.0); exporting one fails with NotImplementedError.
+
 Facts from ../shared/reference/hls4ml-da4ml-support.md §2 (checked against hls4ml 1.3.0's source):
 heterogeneous activation quantizers need io_parallel, Catapult cannot generate them at all, UnaryLUT has no
 oneAPI/Quartus/Catapult template, the distributed_arithmetic strategy needs reuse factor 1 on Vivado/Vitis.
@@ -19,11 +22,14 @@ IO_TYPES = ('io_parallel', 'io_stream')
 SUPPORTED = (
     'QDense', 'QBatchNormDense', 'QEinsumDense', 'QConv1D', 'QConv2D', 'QBatchNormalization', 'Quantizer',
     'QAdd', 'QSubtract', 'QMultiply', 'QMaximum', 'QMinimum', 'QAveragePow2', 'QSoftmax', 'QUnaryFunctionLUT',
-    'InputLayer', 'Flatten', 'Reshape', 'ReLU', 'Concatenate',
+    'InputLayer', 'Flatten', 'Reshape', 'ReLU', 'Concatenate', 'MaxPooling1D', 'MaxPooling2D',
 )
 
 #: The subset that tests/converters/hls4ml/test_export.py exports and proves bit-exact today.
-VERIFIED = ('QDense', 'Quantizer', 'Flatten', 'ReLU', 'InputLayer')
+VERIFIED = (
+    'QDense', 'QConv1D', 'QConv2D', 'QAdd', 'Quantizer', 'Flatten', 'Reshape', 'Concatenate', 'MaxPooling1D', 'MaxPooling2D',
+    'ReLU', 'InputLayer',
+)
 
 
 def _heterogeneous_stream(f: LayerFacts, t: Target) -> str | None:

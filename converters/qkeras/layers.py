@@ -14,8 +14,8 @@ from hgqbridge.errors import LayerProblem
 from hgqbridge.graph import SourceLayer
 from hgqbridge.registry import Registry
 
-from ..hgq.build import DenseSpec, FlattenSpec, FloatActivationSpec, IdentitySpec, InputSpec, QuantizeSpec, Spec
-from .quantizers import FloatActivation, parse_quantizer
+from ..hgq.build import FloatActivationSpec, IdentitySpec, InputSpec, MergeSpec, MoveSpec, QuantizeSpec, Spec, WeightLayerSpec
+from .quantizers import FloatActivation, parse_quantizer, weight_plan
 
 Handler = Callable[[SourceLayer], Spec]
 LAYERS: Registry[Handler] = Registry('QKeras layer')
@@ -63,51 +63,126 @@ def dropout(layer: SourceLayer) -> Spec:
     return IdentitySpec('Dropout does nothing at inference')
 
 
+def _channels_last(layer: SourceLayer) -> None:
+    if layer.config.get('data_format', 'channels_last') not in (None, 'channels_last'):
+        raise LayerProblem(f'data_format={layer.config["data_format"]!r} is not converted', 'save the model channels_last')
+
+
+def _ints(value: object, what: str) -> tuple[int, ...]:
+    values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise LayerProblem(f'{what} must be non-negative integers, got {value!r}', 're-save the model')
+    return values
+
+
 @LAYERS.register('Flatten')
 def flatten(layer: SourceLayer) -> Spec:
-    if layer.config.get('data_format') == 'channels_first':
-        raise LayerProblem('Flatten with data_format="channels_first" reorders values', 'use channels_last')
-    return FlattenSpec()
+    _channels_last(layer)
+    return MoveSpec('Flatten')
 
 
-def _dense_weights(layer: SourceLayer) -> tuple[np.ndarray, np.ndarray | None]:
-    units = layer.config.get('units')
-    if not isinstance(units, int) or units < 1:
-        raise LayerProblem(f'units must be a positive integer, got {units!r}', 're-save the model')
+@LAYERS.register('Reshape')
+def reshape(layer: SourceLayer) -> Spec:
+    shape = layer.config.get('target_shape')
+    if not isinstance(shape, (list, tuple)) or not all(isinstance(d, int) and (d > 0 or d == -1) for d in shape):
+        raise LayerProblem(f'target_shape must be a list of positive integers, got {shape!r}', 're-save the model')
+    return MoveSpec('Reshape', (('target_shape', tuple(shape)),))
+
+
+@LAYERS.register('MaxPooling1D', 'MaxPooling2D')
+def max_pooling(layer: SourceLayer) -> Spec:
+    _channels_last(layer)
+    cfg = layer.config
+    padding = cfg.get('padding', 'valid')
+    if padding not in ('valid', 'same'):
+        raise LayerProblem(f'padding={padding!r} is not converted', "use 'valid' or 'same'")
+    strides = cfg.get('strides') or cfg.get('pool_size')
+    args = (('pool_size', _ints(cfg.get('pool_size', 2), 'pool_size')), ('strides', _ints(strides, 'strides')), ('padding', padding))
+    return MoveSpec(layer.class_name, args)
+
+
+@LAYERS.register('ZeroPadding1D', 'ZeroPadding2D')
+def zero_padding(layer: SourceLayer) -> Spec:
+    _channels_last(layer)
+    padding = layer.config.get('padding', 1)
+    nested = tuple(_ints(p, 'padding') for p in padding) if isinstance(padding, list) and padding and isinstance(padding[0], list) else _ints(padding, 'padding')
+    return MoveSpec(layer.class_name, (('padding', nested),))
+
+
+@LAYERS.register('Add', 'Concatenate')
+def merge(layer: SourceLayer) -> Spec:
+    if len(layer.inbound) < 2:
+        raise LayerProblem(f'{layer.class_name} needs at least two inputs, got {len(layer.inbound)}', 're-save the model')
+    if layer.class_name == 'Add':
+        return MergeSpec('add')
+    axis = layer.config.get('axis', -1)
+    if not isinstance(axis, int):
+        raise LayerProblem(f'axis must be an integer, got {axis!r}', 're-save the model')
+    return MergeSpec('concatenate', axis)
+
+
+def _weights(layer: SourceLayer, units: int, kernel_rank: int) -> tuple[np.ndarray, np.ndarray | None]:
     kernel, bias = layer.weight('kernel'), layer.weight('bias')
     use_bias = bool(layer.config.get('use_bias', True))
     if kernel is None or (use_bias and bias is None):
         raise LayerProblem('the weights file has no kernel/bias for this layer', 'pass the weights saved with this model')
-    if kernel.ndim != 2 or kernel.shape[1] != units or (use_bias and bias is not None and bias.shape != (units,)):
+    if kernel.ndim != kernel_rank or kernel.shape[-1] != units or (use_bias and bias is not None and bias.shape != (units,)):
         shapes = (kernel.shape, None if bias is None else bias.shape)
-        raise LayerProblem(f'weights of shape {shapes} do not fit units={units}', 'pass the weights saved with this model')
+        raise LayerProblem(f'weights of shape {shapes} do not fit {units} outputs', 'pass the weights saved with this model')
     for arr in (kernel, bias):
         if arr is not None and not np.all(np.isfinite(arr)):
             raise LayerProblem('the weights contain NaN or Inf', 're-train or re-save the model')
     return kernel, bias if use_bias else None
 
 
-@LAYERS.register('QDense', 'Dense')
-def dense(layer: SourceLayer) -> Spec:
-    kernel, bias = _dense_weights(layer)
+def _weight_layer(layer: SourceLayer, kind: str, args: dict, units: int, kernel_rank: int) -> Spec:
+    kernel, bias = _weights(layer, units, kernel_rank)
     kq = parse_quantizer(layer.config.get('kernel_quantizer'), 'kernel')
     bq = parse_quantizer(layer.config.get('bias_quantizer'), 'bias')
-    if isinstance(kq, FloatActivation) or isinstance(bq, FloatActivation):
-        raise LayerProblem('a kernel/bias quantizer names a float activation', 'use a quantized_bits quantizer')
+    kernel, kernel_fmt = weight_plan(kq, kernel, 'kernel')
+    if bias is not None:
+        bias, bias_fmt = weight_plan(bq, bias, 'bias')
+    else:
+        bias_fmt = None
     act = parse_quantizer(layer.config.get('activation', 'linear'), 'activation')
     out_fmt, float_act = None, 'linear'
     if isinstance(act, FloatActivation):
         if act.name not in DENSE_ACTIVATIONS:
-            raise LayerProblem(f'activation={act.name!r} inside a dense layer is not converted', 'move it to its own Activation layer')
+            raise LayerProblem(f'activation={act.name!r} inside {layer.class_name} is not converted', 'move it to its own Activation layer')
         float_act = act.name
     elif act is not None:
         out_fmt = act.fixed_format('activation')
-    return DenseSpec(
-        units=int(layer.config['units']),
-        kernel=kernel,
-        bias=bias,
-        kernel_fmt=kq.fixed_format('kernel') if kq is not None else None,
-        bias_fmt=bq.fixed_format('bias') if bq is not None else None,
-        activation=float_act,
-        out_fmt=out_fmt,
-    )
+    rounded = any(q is not None and q.float_rounded(pos) for q, pos in ((kq, 'kernel'), (bq, 'bias')))
+    return WeightLayerSpec(kind, args, kernel, bias, kernel_fmt, bias_fmt, float_act, out_fmt, rounded)
+
+
+@LAYERS.register('QDense', 'Dense')
+def dense(layer: SourceLayer) -> Spec:
+    units = layer.config.get('units')
+    if not isinstance(units, int) or units < 1:
+        raise LayerProblem(f'units must be a positive integer, got {units!r}', 're-save the model')
+    return _weight_layer(layer, 'dense', {'units': units}, units, 2)
+
+
+@LAYERS.register('QConv1D', 'QConv2D', 'Conv1D', 'Conv2D')
+def conv(layer: SourceLayer) -> Spec:
+    cfg = layer.config
+    _channels_last(layer)
+    rank = 2 if layer.class_name.endswith('2D') else 1
+    filters = cfg.get('filters')
+    if not isinstance(filters, int) or filters < 1:
+        raise LayerProblem(f'filters must be a positive integer, got {filters!r}', 're-save the model')
+    if cfg.get('padding', 'valid') not in ('valid', 'same'):
+        raise LayerProblem(f'padding={cfg.get("padding")!r} is not converted', "use 'valid' or 'same'")
+    if cfg.get('groups', 1) != 1:
+        raise LayerProblem(f'groups={cfg.get("groups")} is not converted', 'use groups=1')
+    if cfg.get('mask') is not None:
+        raise LayerProblem('a QConv2D mask is not converted', 'apply the mask to the kernel and save without it')
+    args = {
+        'filters': filters,
+        'kernel_size': _ints(cfg.get('kernel_size'), 'kernel_size'),
+        'strides': _ints(cfg.get('strides', 1), 'strides'),
+        'padding': cfg.get('padding', 'valid'),
+        'dilation_rate': _ints(cfg.get('dilation_rate', 1), 'dilation_rate'),
+    }
+    return _weight_layer(layer, f'conv{rank}d', args, filters, rank + 2)

@@ -17,9 +17,16 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
+
 from hgqbridge.errors import LayerProblem, QuantizerSyntaxError
-from hgqbridge.fixed import FixedFormat
+from hgqbridge.fixed import FixedFormat, FormatArray
 from hgqbridge.registry import Registry
+
+from .weights import auto_scaled_bits, scaled_bits
+
+#: What a weight becomes: the values HGQ2 stores, and the format(s) its kernel quantizer applies to them.
+WeightPlan = tuple[np.ndarray, FixedFormat | FormatArray]
 
 #: Positions a quantizer can sit in. QKeras rewrites alpha=None to 'auto_po2' only on kernel positions.
 WEIGHT_POSITIONS = ('kernel', 'depthwise', 'pointwise', 'recurrent')
@@ -58,11 +65,40 @@ class QuantizedBits:
     max_po2_exponent: Any = None
     post_training_scale: Any = None
 
+    def effective_alpha(self, position: str) -> Any:
+        if self.alpha is None and position in WEIGHT_POSITIONS:
+            return 'auto_po2'  # what QKeras does silently on kernels (qlayers.py _set_trainable_parameter)
+        return self.alpha
+
+    def float_rounded(self, position: str) -> bool:
+        """True when the weights get a non-power-of-two scale, so QKeras's float32 sums over them round."""
+        alpha = self.effective_alpha(position)
+        if alpha is None or alpha == 'auto_po2':
+            return False
+        if alpha == 'auto':
+            return True
+        a = float(alpha)
+        return not (a > 0 and float(np.log2(a)).is_integer())
+
+    def weight_plan(self, w: np.ndarray, position: str) -> WeightPlan:
+        """Fixed formats quantize at run time; scaled ones (alpha auto/auto_po2/number) are computed here once."""
+        alpha = self.effective_alpha(position)
+        if alpha is None or (not isinstance(alpha, str) and float(alpha) == 1.0):
+            return w, self.fixed_format(position)
+        _check_common(self.bits, self.qnoise_factor)
+        if self.post_training_scale is not None:
+            raise LayerProblem('quantized_bits with post_training_scale is not converted yet', 'save the model without it')
+        if isinstance(alpha, str):
+            if alpha not in ('auto', 'auto_po2'):
+                raise LayerProblem(f'unknown alpha {alpha!r}', "use 1, a number, 'auto' or 'auto_po2'")
+            q = auto_scaled_bits(w, self.bits, self.integer, bool(self.keep_negative), alpha)
+        else:
+            q = scaled_bits(w, self.bits, self.integer, int(self.symmetric), bool(self.keep_negative), float(alpha))
+        return q, FormatArray.covering(q)
+
     def fixed_format(self, position: str) -> FixedFormat:
         _check_common(self.bits, self.qnoise_factor)
-        alpha = self.alpha
-        if alpha is None and position in WEIGHT_POSITIONS:
-            alpha = 'auto_po2'  # what QKeras does silently on kernels (qlayers.py _set_trainable_parameter)
+        alpha = self.effective_alpha(position)
         if isinstance(alpha, str) or (alpha is not None and float(alpha) != 1.0):
             raise LayerProblem(
                 f'quantized_bits with alpha={alpha!r} on the {position} scales its values by a data-dependent or '
@@ -106,6 +142,12 @@ class QuantizedRelu:
             raise LayerProblem('quantized_relu with negative_slope != 0 (leaky) is not converted yet', '')
         # relu_upper_bound acts only with is_quantized_clip=False, which QKeras does not save: ignored, as in QKeras.
         return FixedFormat(0, int(self.integer), int(self.bits) - int(self.integer), 'RND_CONV', 'SAT')
+
+    def weight_plan(self, w: np.ndarray, position: str) -> WeightPlan:
+        return w, self.fixed_format(position)
+
+    def float_rounded(self, position: str) -> bool:
+        return False
 
 
 def _check_common(bits: Any, qnoise_factor: Any) -> None:
@@ -241,3 +283,12 @@ def parse_quantizer(spec: Any, where: str) -> Quantizer | None:
             raise LayerProblem(f'quantizer config must be a dict, got {type(config).__name__}', '')
         return make_quantizer(spec['class_name'], [], dict(config), where)
     raise LayerProblem(f'cannot read a quantizer from {spec!r}', 'expected a string like quantized_bits(6,0,alpha=1) or a serialized dict')
+
+
+def weight_plan(q: Quantizer | None, w: np.ndarray, position: str) -> tuple[np.ndarray, FixedFormat | FormatArray | None]:
+    """How a weight is carried into HGQ2: (values, format), or (values, None) when the source keeps it float."""
+    if q is None:
+        return w, None
+    if isinstance(q, FloatActivation):
+        raise LayerProblem(f'the {position} quantizer names a float activation ({q.name})', 'use a quantized_bits quantizer')
+    return q.weight_plan(w, position)

@@ -8,7 +8,7 @@ import pytest
 
 import hgqbridge
 
-EXPORTABLE = ['jet_tagger', 'digits_mlp']
+EXPORTABLE = ['jet_tagger', 'digits_mlp', 'branches_1d']
 
 
 @pytest.mark.parametrize('name', EXPORTABLE)
@@ -37,3 +37,24 @@ def test_sizes_count_network_weights(conversions: dict, golden_inputs: dict, tmp
     assert report.estimates['weights'] == weights
     assert report.estimates['weight bits'] == 6 * weights  # quantized_bits(6, 0) everywhere
     assert report.bytes_written > 0 and len(report.files) > 3
+
+
+def test_conv2d_and_maxpooling_stack_is_bit_exact(conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
+    import keras
+
+    model = conversions['digits_cnn'].model
+    stack = keras.Model(model.inputs, model.get_layer('pool1').output, name='conv_stack')
+    report = hgqbridge.export(stack, 'da4ml', tmp_path / 'prj', golden_inputs['digits_cnn'])
+    assert report.ok and report.mismatches == {'normal': 0, 'stress': 0}, report.to_text()
+
+
+def test_float32_rule_matches_what_verification_measures(conversions: dict) -> None:
+    """alpha='auto' gives 25-30-bit weights: check warns on exactly the layer where float32 sums really round."""
+    from hgqbridge.verify import verify
+
+    from ...conftest import QKERAS
+
+    fired = [i.layer for i in hgqbridge.check(conversions['digits_cnn'].model, 'da4ml').items if '[float32-sums]' in i.reason]
+    report = verify(conversions['digits_cnn'], QKERAS / 'digits_cnn.golden.npz')
+    rounded = [m.layer for m in report.results['normal'] if m.mismatches and m.reason.startswith('non-power-of-two')]
+    assert fired == rounded == ['dense']

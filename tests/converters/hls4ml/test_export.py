@@ -11,7 +11,7 @@ import pytest
 import hgqbridge
 from hgqbridge.errors import HGQBridgeError, OutputExistsError, ProblemsError
 
-EXPORTABLE = ['jet_tagger', 'digits_mlp']  # mixed_small keeps a float Dense, which check refuses (tested below)
+EXPORTABLE = ['jet_tagger', 'digits_mlp', 'branches_1d']  # mixed_small and digits_cnn: refused by check (tested below)
 
 
 @pytest.mark.slow
@@ -80,3 +80,21 @@ def test_heterogeneous_activations_need_io_parallel(conversions: dict) -> None:
 def test_unknown_targets(bad: str, conversions: dict) -> None:
     with pytest.raises(HGQBridgeError, match='unknown target'):
         hgqbridge.check(conversions['jet_tagger'].model, bad)
+
+
+def test_refusals_name_layer_and_rule(conversions: dict) -> None:
+    report = hgqbridge.check(conversions['digits_cnn'].model, 'hls4ml:vitis')
+    assert [(i.layer, i.status) for i in report.items if i.status != 'ok'] == [
+        ('pad2', 'error'), ('dense', 'warning'), ('softmax', 'warning')]
+    assert '[supported-layer]' in report.items[[i.layer for i in report.items].index('pad2')].reason
+
+
+@pytest.mark.slow
+def test_conv2d_and_maxpooling_stack_is_bit_exact(conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
+    """The QConv2D (auto_po2 kernels) + MaxPooling2D part of digits_cnn, cut before its ZeroPadding2D."""
+    import keras
+
+    model = conversions['digits_cnn'].model
+    stack = keras.Model(model.inputs, model.get_layer('pool1').output, name='conv_stack')
+    report = hgqbridge.export(stack, 'hls4ml:vitis', tmp_path / 'prj', golden_inputs['digits_cnn'])
+    assert report.ok and report.mismatches == {'normal': 0, 'stress': 0}, report.to_text()

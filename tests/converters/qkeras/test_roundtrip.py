@@ -35,10 +35,12 @@ def test_bit_exact_against_qkeras(name: str, conversions: dict) -> None:
 @pytest.mark.parametrize('name', sorted(MODELS))
 def test_genuine_hgq_layers_keep_source_names(name: str, conversions: dict) -> None:
     conv = conversions[name]
-    source_dense = [l.name for l in conv.graph if l.class_name in ('QDense', 'Dense')]
-    for layer_name in source_dense:
-        layer = conv.model.get_layer(layer_name)
-        assert f'{type(layer).__module__}.{type(layer).__name__}' == 'hgq.layers.core.dense.QDense'
+    expected = {'QDense': 'hgq.layers.core.dense.QDense', 'Dense': 'hgq.layers.core.dense.QDense',
+                'QConv1D': 'hgq.layers.conv.QConv1D', 'QConv2D': 'hgq.layers.conv.QConv2D', 'Add': 'hgq.layers.ops.merge.QAdd'}
+    for source in conv.graph:
+        if source.class_name in expected:
+            layer = conv.model.get_layer(source.name)
+            assert f'{type(layer).__module__}.{type(layer).__name__}' == expected[source.class_name]
 
 
 def test_stress_inputs_saturate(conversions: dict) -> None:
