@@ -61,7 +61,7 @@ class BuildContext:
         self.refs.setdefault(source, ref)
 
 
-def quantizer_config(fmt: Format | None, place: str) -> Any:
+def quantizer_config(fmt: Format | None, place: str, affine: tuple[float, float] | None = None) -> Any:
     """The HGQ2 QuantizerConfig for a format: kif, exact initial k/i/f; ``None`` gives a float (dummy) quantizer.
 
     A FormatArray starts from its widest format; ``assign_formats`` sets the per-channel values after build."""
@@ -72,7 +72,7 @@ def quantizer_config(fmt: Format | None, place: str) -> Any:
     if isinstance(fmt, FormatArray):
         fmt = fmt.widest()
     return QuantizerConfig(
-        'kif', place, k0=fmt.k, i0=fmt.i, f0=fmt.f, round_mode=fmt.round, overflow_mode=fmt.overflow
+        'kif', place, k0=fmt.k, i0=fmt.i, f0=fmt.f, round_mode=fmt.round, overflow_mode=fmt.overflow, affine=affine
     )
 
 
@@ -90,11 +90,7 @@ def materialize(t: Tensor, ctx: BuildContext) -> Tensor:
     """Apply a pending quantizer as a standalone ``hgq.layers.Quantizer`` layer."""
     if t.pending is None:
         return t
-    from hgq.layers import Quantizer
-
-    layer = Quantizer(quantizer_config(t.pending, 'datalane'), name=t.pending_layer)
-    ctx.ref(t.source, TensorRef(layer.name))
-    return Tensor(layer(t.value), t.source, quantized=True)
+    return quantize_now(t, t.pending, None, t.source, t.pending_layer, ctx)
 
 
 def take_input_quantizer(t: Tensor, ctx: BuildContext, consumer: str, index: int | None = None) -> tuple[FixedFormat | None, bool]:
@@ -123,14 +119,27 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class QuantizeSpec:
-    """A quantizer on a tensor (QKeras QActivation with a fixed-point quantizer)."""
+    """A quantizer on a tensor (QKeras QActivation with a fixed-point quantizer). One with an affine transform
+    after it (hard sigmoid) becomes its own ``hgq.layers.Quantizer``; a plain one waits for the next layer's iq."""
 
     fmt: FixedFormat
+    affine: tuple[float, float] | None = None
 
     def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
         (t,) = inputs
         t = materialize(t, ctx)
+        if self.affine is not None:
+            return quantize_now(t, self.fmt, self.affine, name, name, ctx)
         return Tensor(t.value, name, pending=self.fmt, pending_layer=name, quantized=t.quantized)
+
+
+def quantize_now(t: Tensor, fmt: FixedFormat, affine: tuple[float, float] | None, source: str, layer_name: str, ctx: BuildContext) -> Tensor:
+    """A standalone ``hgq.layers.Quantizer`` (with its affine, if any) holding the source layer's tensor."""
+    from hgq.layers import Quantizer
+
+    layer = Quantizer(quantizer_config(fmt, 'datalane', affine), name=layer_name)
+    ctx.ref(source, TensorRef(layer.name))
+    return Tensor(layer(t.value), source, quantized=True)
 
 
 @dataclass(frozen=True)
@@ -179,6 +188,7 @@ class WeightLayerSpec:
     bias_fmt: Format | None
     activation: str = 'linear'
     out_fmt: FixedFormat | None = None  # the quantizer given as activation=
+    out_affine: tuple[float, float] | None = None  # its affine transform (hard sigmoid)
     float_rounded: bool = False  # the source's own float32 arithmetic rounds (non-power-of-two weight scale)
 
     def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
@@ -214,6 +224,8 @@ class WeightLayerSpec:
         if self.out_fmt is None:
             ctx.ref(name, TensorRef(name))
             return Tensor(out, name, quantized=self.kernel_fmt is not None and (enable_iq or t.quantized))
+        if self.out_affine is not None:
+            return quantize_now(Tensor(out, name), self.out_fmt, self.out_affine, name, f'{name}_activation', ctx)
         return Tensor(out, name, pending=self.out_fmt, pending_layer=f'{name}_activation', quantized=True)
 
 

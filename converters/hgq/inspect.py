@@ -19,6 +19,7 @@ class QuantizerInfo:
     f: np.ndarray
     round: str
     overflow: str
+    affine: tuple[float, float] | None = None  # applied after quantizing (hard-sigmoid emulation)
 
     @property
     def width(self) -> np.ndarray:
@@ -33,8 +34,9 @@ class QuantizerInfo:
         return FixedFormat(int(self.k.max()), int(self.i.max()), int(self.f.max()), _round(self.round), self.overflow)
 
     def describe(self) -> str:
+        affine = f', then x*{self.affine[0]:g}+{self.affine[1]:g}' if self.affine else ''
         if self.uniform:
-            return str(FixedFormat(int(self.k.flat[0]), int(self.i.flat[0]), int(self.f.flat[0]), _round(self.round), self.overflow))
+            return str(FixedFormat(int(self.k.flat[0]), int(self.i.flat[0]), int(self.f.flat[0]), _round(self.round), self.overflow)) + affine
         w = self.width
         return f'heterogeneous {self.round}/{self.overflow}: width {int(w.min())}..{int(w.max())} (mean {float(w.mean()):.2f}) over {w.size}'
 
@@ -52,7 +54,8 @@ def quantizer_info(q: Any) -> QuantizerInfo | None:
         return None
     k, i, f = (np.asarray(x).astype(np.int64) for x in (np.asarray(v) for v in inner.kif))
     k, i, f = np.broadcast_arrays(k, i, f)
-    return QuantizerInfo(k, i, f, inner.round_mode, inner.overflow_mode)
+    affine = getattr(q, 'affine', None)
+    return QuantizerInfo(k, i, f, inner.round_mode, inner.overflow_mode, tuple(affine) if affine else None)
 
 
 def layer_quantizers(layer: Any) -> dict[str, Any]:

@@ -66,6 +66,12 @@ def _no_csim(f: LayerFacts, t: Target) -> str | None:
     return None
 
 
+def _affine(f: LayerFacts, t: Target) -> str | None:
+    if any(info is not None and info.affine for info in f.quantizers.values()):
+        return "hls4ml 1.3 ignores a quantizer's affine transform (the hard-sigmoid emulation), so the firmware would differ"
+    return None
+
+
 def _quartus(f: LayerFacts, t: Target) -> str | None:
     return 'hls4ml deprecates the Quartus backend' if f.cls == 'InputLayer' and t.backend == 'quartus' else None
 
@@ -79,4 +85,5 @@ RULES = [
     Rule('da-strategy', 'error', _da_strategy, 'use reuse factor 1 on Vitis/Vivado, or the latency strategy'),
     Rule('no-csim-here', 'warning', _no_csim, 'export writes the project; verify it where the vendor compiler exists'),
     Rule('quartus-deprecated', 'warning', _quartus, 'prefer oneAPI or Vitis'),
+    Rule('affine-quantizer', 'error', _affine, 'use the da4ml target, or quantized_tanh instead of quantized_sigmoid'),
 ]

@@ -38,7 +38,7 @@ def _activation_spec(activation: object, layer: SourceLayer) -> Spec:
         if q.name == 'linear':
             return IdentitySpec('linear activation')
         return FloatActivationSpec(q.name)
-    return QuantizeSpec(q.fixed_format('activation'))
+    return QuantizeSpec(*q.activation_plan())
 
 
 @LAYERS.register('InputLayer')
@@ -145,15 +145,15 @@ def _weight_layer(layer: SourceLayer, kind: str, args: dict, units: int, kernel_
     else:
         bias_fmt = None
     act = parse_quantizer(layer.config.get('activation', 'linear'), 'activation')
-    out_fmt, float_act = None, 'linear'
+    out_fmt, out_affine, float_act = None, None, 'linear'
     if isinstance(act, FloatActivation):
         if act.name not in DENSE_ACTIVATIONS:
             raise LayerProblem(f'activation={act.name!r} inside {layer.class_name} is not converted', 'move it to its own Activation layer')
         float_act = act.name
     elif act is not None:
-        out_fmt = act.fixed_format('activation')
+        out_fmt, out_affine = act.activation_plan()
     rounded = any(q is not None and q.float_rounded(pos) for q, pos in ((kq, 'kernel'), (bq, 'bias')))
-    return WeightLayerSpec(kind, args, kernel, bias, kernel_fmt, bias_fmt, float_act, out_fmt, rounded)
+    return WeightLayerSpec(kind, args, kernel, bias, kernel_fmt, bias_fmt, float_act, out_fmt, out_affine, rounded)
 
 
 @LAYERS.register('QDense', 'Dense')

@@ -27,6 +27,24 @@ from .weights import auto_scaled_bits, scaled_bits
 
 #: What a weight becomes: the values HGQ2 stores, and the format(s) its kernel quantizer applies to them.
 WeightPlan = tuple[np.ndarray, FixedFormat | FormatArray]
+#: What an activation quantizer becomes: a format, and an affine (scale, shift) applied after it, if any.
+ActivationPlan = tuple[FixedFormat, tuple[float, float] | None]
+
+
+class _FormatQuantizer:
+    """Shared behaviour of quantizers that are one fixed-point format (no affine, weights quantized at run time)."""
+
+    def fixed_format(self, position: str) -> FixedFormat:
+        raise NotImplementedError
+
+    def activation_plan(self) -> ActivationPlan:
+        return self.fixed_format('activation'), None
+
+    def weight_plan(self, w: np.ndarray, position: str) -> WeightPlan:
+        return w, self.fixed_format(position)
+
+    def float_rounded(self, position: str) -> bool:
+        return False
 
 #: Positions a quantizer can sit in. QKeras rewrites alpha=None to 'auto_po2' only on kernel positions.
 WEIGHT_POSITIONS = ('kernel', 'depthwise', 'pointwise', 'recurrent')
@@ -44,7 +62,7 @@ class FloatActivation:
 
 
 @dataclass(frozen=True)
-class QuantizedBits:
+class QuantizedBits(_FormatQuantizer):
     """qkeras.quantized_bits, with its positional argument order."""
 
     MAPPING = 'alpha 1 (or None off kernels): kif(keep_negative, integer, bits-keep_negative-integer), RND_CONV, SAT (SAT_SYM if symmetric)'
@@ -116,7 +134,7 @@ class QuantizedBits:
 
 
 @dataclass(frozen=True)
-class QuantizedRelu:
+class QuantizedRelu(_FormatQuantizer):
     """qkeras.quantized_relu, with its positional argument order."""
 
     MAPPING = 'negative_slope 0, use_sigmoid 0: kif(0, integer, bits-integer), RND_CONV, SAT'
@@ -143,11 +161,54 @@ class QuantizedRelu:
         # relu_upper_bound acts only with is_quantized_clip=False, which QKeras does not save: ignored, as in QKeras.
         return FixedFormat(0, int(self.integer), int(self.bits) - int(self.integer), 'RND_CONV', 'SAT')
 
-    def weight_plan(self, w: np.ndarray, position: str) -> WeightPlan:
-        return w, self.fixed_format(position)
 
-    def float_rounded(self, position: str) -> bool:
-        return False
+@dataclass(frozen=True)
+class QuantizedTanh(_FormatQuantizer):
+    """qkeras.quantized_tanh: hard tanh clip(x, -1, 1) rounded to bits-1 fractional bits."""
+
+    MAPPING = 'hard (use_real_tanh=False), bits >= 2: kif(1, 0, bits-1), RND_CONV, SAT (SAT_SYM if symmetric), on x'
+
+    bits: int = 8
+    use_stochastic_rounding: bool = False
+    symmetric: bool = False
+    use_real_tanh: bool = False
+
+    def fixed_format(self, position: str) -> FixedFormat:
+        _check_common(self.bits, 1.0)
+        if self.use_real_tanh:
+            raise LayerProblem('quantized_tanh(use_real_tanh=True) computes a real tanh, not a fixed-point function', 'use the hard tanh')
+        if self.bits < 2:
+            raise LayerProblem('quantized_tanh(1) has no fractional bit to round to', 'use bits >= 2')
+        return FixedFormat(1, 0, self.bits - 1, 'RND_CONV', 'SAT_SYM' if self.symmetric else 'SAT')
+
+
+@dataclass(frozen=True)
+class QuantizedSigmoid(_FormatQuantizer):
+    """qkeras.quantized_sigmoid: hard sigmoid clip(x/2 + 1/2, 0, 1) rounded to bits fractional bits.
+
+    Exactly ``(Q(x) + 1) / 2`` with Q = kif(1, 0, bits-1), RND_CONV: adding the even integer 2^(bits-1)
+    before halving keeps half-to-even ties (bits >= 2); symmetric's lower bound 2^-bits is SAT_SYM's.
+    """
+
+    MAPPING = 'hard, bits >= 2: kif(1, 0, bits-1) RND_CONV SAT (SAT_SYM if symmetric) on x, then affine (x/2 + 1/2)'
+
+    bits: int = 8
+    symmetric: bool = False
+    use_real_sigmoid: bool = False
+    use_stochastic_rounding: bool = False
+
+    def fixed_format(self, position: str) -> FixedFormat:
+        _check_common(self.bits, 1.0)
+        if self.use_real_sigmoid:
+            raise LayerProblem('quantized_sigmoid(use_real_sigmoid=True) computes a real sigmoid, not a fixed-point function', 'use the hard sigmoid')
+        if self.bits < 2:
+            raise LayerProblem('quantized_sigmoid(1) rounds ties differently from any fixed-point quantizer', 'use bits >= 2')
+        if position != 'activation':
+            raise LayerProblem(f'quantized_sigmoid on a {position} is not converted', 'use quantized_bits for weights')
+        return FixedFormat(1, 0, self.bits - 1, 'RND_CONV', 'SAT_SYM' if self.symmetric else 'SAT')
+
+    def activation_plan(self) -> ActivationPlan:
+        return self.fixed_format('activation'), (0.5, 0.5)
 
 
 def _check_common(bits: Any, qnoise_factor: Any) -> None:
@@ -160,14 +221,16 @@ def _check_common(bits: Any, qnoise_factor: Any) -> None:
         )
 
 
-Quantizer = QuantizedBits | QuantizedRelu | FloatActivation
+Quantizer = QuantizedBits | QuantizedRelu | QuantizedTanh | QuantizedSigmoid | FloatActivation
 
 QUANTIZERS: Registry = Registry('QKeras quantizer')
 QUANTIZERS.register('quantized_bits')(QuantizedBits)
 QUANTIZERS.register('quantized_relu')(QuantizedRelu)
+QUANTIZERS.register('quantized_tanh')(QuantizedTanh)
+QUANTIZERS.register('quantized_sigmoid')(QuantizedSigmoid)
 for _name in ('quantized_po2', 'quantized_relu_po2', 'binary', 'ternary', 'stochastic_binary', 'stochastic_ternary'):
     QUANTIZERS.refuse(_name, 'power-of-two and binary/ternary quantizers are not converted yet', 'see the support table')
-for _name in ('quantized_tanh', 'quantized_sigmoid', 'quantized_hswish', 'quantized_linear'):
+for _name in ('quantized_hswish', 'quantized_linear'):
     QUANTIZERS.refuse(_name, 'this quantizer is not converted yet', 'see the support table')
 QUANTIZERS.refuse('bernoulli', 'bernoulli draws random numbers at inference, so no deterministic model computes it')
 QUANTIZERS.refuse('quantized_ulaw', 'a logarithmic compander is not a fixed-point format')

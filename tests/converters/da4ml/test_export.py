@@ -8,7 +8,7 @@ import pytest
 
 import hgqbridge
 
-EXPORTABLE = ['jet_tagger', 'digits_mlp', 'branches_1d']
+EXPORTABLE = ['jet_tagger', 'digits_mlp', 'branches_1d', 'hard_activations']
 
 
 @pytest.mark.parametrize('name', EXPORTABLE)

@@ -33,6 +33,7 @@ CONV_CFG = {'filters': 4, 'kernel_size': [3], 'strides': [1], 'padding': 'same',
 ROWS = [
     ('InputLayer', {'batch_input_shape': [None, 3]}, {}, InputSpec((None, 3))),
     ('QActivation', {'activation': 'quantized_relu(6)'}, {}, QuantizeSpec(FixedFormat(0, 0, 6))),
+    ('QActivation', {'activation': 'quantized_sigmoid(4)'}, {}, QuantizeSpec(FixedFormat(1, 0, 3), (0.5, 0.5))),
     ('Activation', {'activation': 'relu'}, {}, FloatActivationSpec('relu')),
     ('Dropout', {'rate': 0.2}, {}, IdentitySpec('Dropout does nothing at inference')),
     ('Flatten', {}, {}, MoveSpec('Flatten')),
@@ -53,7 +54,7 @@ ROWS = [
 ]
 
 
-@pytest.mark.parametrize('cls, config, weights, expected', ROWS, ids=[r[0] for r in ROWS])
+@pytest.mark.parametrize('cls, config, weights, expected', ROWS, ids=[f'{r[0]}-{n}' for n, r in enumerate(ROWS)])
 def test_handler(cls: str, config: dict, weights: dict, expected: object) -> None:
     inbound = ['a', 'b'] if cls in ('Add', 'Concatenate') else ['a']
     spec = LAYERS.get(cls)(SourceLayer('d', cls, config, weights, inbound))  # type: ignore[misc]
@@ -72,7 +73,7 @@ def test_handler(cls: str, config: dict, weights: dict, expected: object) -> Non
 
 
 def test_every_handler_has_a_row() -> None:
-    assert sorted(LAYERS.names()) == sorted(r[0] for r in ROWS)
+    assert sorted(LAYERS.names()) == sorted({r[0] for r in ROWS})
 
 
 @pytest.mark.parametrize(

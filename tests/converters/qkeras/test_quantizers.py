@@ -102,17 +102,19 @@ def test_mapping_refuses(spec: object, position: str, message: str) -> None:
         spec.fixed_format(position)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize('spec', ['bernoulli()', 'quantized_ulaw(8)', 'quantized_po2(4)', 'nonsense(3)', 'quantized_bits(6, foo=1)', 'hard_sigmoid'])
+@pytest.mark.parametrize('spec', ['bernoulli()', 'quantized_ulaw(8)', 'quantized_po2(4)', 'nonsense(3)', 'quantized_bits(6, foo=1)', 'hard_sigmoid',
+                                  'quantized_tanh(1)', 'quantized_tanh(6,use_real_tanh=True)', 'quantized_sigmoid(1)', 'quantized_sigmoid(4,0,1)'])
 def test_unsupported_names_are_refused(spec: str) -> None:
     with pytest.raises(LayerProblem):
-        parse_quantizer(spec, 'activation')
+        parse_quantizer(spec, 'activation').activation_plan()  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize('case', CASES)
 def test_numpy_reference_matches_qkeras(case: str) -> None:
     """The mapped format's numpy quantizer reproduces QKeras on every 2^-12 step in [-20, 20] (every tie)."""
-    fmt = parse_quantizer(case, 'activation').fixed_format('activation')  # type: ignore[union-attr]
-    assert np.array_equal(fmt.quantize(QKERAS_OUT['x']).astype(np.float32), QKERAS_OUT[case])
+    fmt, affine = parse_quantizer(case, 'activation').activation_plan()  # type: ignore[union-attr]
+    scale, shift = affine or (1.0, 0.0)
+    assert np.array_equal((fmt.quantize(QKERAS_OUT['x']) * scale + shift).astype(np.float32), QKERAS_OUT[case])
 
 
 @pytest.mark.parametrize('case', CASES)
@@ -122,8 +124,8 @@ def test_hgq2_quantizer_matches_qkeras(case: str) -> None:
     from hgq.layers import Quantizer
     from hgqbridge.converters.hgq.build import quantizer_config
 
-    fmt = parse_quantizer(case, 'activation').fixed_format('activation')  # type: ignore[union-attr]
-    layer = Quantizer(quantizer_config(fmt, 'datalane'))
+    fmt, affine = parse_quantizer(case, 'activation').activation_plan()  # type: ignore[union-attr]
+    layer = Quantizer(quantizer_config(fmt, 'datalane', affine))
     x = QKERAS_OUT['x'].reshape(-1, 1)
     got = keras.ops.convert_to_numpy(layer(x, training=False)).ravel()
     assert np.array_equal(got, QKERAS_OUT[case])
