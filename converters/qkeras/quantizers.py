@@ -23,7 +23,7 @@ from hgqbridge.errors import LayerProblem, QuantizerSyntaxError
 from hgqbridge.fixed import FixedFormat, FormatArray
 from hgqbridge.registry import Registry
 
-from .weights import auto_scaled_bits, scaled_bits
+from .weights import auto_scaled_bits, po2, scaled_bits
 
 #: What a weight becomes: the values HGQ2 stores, and the format(s) its kernel quantizer applies to them.
 WeightPlan = tuple[np.ndarray, FixedFormat | FormatArray]
@@ -221,14 +221,47 @@ def _check_common(bits: Any, qnoise_factor: Any) -> None:
         )
 
 
-Quantizer = QuantizedBits | QuantizedRelu | QuantizedTanh | QuantizedSigmoid | FloatActivation
+@dataclass(frozen=True)
+class QuantizedPo2(_FormatQuantizer):
+    """qkeras.quantized_po2: sign(x) * 2^round(log2|x|). Never 0, so not a fixed-point format on activations."""
+
+    MAPPING = 'weights only: computed once as QKeras does (sign * power of two), per-channel exact formats'
+
+    bits: int = 8
+    max_value: Any = None
+    use_stochastic_rounding: bool = False
+    quadratic_approximation: bool = False
+    log2_rounding: str = 'rnd'
+    qnoise_factor: float = 1.0
+    var_name: Any = None
+    use_ste: bool = True
+    use_variables: bool = False
+
+    def fixed_format(self, position: str) -> FixedFormat:
+        raise LayerProblem(
+            'quantized_po2 maps every value, 0 included, to a signed power of two; on activations that is not a '
+            'fixed-point format', 'use quantized_bits on activations (quantized_po2 is converted on weights)',
+        )
+
+    def weight_plan(self, w: np.ndarray, position: str) -> WeightPlan:
+        _check_common(self.bits, self.qnoise_factor)
+        if self.log2_rounding not in ('rnd', 'floor'):
+            raise LayerProblem(f'unknown log2_rounding {self.log2_rounding!r}', "use 'rnd' or 'floor'")
+        if self.max_value is not None and float(self.max_value) < 0:
+            raise LayerProblem(f'max_value must be non-negative, got {self.max_value}', '')
+        q = po2(w, self.bits, None if self.max_value is None else float(self.max_value), bool(self.quadratic_approximation), self.log2_rounding)
+        return q, FormatArray.covering(q)
+
+
+Quantizer = QuantizedBits | QuantizedRelu | QuantizedTanh | QuantizedSigmoid | QuantizedPo2 | FloatActivation
 
 QUANTIZERS: Registry = Registry('QKeras quantizer')
 QUANTIZERS.register('quantized_bits')(QuantizedBits)
 QUANTIZERS.register('quantized_relu')(QuantizedRelu)
 QUANTIZERS.register('quantized_tanh')(QuantizedTanh)
 QUANTIZERS.register('quantized_sigmoid')(QuantizedSigmoid)
-for _name in ('quantized_po2', 'quantized_relu_po2', 'binary', 'ternary', 'stochastic_binary', 'stochastic_ternary'):
+QUANTIZERS.register('quantized_po2')(QuantizedPo2)
+for _name in ('quantized_relu_po2', 'binary', 'ternary', 'stochastic_binary', 'stochastic_ternary'):
     QUANTIZERS.refuse(_name, 'power-of-two and binary/ternary quantizers are not converted yet', 'see the support table')
 for _name in ('quantized_hswish', 'quantized_linear'):
     QUANTIZERS.refuse(_name, 'this quantizer is not converted yet', 'see the support table')

@@ -74,3 +74,26 @@ def scaled_bits(w: np.ndarray, bits: int, integer: int, symmetric: int, keep_neg
     xq = m_i * np.clip(np.round(p), F32(k * (-m + symmetric)), m - F32(1)) / m
     xq = F32(alpha) * xq.astype(F32)
     return (x + (xq - x)).astype(F32)
+
+
+def po2(w: np.ndarray, bits: int, max_value: float | None, quadratic: bool, log2_rounding: str) -> np.ndarray:
+    """quantized_po2 applied to w: sign(w) * 2^round(log2|w|) with QKeras's exponent range (0 maps to +2^min)."""
+    need_sign = 1 if max_value is None or max_value > 1 else 0
+    effective = bits - 1 - need_sign
+    min_exp, max_exp = -(2**effective), 2**effective - 1
+    if quadratic:
+        max_exp = 2 * (max_exp // 2)
+    x = np.asarray(w, dtype=F32)
+    sign = np.sign(x)
+    sign = sign + (F32(1) - np.abs(sign))
+    x_abs = np.abs(x)
+    x_filter = np.where(x_abs < EPS, EPS, x_abs)
+    if max_value is not None:
+        x_filter = np.where(x_filter >= F32(max_value), F32(max_value), x_filter)
+    x_in = np.sqrt(x_filter) if quadratic else x_filter
+    y = (np.log(x_in) / LOG2).astype(F32)
+    e = np.floor(y) if log2_rounding == 'floor' else np.round(y)
+    exponent = F32(2 if quadratic else 1) * np.clip(y + (e - y), F32(min_exp), F32(max_exp))
+    exponent = np.where(x_abs < EPS, F32(min_exp), exponent)
+    xq = (sign * np.power(F32(2.0), exponent)).astype(F32)
+    return (x + (xq - x)).astype(F32)

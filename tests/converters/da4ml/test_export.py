@@ -8,7 +8,7 @@ import pytest
 
 import hgqbridge
 
-EXPORTABLE = ['jet_tagger', 'digits_mlp', 'branches_1d', 'hard_activations']
+EXPORTABLE = ['jet_tagger', 'digits_mlp', 'branches_1d', 'hard_activations', 'po2_weights']
 
 
 @pytest.mark.parametrize('name', EXPORTABLE)

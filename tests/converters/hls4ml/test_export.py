@@ -11,7 +11,7 @@ import pytest
 import hgqbridge
 from hgqbridge.errors import HGQBridgeError, OutputExistsError, ProblemsError
 
-EXPORTABLE = ['jet_tagger', 'digits_mlp', 'branches_1d']  # mixed_small and digits_cnn: refused by check (tested below)
+EXPORTABLE = ['jet_tagger', 'digits_mlp', 'branches_1d', 'po2_weights']  # mixed_small, digits_cnn, hard_activations: refused by check (tested below)
 
 
 @pytest.mark.slow
