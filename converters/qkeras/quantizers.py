@@ -267,6 +267,16 @@ for _name in ('quantized_hswish', 'quantized_linear'):
     QUANTIZERS.refuse(_name, 'this quantizer is not converted yet', 'see the support table')
 QUANTIZERS.refuse('bernoulli', 'bernoulli draws random numbers at inference, so no deterministic model computes it')
 QUANTIZERS.refuse('quantized_ulaw', 'a logarithmic compander is not a fixed-point format')
+# QKeras functions (not classes) that QActivation accepts by name; unquantized, they reach exactly 1.0, which no
+# saturating fixed-point format of x holds (its maximum is 2^i - 2^-f), or need a comparison, not a rounding.
+QUANTIZERS.refuse('hard_sigmoid', 'QKeras hard_sigmoid clip(x/2+1/2, 0, 1) reaches exactly 1.0, which no saturating fixed-point format holds',
+                  'use quantized_sigmoid(bits), which is converted exactly')
+QUANTIZERS.refuse('hard_tanh', 'QKeras hard_tanh clip(x, -1, 1) reaches exactly 1.0, which no saturating fixed-point format holds',
+                  'use quantized_tanh(bits), which is converted exactly')
+for _name in ('binary_sigmoid', 'binary_tanh'):
+    QUANTIZERS.refuse(_name, f'{_name} is a comparison (x > 0), not a rounding of x', 'use quantized_bits on activations')
+for _name in ('smooth_sigmoid', 'smooth_tanh'):
+    QUANTIZERS.refuse(_name, f'{_name} has slope 0.1875 and is not quantized', 'use quantized_sigmoid / quantized_tanh')
 
 #: Float activations that map to a Keras layer; anything else is refused by name.
 FLOAT_ACTIVATIONS = ('linear', 'relu', 'softmax')

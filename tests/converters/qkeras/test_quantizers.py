@@ -109,6 +109,14 @@ def test_unsupported_names_are_refused(spec: str) -> None:
         parse_quantizer(spec, 'activation').activation_plan()  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize('name, reason', [('hard_sigmoid', 'exactly 1.0'), ('hard_tanh', 'exactly 1.0'), ('binary_tanh', 'comparison'),
+                                          ('smooth_sigmoid', '0.1875')])
+def test_hard_functions_are_refused_with_the_reason(name: str, reason: str) -> None:
+    with pytest.raises(LayerProblem, match=reason) as info:
+        parse_quantizer(name, 'activation')
+    assert 'quantized_' in info.value.fix or 'quantized_bits' in info.value.fix
+
+
 @pytest.mark.parametrize('case', CASES)
 def test_numpy_reference_matches_qkeras(case: str) -> None:
     """The mapped format's numpy quantizer reproduces QKeras on every 2^-12 step in [-20, 20] (every tie)."""
