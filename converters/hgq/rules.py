@@ -46,6 +46,10 @@ class LayerFacts:
     arithmetic: bool = False
     fed_by_quantizer: bool = True
     fan_in: int = 0  # products summed per output (dense/conv), 0 for other layers
+    dilation: tuple[int, ...] = ()  # convolutions: dilation_rate
+    groups: int = 1
+    n_inputs: int = 1
+    reads_model_input: bool = False  # directly, or through Flatten/Reshape only
 
 
 ARITHMETIC = ('QDense', 'QConv1D', 'QConv2D', 'QBatchNormalization', 'QBatchNormDense', 'QEinsumDense', 'Dense', 'Conv1D', 'Conv2D')
@@ -55,11 +59,15 @@ def layer_facts(model: Any) -> list[LayerFacts]:
     """Facts for every layer, in model order; ``fed_by_quantizer`` follows quantization down the graph."""
     outputs = {id(t._keras_history.operation) for t in model.outputs}
     quantized_out: dict[str, bool] = {}
+    from_input: set[str] = {t._keras_history.operation.name for t in model.inputs}
     facts = []
     for layer in model.layers:
         cls = type(layer).__name__
         qs = {role: quantizer_info(q) for role, q in layer_quantizers(layer).items()}
         parents = _parents(layer)
+        reads_input = bool(parents) and any(p in from_input for p in parents) and cls != 'InputLayer'
+        if reads_input and cls in ('Flatten', 'Reshape'):
+            from_input.add(layer.name)
         upstream = bool(parents) and all(quantized_out.get(p, False) for p in parents)
         has_iq = any(role.startswith(('input', 'self')) for role in qs)
         quantized_out[layer.name] = has_iq or (upstream and cls not in ('Activation',))
@@ -75,6 +83,10 @@ def layer_facts(model: Any) -> list[LayerFacts]:
                 arithmetic=cls in ARITHMETIC,
                 fed_by_quantizer=has_iq or upstream,
                 fan_in=int(np.prod(layer.kernel.shape[:-1])) if cls in ARITHMETIC and hasattr(layer, 'kernel') else 0,
+                dilation=tuple(getattr(layer, 'dilation_rate', ()) or ()),
+                groups=int(getattr(layer, 'groups', 1) or 1),
+                n_inputs=len(parents),
+                reads_model_input=reads_input,
             )
         )
     return facts

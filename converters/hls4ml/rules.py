@@ -72,6 +72,23 @@ def _affine(f: LayerFacts, t: Target) -> str | None:
     return None
 
 
+def _dilation(f: LayerFacts, t: Target) -> str | None:
+    if any(d != 1 for d in f.dilation) or f.groups != 1:
+        return f'hls4ml has no dilated or grouped convolution (dilation {f.dilation}, groups {f.groups}); 1.3.0 fails on it'
+    return None
+
+
+def _two_inputs(f: LayerFacts, t: Target) -> str | None:
+    return f'hls4ml merges exactly two inputs, this {f.cls} has {f.n_inputs}' if f.n_inputs > 2 else None
+
+
+def _input_chain(f: LayerFacts, t: Target) -> str | None:
+    quantizes = any(role.startswith(('input', 'self')) for role in f.quantizers)
+    if f.reads_model_input and not quantizes and f.cls not in ('Flatten', 'Reshape'):
+        return f'the model input reaches a {f.cls} before any quantizer, which hls4ml rejects ("unexpected input layer chain")'
+    return None
+
+
 def _quartus(f: LayerFacts, t: Target) -> str | None:
     return 'hls4ml deprecates the Quartus backend' if f.cls == 'InputLayer' and t.backend == 'quartus' else None
 
@@ -85,5 +102,8 @@ RULES = [
     Rule('da-strategy', 'error', _da_strategy, 'use reuse factor 1 on Vitis/Vivado, or the latency strategy'),
     Rule('no-csim-here', 'warning', _no_csim, 'export writes the project; verify it where the vendor compiler exists'),
     Rule('quartus-deprecated', 'warning', _quartus, 'prefer oneAPI or Vitis'),
+    Rule('two-inputs', 'error', _two_inputs, 'chain two-input merges'),
+    Rule('input-chain', 'error', _input_chain, 'put a quantizer (QActivation) right after the input'),
+    Rule('conv-dilation', 'error', _dilation, 'use dilation_rate=1 and groups=1, or the da4ml target'),
     Rule('affine-quantizer', 'error', _affine, 'use the da4ml target, or quantized_tanh instead of quantized_sigmoid'),
 ]

@@ -8,7 +8,7 @@ import pytest
 
 import hgqbridge
 
-EXPORTABLE = ['jet_tagger', 'digits_mlp', 'branches_1d', 'hard_activations', 'po2_weights']
+EXPORTABLE = ['jet_tagger', 'digits_mlp', 'branches_1d', 'hard_activations', 'po2_weights', 'zoo_conv1d_dilated', 'zoo_add_three']
 
 
 @pytest.mark.parametrize('name', EXPORTABLE)

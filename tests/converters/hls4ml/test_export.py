@@ -111,3 +111,8 @@ def test_affine_rule_is_real(conversions: dict, golden_inputs: dict, tmp_path: P
     assert [(i.layer, '[affine-quantizer]' in i.reason) for i in report.items if i.status == 'error'] == [('dense_out_activation', True)]
     forced = export(model, parse_target('hls4ml:vitis'), tmp_path / 'prj', golden_inputs['hard_activations'])
     assert not forced.ok and forced.mismatches['normal'] > forced.compared_values['normal'] // 2
+
+
+def test_dilated_convolution_is_refused(conversions: dict) -> None:
+    report = hgqbridge.check(conversions['zoo_conv1d_dilated'].model, 'hls4ml:vitis')
+    assert [(i.layer, '[conv-dilation]' in i.reason) for i in report.items if i.status == 'error'] == [('c', True)]
