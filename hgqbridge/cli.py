@@ -1,7 +1,8 @@
 """The ``hgqbridge`` command. ``--help`` answers at once: TensorFlow is imported only by the commands that need it.
 
 Every HGQBridgeError ends as one line on stderr and exit code 2; ``check`` exits 1 when the model is not
-deployable, ``export`` and ``convert --verify`` exit 1 when the result is not bit-exact.
+deployable, ``export`` and ``convert --verify`` exit 1 when the result is not proven bit-exact (a mismatch, or
+no compiler here to run the firmware model).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     from .io import load_data
 
     x = load_data(a.data)['x']
-    report = export(load_model(a.model), a.target, a.output, x, force=a.force, **_target_options(a))
+    report = export(load_model(a.model), a.target, a.output, x, force=a.force, rtl=False if a.no_rtl else None, **_target_options(a))
     _print_report(report, a.json)
     return 0 if report.ok else 1
 
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument('-o', '--output', type=Path, required=True, help='project folder')
             s.add_argument('--data', type=Path, required=True, help='.npz with array x (inputs to compare on)')
             s.add_argument('--force', action='store_true', help='replace an existing project folder')
+            s.add_argument('--no-rtl', action='store_true', help='da4ml: skip the verilator simulation of the Verilog')
         s.set_defaults(run=run)
 
     f = sub.add_parser('finetune', help='heterogeneous-bit-width fine-tuning (EBOPs-regularised)')

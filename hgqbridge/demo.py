@@ -47,6 +47,16 @@ def _yes(flags: dict[str, bool]) -> str:
     return 'yes' if flags and all(flags.values()) else 'NO'
 
 
+def _only(result: dict[str, Any], arrow: str) -> dict[str, bool]:
+    flags = result['da4ml']['bit_exact']
+    return {k: v for k, v in flags.items() if k.startswith('RTL') == (arrow == 'RTL')}
+
+
+def _rtl(result: dict[str, Any]) -> str:
+    flags = _only(result, 'RTL')
+    return _yes(flags) if flags else 'not run (no verilator)'
+
+
 def run_demo(out: Path | None, epochs: int) -> int:
     from . import import_model, verify
     from .converters.hgq.inspect import compute_ebops
@@ -94,7 +104,8 @@ def run_demo(out: Path | None, epochs: int) -> int:
         ('da4ml LUT estimate', f'{lut[0]:.0f}', f'{lut[1]:.0f}  ({lut[0] / max(lut[1], 1):.1f}x fewer)'),
         ('QKeras -> HGQ2 bit-exact (normal, x4)', 'yes' if ver.bit_exact else 'NO', '(fine-tuned: new model)'),
         ('HGQ2 -> hls4ml C sim bit-exact (normal, x4)', _yes(before['hls4ml:vitis']['bit_exact']), _yes(after['hls4ml:vitis']['bit_exact'])),
-        ('HGQ2 -> da4ml emulator bit-exact (normal, x4)', _yes(before['da4ml']['bit_exact']), _yes(after['da4ml']['bit_exact'])),
+        ('HGQ2 -> da4ml emulator bit-exact (normal, x4)', _yes(_only(before, 'emulator')), _yes(_only(after, 'emulator'))),
+        ('HGQ2 -> da4ml Verilog (verilator) bit-exact', _rtl(before), _rtl(after)),
     ]
     width = max(len(r[0]) for r in rows)
     table = [f'{"":<{width}}  {"imported (QKeras-exact)":<24}  fine-tuned HGQ2', '-' * (width + 50)]

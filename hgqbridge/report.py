@@ -162,16 +162,24 @@ class ExportReport(_Report):
         return bool(self.bit_exact) and all(self.bit_exact.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), 'ok': self.ok}
+        return {**asdict(self), 'ok': self.ok, 'verified': self.verified}
+
+    @property
+    def verified(self) -> bool:
+        """Whether any firmware model was run and compared at all (oneAPI/Catapult cannot be compiled here)."""
+        return bool(self.bit_exact)
 
     def to_text(self) -> str:
-        lines = [f'Export to {self.target} in {self.out_dir}: ' + ('bit-exact' if self.ok else 'NOT bit-exact')]
+        verdict = 'bit-exact' if self.ok else 'NOT bit-exact' if self.verified else 'written, NOT verified (no compiler for it here)'
+        lines = [f'Export to {self.target} in {self.out_dir}: {verdict}']
         for kind, exact in self.bit_exact.items():
             lines.append(
                 f'  {kind:<7} {self.compared_values[kind]} values compared, {self.mismatches[kind]} differ'
                 + (' (numpy.array_equal)' if exact else '')
             )
         for key, value in self.estimates.items():
+            if isinstance(value, dict):
+                value = ', '.join(f'{k} {v}' for k, v in value.items())
             lines.append(f'  {key}: {value}')
         lines.append(f'  written: {len(self.files)} files, {self.bytes_written / 1024:.0f} KiB')
         lines.append('  time: ' + ', '.join(f'{k} {v:.1f}s' for k, v in self.seconds.items()))

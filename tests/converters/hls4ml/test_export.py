@@ -116,3 +116,41 @@ def test_affine_rule_is_real(conversions: dict, golden_inputs: dict, tmp_path: P
 def test_dilated_convolution_is_refused(conversions: dict) -> None:
     report = hgqbridge.check(conversions['zoo_conv1d_dilated'].model, 'hls4ml:vitis')
     assert [(i.layer, '[conv-dilation]' in i.reason) for i in report.items if i.status == 'error'] == [('c', True)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    'target, options',
+    [('hls4ml:vivado', {'strategy': 'resource', 'reuse_factor': 4}), ('hls4ml:vitis', {'io_type': 'io_stream'}), ('hls4ml:quartus', {})],
+)
+def test_other_backends_and_options_are_bit_exact(target: str, options: dict, conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
+    report = hgqbridge.export(conversions['jet_tagger'].model, target, tmp_path / 'prj', golden_inputs['jet_tagger'], **options)
+    assert report.ok and report.mismatches == {'normal': 0, 'stress': 0}, report.to_text()
+
+
+def test_oneapi_is_written_and_says_it_is_not_verified(conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
+    report = hgqbridge.export(conversions['jet_tagger'].model, 'hls4ml:oneapi', tmp_path / 'prj', golden_inputs['jet_tagger'])
+    assert not report.verified and not report.ok
+    assert 'NOT verified' in report.to_text() and any('vendor compiler' in n for n in report.notes)
+    assert (tmp_path / 'prj' / 'hgqbridge_export.json').is_file() and len(report.files) > 5
+
+
+@pytest.mark.parametrize('n_in, n_out, rf, valid', [(16, 64, 4, True), (16, 64, 16, True), (16, 64, 3, False), (32, 5, 7, False), (32, 5, 160, True)])
+def test_reuse_factor_rule(n_in: int, n_out: int, rf: int, valid: bool) -> None:
+    from hgqbridge.converters.hls4ml.rules import valid_reuse_factor
+
+    assert valid_reuse_factor(n_in, n_out, rf) == valid
+
+
+def test_reuse_factor_and_unroll_warnings(conversions: dict) -> None:
+    model = conversions['jet_tagger'].model
+    report = hgqbridge.check(model, 'hls4ml:vitis', strategy='resource', reuse_factor=3)
+    assert {i.layer for i in report.items if '[reuse-factor]' in i.reason} == {'fc1', 'fc2', 'fc3', 'output'}
+    import keras
+    from hgq.layers import QDense
+
+    inp = keras.Input((64,))
+    big = keras.Model(inp, QDense(128, name='big')(inp), name='big')  # 64 x 128 = 8192 multiplications
+    for backend, fired in (('vivado', ['big']), ('vitis', [])):
+        report = hgqbridge.check(big, f'hls4ml:{backend}')
+        assert [i.layer for i in report.items if '[vivado-unroll]' in i.reason] == fired and report.deployable
