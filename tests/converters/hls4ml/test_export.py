@@ -111,6 +111,7 @@ def test_affine_rule_is_real(conversions: dict, golden_inputs: dict, tmp_path: P
     assert [(i.layer, '[affine-quantizer]' in i.reason) for i in report.items if i.status == 'error'] == [('dense_out_activation', True)]
     forced = export(model, parse_target('hls4ml:vitis'), tmp_path / 'prj', golden_inputs['hard_activations'])
     assert not forced.ok and forced.mismatches['normal'] > forced.compared_values['normal'] // 2
+    assert forced.first_divergence == {'normal': 'dense_out', 'stress': 'dense_out'}  # the affine quantizer is fused there
 
 
 def test_dilated_convolution_is_refused(conversions: dict) -> None:
@@ -154,3 +155,17 @@ def test_reuse_factor_and_unroll_warnings(conversions: dict) -> None:
     for backend, fired in (('vivado', ['big']), ('vitis', [])):
         report = hgqbridge.check(big, f'hls4ml:{backend}')
         assert [i.layer for i in report.items if '[vivado-unroll]' in i.reason] == fired and report.deployable
+
+
+def test_pruned_elements_warn(conversions: dict) -> None:
+    """Fine-tuning can prune an input feature to zero bits; hls4ml then risks invalid types (hls4ml#1523)."""
+    import keras
+
+    model = keras.models.clone_model(conversions['jet_tagger'].model)
+    model.set_weights(conversions['jet_tagger'].model.get_weights())
+    iq = model.get_layer('fc3').iq.quantizer
+    f = np.array(iq._f)
+    f.flat[3] = -10.0  # width k + i + f <= 0 for one feature
+    iq._f.assign(f)
+    fired = [i for i in hgqbridge.check(model, 'hls4ml:vitis').items if '[zero-width]' in i.reason]
+    assert [(i.layer, i.status) for i in fired] == [('fc3', 'warning')] and '1 element(s)' in fired[0].reason
