@@ -13,16 +13,16 @@ The mapping (../shared/reference/qkeras-semantics.md §1.1, §1.8), verified aga
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
-from hgqbridge.errors import LayerProblem, QuantizerSyntaxError
+from hgqbridge.errors import LayerProblem, QuantizerSyntaxError  # noqa: F401  (QuantizerSyntaxError: raised by the grammar)
 from hgqbridge.fixed import FixedFormat, FormatArray
 from hgqbridge.registry import Registry
 
+from .grammar import parse_string
 from .weights import auto_scaled_bits, po2, scaled_bits
 
 #: What a weight becomes: the values HGQ2 stores, and the format(s) its kernel quantizer applies to them.
@@ -280,74 +280,6 @@ for _name in ('smooth_sigmoid', 'smooth_tanh'):
 
 #: Float activations that map to a Keras layer; anything else is refused by name.
 FLOAT_ACTIVATIONS = ('linear', 'relu', 'softmax')
-
-_TOKEN = re.compile(r"\s*(?:(?P<num>[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))|(?P<name>[A-Za-z_]\w*)"
-                    r"|(?P<str>'[^']*'|\"[^\"]*\")|(?P<punct>[(),=\[\]]))")
-
-
-def _tokens(text: str) -> list[tuple[str, str]]:
-    out, pos = [], 0
-    while pos < len(text):
-        if text[pos:].strip() == '':
-            break
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            raise QuantizerSyntaxError('unexpected character in quantizer string', received=text, fix='check the quantizer string')
-        kind = m.lastgroup or ''
-        out.append((kind, m.group(kind)))
-        pos = m.end()
-    return out
-
-
-def _value(kind: str, tok: str, text: str) -> Any:
-    if kind == 'num':
-        value = float(tok)
-        return int(value) if re.fullmatch(r'[-+]?\d+', tok) else value
-    if kind == 'str':
-        return tok[1:-1]
-    if kind == 'name' and tok in ('True', 'False', 'None'):
-        return {'True': True, 'False': False, 'None': None}[tok]
-    raise QuantizerSyntaxError(
-        f'argument {tok!r} is neither a number, True/False/None nor a quoted string',
-        received=text,
-        fix="quote string arguments, e.g. alpha='auto_po2' (QKeras itself mangles unquoted ones)",
-    )
-
-
-def parse_string(text: str) -> tuple[str, list[Any], dict[str, Any]]:
-    """``'quantized_bits(6, 0, alpha=1)'`` → ``('quantized_bits', [6, 0], {'alpha': 1})``. Never evaluates."""
-    toks = _tokens(text)
-    if not toks or toks[0][0] != 'name':
-        raise QuantizerSyntaxError('a quantizer string must start with a name', received=text, fix='e.g. quantized_bits(6,0,alpha=1)')
-    name, rest = toks[0][1], toks[1:]
-    if not rest:
-        return name, [], {}
-    if rest[0][1] != '(' or rest[-1][1] != ')':
-        raise QuantizerSyntaxError('unbalanced or missing parentheses', received=text, fix='write name(arg, ..., key=value)')
-    args: list[Any] = []
-    kwargs: dict[str, Any] = {}
-    body = rest[1:-1]
-    if any(t[1] in ('(', ')') for t in body):
-        raise QuantizerSyntaxError('nested or unbalanced parentheses', received=text, fix='write name(arg, ..., key=value)')
-    items: list[list[tuple[str, str]]] = [[]]
-    for tok in body:
-        if tok[1] == ',':
-            items.append([])
-        else:
-            items[-1].append(tok)
-    if items == [[]]:
-        return name, [], {}
-    for item in items:
-        if len(item) == 1:
-            if kwargs:
-                raise QuantizerSyntaxError('a positional argument follows a keyword argument', received=text, fix='put positional arguments first')
-            args.append(_value(*item[0], text))
-        elif len(item) == 3 and item[0][0] == 'name' and item[1][1] == '=':
-            kwargs[item[0][1]] = _value(*item[2], text)
-        else:
-            raise QuantizerSyntaxError('malformed argument list', received=text, fix='write name(arg, ..., key=value)')
-    return name, args, kwargs
-
 
 def make_quantizer(name: str, args: list[Any], kwargs: dict[str, Any], where: str) -> Quantizer:
     """Build the typed spec for a quantizer or float activation name; raise LayerProblem if not supported."""

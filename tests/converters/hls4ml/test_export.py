@@ -104,6 +104,7 @@ def test_conv2d_and_maxpooling_stack_is_bit_exact(conversions: dict, golden_inpu
 def test_affine_rule_is_real(conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
     """check refuses the hard-sigmoid quantizer for hls4ml; forcing the export shows why: every value differs."""
     from hgqbridge.converters.hls4ml.export import export
+
     from hgqbridge.targets import parse_target
 
     model = conversions['hard_activations'].model
