@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from hgqbridge.errors import LayerProblem, QuantizerSyntaxError  # noqa: F401  (QuantizerSyntaxError: raised by the grammar)
+from hgqbridge.errors import LayerProblem, QuantizerSyntaxError
 from hgqbridge.fixed import FixedFormat, FormatArray
 from hgqbridge.registry import Registry
 
