@@ -22,7 +22,7 @@ EPILOG = """examples:
   hgqbridge check model.keras --target hls4ml:vitis
   hgqbridge export model.keras --target hls4ml:vitis -o prj_hls --data data.npz
   hgqbridge export model.keras --target da4ml -o prj_da --data data.npz
-  hgqbridge finetune model.keras --data data.npz -o small.keras
+  hgqbridge finetune model.keras --data data.npz -o finetuned/
   hgqbridge demo
 """
 
@@ -107,12 +107,15 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def cmd_finetune(a: argparse.Namespace) -> int:
     from . import finetune
-    from .io import load_data
+    from .io import check_output, load_data
 
     data = load_data(a.data, ('x', 'y', 'x_val', 'y_val'))
+    if not a.resume:
+        check_output(a.output, a.force)
     result = finetune(
         load_model(a.model), data['x'], data['y'], data['x_val'], data['y_val'], epochs=a.epochs, tolerance=a.tolerance,
-        metric=a.metric, beta_min=a.beta_min, beta_max=a.beta_max,
+        metric=a.metric, beta_min=a.beta_min, beta_max=a.beta_max, learning_rate=a.learning_rate, out_dir=a.output,
+        resume=a.resume, diagnose=a.diagnose,
     )
     chosen = result.chosen
     if chosen is None:
@@ -120,8 +123,11 @@ def cmd_finetune(a: argparse.Namespace) -> int:
     else:
         print(f'chosen epoch {chosen.epoch + 1}: val {result.metric} {chosen.val_metric:.4f} (imported {result.baseline_metric:.4f}), '
               f'EBOPs {chosen.ebops} (imported {result.baseline_ebops})')
-    save_model(result.model, a.output, a.force)
-    print(f'wrote {a.output}')
+    for event in result.events:
+        print(f'handled: {event}')
+    if result.diagnosis:
+        print(f'diagnosis: {result.diagnosis}')
+    print(f'wrote {a.output}/: ' + ', '.join(result.files.values()))
     return 0
 
 
@@ -178,12 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser('finetune', help='heterogeneous-bit-width fine-tuning (EBOPs-regularised)')
     f.add_argument('model', type=Path)
     f.add_argument('--data', type=Path, required=True, help='.npz with x, y, x_val, y_val')
-    f.add_argument('-o', '--output', type=Path, required=True, help='output .keras file')
+    f.add_argument('-o', '--output', type=Path, required=True, help='output folder: model.keras, pareto.json, checkpoints, pictures')
     f.add_argument('--epochs', type=int, default=30)
     f.add_argument('--tolerance', type=float, default=0.005, help='allowed loss of the validation metric')
     f.add_argument('--metric', choices=('accuracy', 'mse'), default='accuracy')
     f.add_argument('--beta-min', type=float, default=1e-7)
     f.add_argument('--beta-max', type=float, default=1e-4)
+    f.add_argument('--learning-rate', type=float, default=3e-3)
+    f.add_argument('--resume', action='store_true', help='continue an interrupted run in the same output folder')
+    f.add_argument('--diagnose', action='store_true', help='also train with float (dummy) quantizers to locate a problem')
     f.add_argument('--force', action='store_true')
     f.set_defaults(run=cmd_finetune)
 

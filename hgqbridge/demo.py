@@ -85,9 +85,9 @@ def run_demo(out: Path | None, epochs: int) -> int:
     print(f'({time.perf_counter() - t0:.1f}s)')
 
     t0 = _step(3, f'Fine-tune with heterogeneous bit widths ({epochs} epochs, beta ramped on EBOPs)')
-    ft = finetune(conv.model, data['x'], data['y'], data['x_val'], data['y_val'], epochs=epochs, beta_min=1e-6, beta_max=3e-4, learning_rate=3e-3)
-    ft.model.save(out / 'jet_tagger_finetuned.keras')
-    plot = _plot(ft, out / 'finetune.png')
+    ft = finetune(conv.model, data['x'], data['y'], data['x_val'], data['y_val'], epochs=epochs, beta_min=1e-6, beta_max=3e-4,
+                  learning_rate=3e-3, out_dir=out / 'finetune')
+    print(f'Pareto front, checkpoints, model.keras and pictures: {out / "finetune"}/')
     print(f'({time.perf_counter() - t0:.1f}s)')
 
     t0 = _step(4, 'Check and export the fine-tuned model')
@@ -115,33 +115,10 @@ def run_demo(out: Path | None, epochs: int) -> int:
     summary = {
         'rows': [{'what': a, 'imported': b, 'finetuned': c} for a, b, c in rows], 'all_bit_exact': ok,
         'verify': ver.to_dict(), 'exports': {'imported': before, 'finetuned': after}, 'finetune': ft.to_dict(),
-        'plot': str(plot), 'seconds': time.perf_counter() - t_start,
+        'pictures': [str(out / 'finetune' / ft.files['pareto_png']), str(out / 'finetune' / ft.files['bit_widths_png'])],
+        'seconds': time.perf_counter() - t_start,
     }
     (out / 'demo_report.json').write_text(json.dumps(summary, indent=2, default=str) + '\n')
-    print(f'\nEverything is in {out}/ (report: demo_report.json, plot: finetune.png); {summary["seconds"]:.0f}s in all.')
+    print(f'\nEverything is in {out}/ (report: demo_report.json; pictures: finetune/pareto.png, finetune/bit_widths.png); '
+          f'{summary["seconds"]:.0f}s in all.')
     return 0 if ok else 1
-
-
-def _plot(ft: Any, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    ebops = [r.ebops for r in ft.history]
-    metric = [r.val_metric for r in ft.history]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-    ax.scatter(ebops, metric, c=range(len(ebops)), cmap='viridis', s=18, label='epochs (colour: epoch)')
-    front = sorted((r for r in ft.history if r.pareto), key=lambda r: r.ebops)
-    ax.plot([r.ebops for r in front], [r.val_metric for r in front], 'k--', lw=1, label='Pareto front')
-    ax.scatter([ft.baseline_ebops], [ft.baseline_metric], marker='*', s=160, c='red', label='imported QKeras model')
-    if ft.chosen is not None:
-        ax.scatter([ft.chosen.ebops], [ft.chosen.val_metric], marker='o', s=120, facecolors='none', edgecolors='red', label='chosen')
-    ax.set_xscale('log')
-    ax.set_xlabel('EBOPs')
-    ax.set_ylabel(f'validation {ft.metric}')
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path

@@ -22,7 +22,8 @@ def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert chosen is not None
     history = report['finetune']['history']
     assert history[chosen]['ebops'] < report['finetune']['baseline_ebops'] / 2
-    assert (out / 'finetune.png').stat().st_size > 10_000
+    assert (out / 'finetune' / 'pareto.png').stat().st_size > 10_000 and (out / 'finetune' / 'bit_widths.png').is_file()
+    assert (out / 'finetune' / 'pareto.json').is_file() and (out / 'finetune' / 'model.keras').is_file()
     for stage in ('imported', 'finetuned'):
         assert (out / f'{stage}_da4ml' / 'verilog').is_dir() and (out / f'{stage}_hls4ml_vitis' / 'firmware').is_dir()
     with pytest.raises(OutputExistsError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,8 +13,8 @@ from .conftest import QKERAS
 
 
 def test_pareto_front() -> None:
-    points = [(100, 0.90), (50, 0.90), (50, 0.95), (200, 0.99), (300, 0.98), (10, 0.5)]
-    assert pareto_front(points) == [2, 3, 5]
+    points = [(100, 0.90), (50, 0.90), (50, 0.95), (200, 0.99), (300, 0.98), (10, 0.5), (50, 0.95)]
+    assert pareto_front(points) == [2, 3, 5]  # the repeated (50, 0.95) is kept once
 
 
 def test_metric_value() -> None:
@@ -30,12 +32,12 @@ def test_copy_is_exact(conversions: dict, golden_inputs: dict) -> None:
 
 
 @pytest.fixture(scope='module')
-def short_run(conversions: dict):
+def short_run(conversions: dict, tmp_path_factory: pytest.TempPathFactory):
     data = dict(np.load(QKERAS / 'jet_tagger.data.npz'))
     model = conversions['jet_tagger'].model
     before = model.get_weights()
     result = finetune(model, data['x'], data['y'], data['x_val'], data['y_val'], epochs=6, beta_min=3e-4, beta_max=1e-3,
-                      learning_rate=1e-2, tolerance=0.02, verbose=0)
+                      learning_rate=1e-2, tolerance=0.02, verbose=0, out_dir=tmp_path_factory.mktemp('ft'))
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights())), 'the input model must stay as it was'
     return result, data
 
@@ -54,3 +56,46 @@ def test_choice_meets_tolerance_and_is_reproducible(short_run) -> None:
     assert chosen is not None and chosen.pareto
     assert chosen.val_metric >= result.baseline_metric - 0.02
     assert metric_value('accuracy', data['y_val'], result.model.predict([data['x_val']], verbose=0)) == chosen.val_metric
+
+
+def test_front_on_disk_is_consistent(short_run) -> None:
+    import json
+
+    result, _ = short_run
+    folder = Path(result.out_dir)
+    front = json.loads((folder / 'pareto.json').read_text())
+    points = [(row['ebops'], row['val_metric']) for row in front]
+    assert front and len(pareto_front(points)) == len(points)  # nothing dominated is kept
+    on_disk = sorted(p.name for p in (folder / 'checkpoints').iterdir())
+    assert on_disk == sorted(Path(row['checkpoint']).name for row in front)
+    report = json.loads((folder / 'report.json').read_text())
+    for key in ('pareto_png', 'bit_widths_png', 'model'):
+        assert (folder / report['files'][key]).is_file()
+
+
+def test_collapse_is_handled(conversions: dict, tmp_path: Path) -> None:
+    """beta far too large: the run restores good weights, backs beta off, and still returns a usable model."""
+    data = dict(np.load(QKERAS / 'jet_tagger.data.npz'))
+    result = finetune(conversions['jet_tagger'].model, data['x'], data['y'], data['x_val'], data['y_val'], epochs=3,
+                      beta_min=100.0, beta_max=100.0, learning_rate=0.5, tolerance=0.01, verbose=0)
+    assert result.events and 'collapse' in result.events[0] and 'beta x0.1' in result.events[0]
+    assert np.allclose([r.beta for r in result.history], [100.0, 10.0, 1.0])  # backed off after each collapse
+    assert any(r.event for r in result.history) and all(not r.pareto for r in result.history if r.event)
+    final = metric_value('accuracy', data['y_val'], result.model.predict([data['x_val']], verbose=0))
+    assert final >= result.baseline_metric - 0.01
+
+
+def test_resume_continues_from_the_saved_epoch(conversions: dict, tmp_path: Path) -> None:
+    data = dict(np.load(QKERAS / 'jet_tagger.data.npz'))
+    args = (conversions['jet_tagger'].model, data['x'], data['y'], data['x_val'], data['y_val'])
+    first = finetune(*args, epochs=2, beta_min=1e-5, beta_max=1e-4, verbose=0, out_dir=tmp_path)
+    resumed = finetune(*args, epochs=4, beta_min=1e-5, beta_max=1e-4, verbose=0, out_dir=tmp_path, resume=True)
+    assert [r.epoch for r in resumed.history] == [0, 1, 2, 3]
+    assert [(r.ebops, r.val_metric, r.loss) for r in resumed.history[:2]] == [(r.ebops, r.val_metric, r.loss) for r in first.history]
+
+
+def test_diagnose_says_which_side_limits(conversions: dict) -> None:
+    data = dict(np.load(QKERAS / 'jet_tagger.data.npz'))
+    result = finetune(conversions['jet_tagger'].model, data['x'][:200], data['y'][:200], data['x_val'], data['y_val'], epochs=2,
+                      verbose=0, diagnose=True)
+    assert 'float (dummy-quantizer) copy' in result.diagnosis
