@@ -34,9 +34,9 @@ def run_case(name: str, epochs: int) -> dict:
     import numpy as np
     from hgqbridge.converters.da4ml.export import trace
     from hgqbridge.converters.hgq import firmware
-    from hgqbridge.errors import HGQBridgeError
 
     import hgqbridge
+    from hgqbridge.errors import HGQBridgeError
 
     data = dict(np.load(FIXTURES / f'{name}.data.npz'))
     model = hgqbridge.convert(FIXTURES / f'{name}.h5')
