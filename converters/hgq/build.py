@@ -282,9 +282,18 @@ def build_model(graph: Any, specs: dict[str, Spec], ctx: BuildContext) -> Any:
     """The HGQ2 functional model for ``graph`` (a SourceGraph) given one spec per source layer."""
     import keras
 
+    from hgqbridge.errors import SourceFileError
+
     tensors: dict[str, Tensor] = {}
     for layer in graph.layers:
-        tensors[layer.name] = specs[layer.name].build(layer.name, [tensors[n] for n in layer.inbound], ctx)
+        try:
+            tensors[layer.name] = specs[layer.name].build(layer.name, [tensors[n] for n in layer.inbound], ctx)
+        except (ValueError, TypeError) as err:  # Keras/HGQ2 refusing a shape or argument the saved config implies
+            raise SourceFileError(
+                'the layer cannot be built from its saved config (its shapes or arguments do not fit the graph)',
+                where=f'{graph.path}:{graph.name}/{layer.name} ({layer.class_name})', received=' '.join(str(err).split())[:300],
+                fix='check that the file is an unmodified model saved by its framework',
+            ) from None
     outputs = [materialize(tensors[n], ctx) for n in graph.outputs]
     for name, t in zip(graph.outputs, outputs):
         ctx.ref(name, ctx.refs.get(t.source, TensorRef(t.source)))
