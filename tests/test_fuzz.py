@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hgqbridge.converters.qkeras.grammar import parse_string
+from hgqbridge.converters.qkeras.quantizers import parse_quantizer
+from hgqbridge.converters.qkeras.reader import graph_from_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hgqbridge
-from hgqbridge.converters.qkeras.grammar import parse_string
-from hgqbridge.converters.qkeras.quantizers import parse_quantizer
-from hgqbridge.converters.qkeras.reader import graph_from_config
 from hgqbridge.errors import HGQBridgeError, LayerProblem, QuantizerSyntaxError
 
 from .conftest import QKERAS
