@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def _status(handler: object) -> str:
+    """A handler's docstring says how exact its conversion is when that needs saying; else it is exact."""
+    doc = (getattr(handler, '__doc__', None) or '').strip()
+    return doc.splitlines()[0].rstrip('.') if doc else 'converted exactly'
+
+
 def support_markdown() -> str:
     from .converters.da4ml.rules import SUPPORTED as DA4ML
     from .converters.da4ml.rules import VERIFIED as DA4ML_VERIFIED
@@ -11,7 +17,7 @@ def support_markdown() -> str:
     from .converters.qkeras import LAYERS, QUANTIZERS
 
     lines = ['| QKeras / Keras-2 layer | status |', '|---|---|']
-    lines += [f'| `{name}` | converted exactly |' for name in LAYERS.names()]
+    lines += [f'| `{name}` | {_status(LAYERS.get(name))} |' for name in LAYERS.names()]
     lines += [f'| `{name}` | refused: {r.reason} |' for name, r in LAYERS.refused()]
     lines += ['', '| QKeras quantizer | status |', '|---|---|']
     lines += [f'| `{name}` | exact: {QUANTIZERS.get(name).MAPPING} |' for name in QUANTIZERS.names()]

@@ -17,7 +17,8 @@ SUPPORTED = (
 
 #: The subset that tests/converters/da4ml/test_export.py exports and proves bit-exact today.
 VERIFIED = (
-    'QDense',  # (Quantizer: also with the affine of the hard-sigmoid emulation) 'QConv1D', 'QConv2D', 'QAdd', 'Quantizer', 'Flatten', 'Reshape', 'Concatenate', 'MaxPooling1D', 'MaxPooling2D',
+    # (Quantizer: also with the affine of the hard-sigmoid emulation; QConv2D: also grouped, for depthwise convolutions)
+    'QDense', 'QConv1D', 'QConv2D', 'QAdd', 'Quantizer', 'Flatten', 'Reshape', 'Concatenate', 'MaxPooling1D', 'MaxPooling2D',
     'ReLU', 'InputLayer',
 )
 

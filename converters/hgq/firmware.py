@@ -91,8 +91,11 @@ def model_sizes(core: Any) -> dict[str, int]:
     for layer in core.layers:
         for role, q in layer_quantizers(layer).items():
             info = quantizer_info(q) if role in ('kernel', 'bias') else None
-            if info is not None:
-                shape = getattr(layer, role).shape
+            weight = getattr(layer, role, None)
+            if weight is None:  # QBatchNormalization: the scale and offset are per channel
+                weight = getattr(layer, 'moving_mean', None)
+            if info is not None and weight is not None:
+                shape = weight.shape
                 count += int(np.prod(shape))
                 bits += int(np.broadcast_to(info.width, shape).sum())
     return {'weights': count, 'weight bits': bits}

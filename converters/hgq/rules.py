@@ -51,6 +51,7 @@ class LayerFacts:
     n_out: int = 0  # outputs per position (units / filters) of a dense/conv layer
     n_inputs: int = 1
     reads_model_input: bool = False  # directly, or through Flatten/Reshape only
+    float_scale: bool = False  # a batch normalization whose scale is not a power of two: x * scale rounds in float32
 
 
 ARITHMETIC = ('QDense', 'QConv1D', 'QConv2D', 'QBatchNormalization', 'QBatchNormDense', 'QEinsumDense', 'Dense', 'Conv1D', 'Conv2D')
@@ -83,15 +84,29 @@ def layer_facts(model: Any) -> list[LayerFacts]:
                 is_output=id(layer) in outputs,
                 arithmetic=cls in ARITHMETIC,
                 fed_by_quantizer=has_iq or upstream,
-                fan_in=int(np.prod(layer.kernel.shape[:-1])) if cls in ARITHMETIC and hasattr(layer, 'kernel') else 0,
+                fan_in=_fan_in(layer, cls),
                 dilation=tuple(getattr(layer, 'dilation_rate', ()) or ()),
                 groups=int(getattr(layer, 'groups', 1) or 1),
                 n_inputs=len(parents),
                 n_out=int(layer.kernel.shape[-1]) if cls in ARITHMETIC and hasattr(layer, 'kernel') else 0,
                 reads_model_input=reads_input,
+                float_scale=cls == 'QBatchNormalization' and _float_scale(layer),
             )
         )
     return facts
+
+
+def _float_scale(layer: Any) -> bool:
+    scale = np.abs(np.asarray(layer.qscaler_and_qoffset[0], dtype=np.float64))
+    scale = scale[scale > 0]
+    return bool(np.any(np.log2(scale) % 1 != 0))
+
+
+def _fan_in(layer: Any, cls: str) -> int:
+    """Products summed per output: a kernel's inputs per output; 1 for a batch normalization (x * scale + offset)."""
+    if cls not in ARITHMETIC:
+        return 0
+    return int(np.prod(layer.kernel.shape[:-1])) if hasattr(layer, 'kernel') else 1
 
 
 def _parents(layer: Any) -> list[str]:
@@ -170,6 +185,8 @@ def zero_width(f: LayerFacts, t: Target) -> str | None:
 
 def float32_accumulation(f: LayerFacts, t: Target) -> str | None:
     """The Keras model computes in float32 (24-bit mantissa); firmware sums exactly. Wider sums may round."""
+    if f.float_scale:
+        return 'its scale is not a power of two, so the Keras model rounds x * scale in float32 where the firmware is exact'
     x, w = f.quantizers.get('input'), f.quantizers.get('kernel')
     if not f.fan_in or x is None or w is None:
         return None

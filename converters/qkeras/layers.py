@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from hgqbridge.errors import LayerProblem
+from hgqbridge.fixed import FormatArray
 from hgqbridge.graph import SourceLayer
 from hgqbridge.registry import Registry
 
@@ -28,6 +29,11 @@ for _name, _why in {
     'Lambda': 'a Lambda layer holds Python bytecode, which hgqbridge never executes',
 }.items():
     LAYERS.refuse(_name, _why, 'rewrite the layer with supported layers')
+for _name in ('QSimpleRNN', 'QGRU', 'QBidirectional'):
+    LAYERS.refuse(_name, 'recurrent QKeras layers are not converted yet (HGQ2 has QSimpleRNN and QGRU, whose state quantization differs)',
+                  'unroll the recurrence into QDense layers, or keep the layer in QKeras')
+LAYERS.refuse('QAdaptiveActivation', 'its integer bits follow running statistics, so the saved model does not fix its quantizer',
+              'freeze it: replace it by QActivation(quantized_bits(...)) with the bits it has learned')
 
 
 def _activation_spec(activation: object, layer: SourceLayer) -> Spec:
@@ -137,14 +143,24 @@ def _weights(layer: SourceLayer, units: int, kernel_rank: int) -> tuple[np.ndarr
 
 def _weight_layer(layer: SourceLayer, kind: str, args: dict, units: int, kernel_rank: int) -> Spec:
     kernel, bias = _weights(layer, units, kernel_rank)
-    kq = parse_quantizer(layer.config.get('kernel_quantizer'), 'kernel')
+    return weight_spec(layer, kind, args, kernel, bias)
+
+
+def weight_spec(
+    layer: SourceLayer, kind: str, args: dict, kernel: np.ndarray, bias: np.ndarray | None,
+    position: str = 'kernel', kernel_shape: tuple[int, ...] | None = None, activation: bool = True,
+) -> WeightLayerSpec:
+    """The HGQ2 weight layer for a source layer: its ``{position}_quantizer`` applied to ``kernel`` (then reshaped
+    to ``kernel_shape``, e.g. a depthwise kernel as a grouped convolution's), ``bias_quantizer`` to ``bias``, and
+    the source's ``activation=`` (a quantizer, or relu/linear) unless ``activation`` is False."""
+    kq = parse_quantizer(layer.config.get(f'{position}_quantizer'), position)
     bq = parse_quantizer(layer.config.get('bias_quantizer'), 'bias')
-    kernel, kernel_fmt = weight_plan(kq, kernel, 'kernel')
-    if bias is not None:
-        bias, bias_fmt = weight_plan(bq, bias, 'bias')
-    else:
-        bias_fmt = None
-    act = parse_quantizer(layer.config.get('activation', 'linear'), 'activation')
+    kernel, kernel_fmt = weight_plan(kq, kernel, position)
+    if kernel_shape is not None:
+        kernel = kernel.reshape(kernel_shape)
+        kernel_fmt = FormatArray.covering(kernel) if isinstance(kernel_fmt, FormatArray) else kernel_fmt
+    bias, bias_fmt = weight_plan(bq, bias, 'bias') if bias is not None else (None, None)
+    act = parse_quantizer(layer.config.get('activation', 'linear'), 'activation') if activation else None
     out_fmt, out_affine, float_act = None, None, 'linear'
     if isinstance(act, FloatActivation):
         if act.name not in DENSE_ACTIVATIONS:
@@ -152,7 +168,7 @@ def _weight_layer(layer: SourceLayer, kind: str, args: dict, units: int, kernel_
         float_act = act.name
     elif act is not None:
         out_fmt, out_affine = act.activation_plan()
-    rounded = any(q is not None and q.float_rounded(pos) for q, pos in ((kq, 'kernel'), (bq, 'bias')))
+    rounded = any(q is not None and q.float_rounded(pos) for q, pos in ((kq, position), (bq, 'bias')))
     return WeightLayerSpec(kind, args, kernel, bias, kernel_fmt, bias_fmt, float_act, out_fmt, out_affine, rounded)
 
 
@@ -186,3 +202,6 @@ def conv(layer: SourceLayer) -> Spec:
         'dilation_rate': _ints(cfg.get('dilation_rate', 1), 'dilation_rate'),
     }
     return _weight_layer(layer, f'conv{rank}d', args, filters, rank + 2)
+
+
+from . import conv_layers, norm_pool_layers  # noqa: E402,F401  (they register their handlers in LAYERS)

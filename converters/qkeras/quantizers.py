@@ -23,33 +23,9 @@ from hgqbridge.fixed import FixedFormat, FormatArray
 from hgqbridge.registry import Registry
 
 from .grammar import parse_string
-from .weights import auto_scaled_bits, po2, scaled_bits
-
-#: What a weight becomes: the values HGQ2 stores, and the format(s) its kernel quantizer applies to them.
-WeightPlan = tuple[np.ndarray, FixedFormat | FormatArray]
-#: What an activation quantizer becomes: a format, and an affine (scale, shift) applied after it, if any.
-ActivationPlan = tuple[FixedFormat, tuple[float, float] | None]
-
-
-class _FormatQuantizer:
-    """Shared behaviour of quantizers that are one fixed-point format (no affine, weights quantized at run time)."""
-
-    def fixed_format(self, position: str) -> FixedFormat:
-        raise NotImplementedError
-
-    def activation_plan(self) -> ActivationPlan:
-        return self.fixed_format('activation'), None
-
-    def weight_plan(self, w: np.ndarray, position: str) -> WeightPlan:
-        return w, self.fixed_format(position)
-
-    def float_rounded(self, position: str) -> bool:
-        return False
-
-#: Positions a quantizer can sit in. QKeras rewrites alpha=None to 'auto_po2' only on kernel positions.
-WEIGHT_POSITIONS = ('kernel', 'depthwise', 'pointwise', 'recurrent')
-MAX_BITS = 64
-
+from .precomputed import Binary, QuantizedPo2, QuantizedReluPo2, StochasticBinary, StochasticTernary, Ternary
+from .qbase import WEIGHT_POSITIONS, ActivationPlan, FormatQuantizer, WeightPlan, check_common
+from .weights import auto_scaled_bits, scaled_bits, sign_bits
 
 @dataclass(frozen=True)
 class FloatActivation:
@@ -62,7 +38,7 @@ class FloatActivation:
 
 
 @dataclass(frozen=True)
-class QuantizedBits(_FormatQuantizer):
+class QuantizedBits(FormatQuantizer):
     """qkeras.quantized_bits, with its positional argument order."""
 
     MAPPING = 'alpha 1 (or None off kernels): kif(keep_negative, integer, bits-keep_negative-integer), RND_CONV, SAT (SAT_SYM if symmetric)'
@@ -101,9 +77,15 @@ class QuantizedBits(_FormatQuantizer):
     def weight_plan(self, w: np.ndarray, position: str) -> WeightPlan:
         """Fixed formats quantize at run time; scaled ones (alpha auto/auto_po2/number) are computed here once."""
         alpha = self.effective_alpha(position)
+        check_common(self.bits, self.qnoise_factor)
+        if self.bits == 1 and self.keep_negative:  # QKeras's sign path: alpha * sign(w), 0 -> +1
+            if isinstance(alpha, str):
+                raise LayerProblem(f'quantized_bits(1) with alpha={alpha!r} divides by zero levels in QKeras (its weights are NaN)',
+                                   'give the 1-bit quantizer alpha=1 (or use binary())')
+            q = sign_bits(w, None if alpha is None else float(alpha))
+            return q, FormatArray.covering(q)
         if alpha is None or (not isinstance(alpha, str) and float(alpha) == 1.0):
             return w, self.fixed_format(position)
-        _check_common(self.bits, self.qnoise_factor)
         if self.post_training_scale is not None:
             raise LayerProblem('quantized_bits with post_training_scale is not converted yet', 'save the model without it')
         if isinstance(alpha, str):
@@ -115,7 +97,7 @@ class QuantizedBits(_FormatQuantizer):
         return q, FormatArray.covering(q)
 
     def fixed_format(self, position: str) -> FixedFormat:
-        _check_common(self.bits, self.qnoise_factor)
+        check_common(self.bits, self.qnoise_factor)
         alpha = self.effective_alpha(position)
         if isinstance(alpha, str) or (alpha is not None and float(alpha) != 1.0):
             raise LayerProblem(
@@ -126,15 +108,15 @@ class QuantizedBits(_FormatQuantizer):
         k = int(bool(self.keep_negative))
         if self.bits - k < 1:
             raise LayerProblem(
-                f'quantized_bits({self.bits}) with keep_negative={bool(k)} is a sign function, not a fixed-point format',
-                'use bits >= 2 for signed quantizers',
+                f'quantized_bits({self.bits}) with keep_negative={bool(k)} is a sign function (a comparison), not a rounding of x',
+                'use bits >= 2 for signed quantizers on activations (1-bit weights are converted)',
             )
         overflow = 'SAT_SYM' if (self.symmetric and k) else 'SAT'
         return FixedFormat(k, int(self.integer), int(self.bits) - k - int(self.integer), 'RND_CONV', overflow)
 
 
 @dataclass(frozen=True)
-class QuantizedRelu(_FormatQuantizer):
+class QuantizedRelu(FormatQuantizer):
     """qkeras.quantized_relu, with its positional argument order."""
 
     MAPPING = 'negative_slope 0, use_sigmoid 0: kif(0, integer, bits-integer), RND_CONV, SAT'
@@ -153,7 +135,7 @@ class QuantizedRelu(_FormatQuantizer):
     enable_fast_inference: bool = False
 
     def fixed_format(self, position: str) -> FixedFormat:
-        _check_common(self.bits, self.qnoise_factor)
+        check_common(self.bits, self.qnoise_factor)
         if self.use_sigmoid:
             raise LayerProblem('quantized_relu(use_sigmoid=1) needs a two-step quantizer, not converted yet', '')
         if self.negative_slope:
@@ -163,7 +145,7 @@ class QuantizedRelu(_FormatQuantizer):
 
 
 @dataclass(frozen=True)
-class QuantizedTanh(_FormatQuantizer):
+class QuantizedTanh(FormatQuantizer):
     """qkeras.quantized_tanh: hard tanh clip(x, -1, 1) rounded to bits-1 fractional bits."""
 
     MAPPING = 'hard (use_real_tanh=False), bits >= 2: kif(1, 0, bits-1), RND_CONV, SAT (SAT_SYM if symmetric), on x'
@@ -174,7 +156,7 @@ class QuantizedTanh(_FormatQuantizer):
     use_real_tanh: bool = False
 
     def fixed_format(self, position: str) -> FixedFormat:
-        _check_common(self.bits, 1.0)
+        check_common(self.bits, 1.0)
         if self.use_real_tanh:
             raise LayerProblem('quantized_tanh(use_real_tanh=True) computes a real tanh, not a fixed-point function', 'use the hard tanh')
         if self.bits < 2:
@@ -183,7 +165,7 @@ class QuantizedTanh(_FormatQuantizer):
 
 
 @dataclass(frozen=True)
-class QuantizedSigmoid(_FormatQuantizer):
+class QuantizedSigmoid(FormatQuantizer):
     """qkeras.quantized_sigmoid: hard sigmoid clip(x/2 + 1/2, 0, 1) rounded to bits fractional bits.
 
     Exactly ``(Q(x) + 1) / 2`` with Q = kif(1, 0, bits-1), RND_CONV: adding the even integer 2^(bits-1)
@@ -198,7 +180,7 @@ class QuantizedSigmoid(_FormatQuantizer):
     use_stochastic_rounding: bool = False
 
     def fixed_format(self, position: str) -> FixedFormat:
-        _check_common(self.bits, 1.0)
+        check_common(self.bits, 1.0)
         if self.use_real_sigmoid:
             raise LayerProblem('quantized_sigmoid(use_real_sigmoid=True) computes a real sigmoid, not a fixed-point function', 'use the hard sigmoid')
         if self.bits < 2:
@@ -211,49 +193,7 @@ class QuantizedSigmoid(_FormatQuantizer):
         return self.fixed_format('activation'), (0.5, 0.5)
 
 
-def _check_common(bits: Any, qnoise_factor: Any) -> None:
-    if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= MAX_BITS:
-        raise LayerProblem(f'bits must be an integer from 1 to {MAX_BITS}, got {bits!r}', 'fix the quantizer in the model')
-    if qnoise_factor is not None and float(qnoise_factor) != 1.0:
-        raise LayerProblem(
-            f'qnoise_factor={qnoise_factor} mixes float and quantized values at inference',
-            'set qnoise_factor=1 (the default) before saving',
-        )
-
-
-@dataclass(frozen=True)
-class QuantizedPo2(_FormatQuantizer):
-    """qkeras.quantized_po2: sign(x) * 2^round(log2|x|). Never 0, so not a fixed-point format on activations."""
-
-    MAPPING = 'weights only: computed once as QKeras does (sign * power of two), per-channel exact formats'
-
-    bits: int = 8
-    max_value: Any = None
-    use_stochastic_rounding: bool = False
-    quadratic_approximation: bool = False
-    log2_rounding: str = 'rnd'
-    qnoise_factor: float = 1.0
-    var_name: Any = None
-    use_ste: bool = True
-    use_variables: bool = False
-
-    def fixed_format(self, position: str) -> FixedFormat:
-        raise LayerProblem(
-            'quantized_po2 maps every value, 0 included, to a signed power of two; on activations that is not a '
-            'fixed-point format', 'use quantized_bits on activations (quantized_po2 is converted on weights)',
-        )
-
-    def weight_plan(self, w: np.ndarray, position: str) -> WeightPlan:
-        _check_common(self.bits, self.qnoise_factor)
-        if self.log2_rounding not in ('rnd', 'floor'):
-            raise LayerProblem(f'unknown log2_rounding {self.log2_rounding!r}', "use 'rnd' or 'floor'")
-        if self.max_value is not None and float(self.max_value) < 0:
-            raise LayerProblem(f'max_value must be non-negative, got {self.max_value}', '')
-        q = po2(w, self.bits, None if self.max_value is None else float(self.max_value), bool(self.quadratic_approximation), self.log2_rounding)
-        return q, FormatArray.covering(q)
-
-
-Quantizer = QuantizedBits | QuantizedRelu | QuantizedTanh | QuantizedSigmoid | QuantizedPo2 | FloatActivation
+Quantizer = QuantizedBits | QuantizedRelu | QuantizedTanh | QuantizedSigmoid | FormatQuantizer | FloatActivation
 
 QUANTIZERS: Registry = Registry('QKeras quantizer')
 QUANTIZERS.register('quantized_bits')(QuantizedBits)
@@ -261,8 +201,11 @@ QUANTIZERS.register('quantized_relu')(QuantizedRelu)
 QUANTIZERS.register('quantized_tanh')(QuantizedTanh)
 QUANTIZERS.register('quantized_sigmoid')(QuantizedSigmoid)
 QUANTIZERS.register('quantized_po2')(QuantizedPo2)
-for _name in ('quantized_relu_po2', 'binary', 'ternary', 'stochastic_binary', 'stochastic_ternary'):
-    QUANTIZERS.refuse(_name, 'power-of-two and binary/ternary quantizers are not converted yet', 'see the support table')
+QUANTIZERS.register('quantized_relu_po2')(QuantizedReluPo2)
+QUANTIZERS.register('binary')(Binary)
+QUANTIZERS.register('stochastic_binary')(StochasticBinary)
+QUANTIZERS.register('ternary')(Ternary)
+QUANTIZERS.register('stochastic_ternary')(StochasticTernary)
 for _name in ('quantized_hswish', 'quantized_linear'):
     QUANTIZERS.refuse(_name, 'this quantizer is not converted yet', 'see the support table')
 QUANTIZERS.refuse('bernoulli', 'bernoulli draws random numbers at inference, so no deterministic model computes it')

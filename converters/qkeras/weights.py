@@ -84,16 +84,93 @@ def po2(w: np.ndarray, bits: int, max_value: float | None, quadratic: bool, log2
     if quadratic:
         max_exp = 2 * (max_exp // 2)
     x = np.asarray(w, dtype=F32)
-    sign = np.sign(x)
-    sign = sign + (F32(1) - np.abs(sign))
-    x_abs = np.abs(x)
-    x_filter = np.where(x_abs < EPS, EPS, x_abs)
+    exponent = _po2_exponent(np.abs(x), min_exp, max_exp, max_value, quadratic, log2_rounding)
+    return _ste(x, _sign_one(x) * np.power(F32(2.0), exponent))
+
+
+def _ste(anchor: np.ndarray, xq: np.ndarray) -> np.ndarray:
+    """QKeras's forward value ``x + stop_gradient(-x + xq)`` in float32 (not always exactly xq)."""
+    anchor = np.asarray(anchor, dtype=F32)
+    return (anchor + (-anchor + np.asarray(xq, dtype=F32))).astype(F32)
+
+
+def _sign_one(x: np.ndarray) -> np.ndarray:
+    """tf.sign with 0 → +1 (binary's ``k_sign += 1 - |k_sign|``)."""
+    s = np.sign(x).astype(F32)
+    return (s + (F32(1) - np.abs(s))).astype(F32)
+
+
+def _ls_scale(alpha: object, x: np.ndarray, q: np.ndarray) -> np.ndarray | F32:
+    """_get_scale: least squares per output channel for 'auto'/'auto_po2', the number itself otherwise."""
+    if alpha in ('auto', 'auto_po2'):
+        return _least_squares(x, q, po2=alpha == 'auto_po2')
+    return F32(1.0) if alpha is None else F32(alpha)
+
+
+def sign_bits(w: np.ndarray, alpha: float | None) -> np.ndarray:
+    """quantized_bits(1, keep_negative=True) with a fixed alpha: alpha * sign(w), 0 → +1."""
+    x = np.asarray(w, dtype=F32)
+    return _ste(x, F32(1.0 if alpha is None else alpha) * _sign_one(x))
+
+
+def binary(w: np.ndarray, use_01: bool, alpha: object) -> np.ndarray:
+    """qkeras.binary (and stochastic_binary at inference) applied to weights."""
+    x = np.asarray(w, dtype=F32)
+    k = _sign_one(x)
+    if use_01:
+        k = ((k + F32(1)) / F32(2)).astype(F32)
+    if alpha is None:  # the anchor is tanh(x); same sign as k, so the STE sum is exactly k (scale 1)
+        return k
+    return _ste(x, _ls_scale(alpha, x, k) * k)
+
+
+def ternary(w: np.ndarray, alpha: object, threshold: float | None, unrolls: int) -> np.ndarray:
+    """qkeras.ternary (and stochastic_ternary at inference) applied to weights."""
+    x = np.asarray(w, dtype=F32)
+    sign = np.sign(x).astype(F32)
+    if alpha in ('auto', 'auto_po2'):
+        axes = _axes(x.ndim) or None
+        scale = (F32(2) * np.max(np.abs(x), axis=axes, keepdims=True) / F32(3.0)).astype(F32)
+        if alpha == 'auto_po2':
+            scale = _po2(scale)
+        q = np.zeros_like(x)
+        for _ in range(unrolls):
+            thres = (scale / F32(2.0)).astype(F32)
+            r = (x / scale).astype(F32)
+            v = (scale * (r + (-r + np.round(r)))).astype(F32)
+            q = ((np.abs(v) >= thres).astype(F32) * sign).astype(F32)
+            scale = _ls_scale(alpha, x, q)
+        return _ste(x, scale * q)
+    thres = F32(0.33 if threshold is None else threshold)
+    q = ((np.abs(x) >= thres).astype(F32) * sign).astype(F32)
+    if alpha is None:  # anchor tanh(x): q is 0 or has its sign, so the STE sum is exactly q
+        return q
+    return _ste(x, F32(alpha) * q)
+
+
+def _po2_exponent(x_abs: np.ndarray, min_exp: int, max_exp: int, max_value: float | None, quadratic: bool, log2_rounding: str) -> np.ndarray:
+    """_clip_power_of_two: the (clipped) exponent of each |x|; values below 1e-7 get min_exp."""
+    x_filter = np.where(x_abs < EPS, EPS, x_abs).astype(F32)
     if max_value is not None:
-        x_filter = np.where(x_filter >= F32(max_value), F32(max_value), x_filter)
+        x_filter = np.where(x_filter >= F32(max_value), F32(max_value), x_filter).astype(F32)
     x_in = np.sqrt(x_filter) if quadratic else x_filter
     y = (np.log(x_in) / LOG2).astype(F32)
     e = np.floor(y) if log2_rounding == 'floor' else np.round(y)
-    exponent = F32(2 if quadratic else 1) * np.clip(y + (e - y), F32(min_exp), F32(max_exp))
-    exponent = np.where(x_abs < EPS, F32(min_exp), exponent)
-    xq = (sign * np.power(F32(2.0), exponent)).astype(F32)
-    return (x + (xq - x)).astype(F32)
+    clipped = F32(2 if quadratic else 1) * np.clip(y + (e - y), F32(min_exp), F32(max_exp))
+    return np.where(x_abs < EPS, F32(min_exp), clipped).astype(F32)
+
+
+def relu_po2(w: np.ndarray, bits: int, max_value: float | None, negative_slope: float, quadratic: bool, log2_rounding: str) -> np.ndarray:
+    """qkeras.quantized_relu_po2 applied to weights (x <= 0 with slope 0 gives 2^min_exp, not 0)."""
+    need_sign = 1 if max_value is None or max_value > 1 else 0
+    min_exp, max_exp = -(2 ** (bits - need_sign)), 2 ** (bits - need_sign) - 1
+    if quadratic:
+        max_exp = 2 * (max_exp // 2)
+    x = np.asarray(w, dtype=F32)
+    ns = F32(negative_slope)
+    leaky = np.where(x >= 0, x, x * ns).astype(F32)
+    anchor = leaky if max_value is None else np.where(x <= F32(max_value), leaky, F32(max_value)).astype(F32)
+    pos = _po2_exponent(np.maximum(x, F32(0)), min_exp, max_exp, max_value, quadratic, log2_rounding)
+    neg = _po2_exponent((np.maximum(-x, F32(0)) * ns).astype(F32), min_exp, max_exp, max_value, quadratic, log2_rounding)
+    xq = np.where((x >= 0) | (ns == 0), np.power(F32(2.0), pos), -np.power(F32(2.0), neg)).astype(F32)
+    return _ste(anchor, xq)

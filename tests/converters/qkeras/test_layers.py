@@ -15,6 +15,7 @@ from hgqbridge.converters.hgq.build import (
     QuantizeSpec,
     WeightLayerSpec,
 )
+from hgqbridge.converters.hgq.blocks import AveragePoolSpec, BatchNormSpec, SeparableSpec
 from hgqbridge.converters.hgq.driver import parse_all
 from hgqbridge.converters.qkeras import LAYERS
 
@@ -72,8 +73,92 @@ def test_handler(cls: str, config: dict, weights: dict, expected: object) -> Non
         assert spec.kernel_fmt is None
 
 
+DW = np.linspace(-1, 1, 3 * 3 * 2 * 2, dtype=np.float32).reshape(3, 3, 2, 2)
+DW1 = DW[0]  # (3, 2, 2): a 1-D depthwise kernel
+PW2 = np.linspace(-0.5, 0.5, 4 * 3, dtype=np.float32).reshape(1, 1, 4, 3)
+B3, B4 = np.array([0.5, -0.25, 0.125], np.float32), np.array([0.5, -0.25, 0.125, 1.0], np.float32)
+BN = {'d/gamma:0': np.array([1.0, 0.5, 2.0], np.float32), 'd/beta:0': B3, 'd/moving_mean:0': np.array([0.25, 0.0, -0.5], np.float32),
+      'd/moving_variance:0': np.array([1.0, 4.0, 0.25], np.float32)}
+KC = CONV2['d/kernel:0'][..., :3]
+DW_CFG = {'kernel_size': [3, 3], 'depth_multiplier': 2, 'padding': 'same', 'depthwise_quantizer': Q6, 'bias_quantizer': Q6}
+
+
+def _grouped(spec: object) -> None:
+    """A depthwise kernel (3, 3, C=2, dm=2) becomes a grouped convolution: groups=2, 4 filters, kernel (3, 3, 1, 4)."""
+    assert isinstance(spec, WeightLayerSpec) and spec.kind == 'conv2d' and spec.args['groups'] == 2 and spec.args['filters'] == 4
+    assert np.array_equal(spec.kernel, DW.reshape(3, 3, 1, 4)) and spec.kernel_fmt == FixedFormat(1, 0, 5)
+
+
+def _separable(rank: int):
+    def test(spec: object) -> None:
+        assert isinstance(spec, SeparableSpec) and spec.depthwise.bias is None and spec.depthwise.args['groups'] == 2
+        assert spec.pointwise.args == {'filters': 3, 'kernel_size': (1,) * rank} and np.array_equal(spec.pointwise.bias, B3)
+        assert spec.depthwise.kernel.shape == (*(3,) * rank, 1, 4)
+
+    return test
+
+
+def _folded(spec: object) -> None:
+    """kernel * gamma / sqrt(var + eps), bias (b - mean) * inv + beta, with eps 0 here so the values are exact."""
+    inv = np.array([1.0, 0.25, 4.0], np.float32)
+    assert isinstance(spec, WeightLayerSpec) and np.array_equal(spec.kernel, KC * inv)
+    assert np.array_equal(spec.bias, (B3 - BN['d/moving_mean:0']) * inv + B3)
+
+
+def _batchnorm(quantized: bool):
+    def test(spec: object) -> None:
+        assert isinstance(spec, BatchNormSpec) and spec.epsilon == 0.001
+        scale, offset = spec.scale_offset()
+        assert np.array_equal(scale, (np.float32(1) / np.sqrt(spec.variance + np.float32(0.001))) * spec.gamma)
+        if quantized:  # the defaults: power-of-two mean and beta (quantized_po2(5)), so 0 becomes 2^-8
+            assert spec.mean[1] == 2.0**-8 and np.array_equal(spec.beta, B3)
+        else:
+            assert np.array_equal(spec.mean, BN['d/moving_mean:0'])
+
+    return test
+
+
+def _pool(cls: str, why: str):
+    def test(spec: object) -> None:
+        assert isinstance(spec, AveragePoolSpec) and spec.keras_class == cls and (why in spec.float_divide if why else not spec.float_divide)
+
+    return test
+
+
+MORE_ROWS = [
+    ('QDepthwiseConv2D', DW_CFG, {'d/depthwise_kernel:0': DW, 'd/bias:0': B4}, _grouped),
+    ('DepthwiseConv2D', {**DW_CFG, 'depthwise_quantizer': None, 'use_bias': False}, {'d/depthwise_kernel:0': DW},
+     lambda s: s.kernel_fmt is None and s.bias is None and s.args['groups'] == 2),
+    ('QSeparableConv2D', {'filters': 3, 'kernel_size': [3, 3], 'depthwise_quantizer': Q6, 'pointwise_quantizer': Q6, 'bias_quantizer': Q6},
+     {'d/depthwise_kernel:0': DW, 'd/pointwise_kernel:0': PW2, 'd/bias:0': B3}, _separable(2)),
+    ('SeparableConv2D', {'filters': 3, 'kernel_size': [3, 3]}, {'d/depthwise_kernel:0': DW, 'd/pointwise_kernel:0': PW2, 'd/bias:0': B3}, _separable(2)),
+    ('QSeparableConv1D', {'filters': 3, 'kernel_size': [3], 'depthwise_quantizer': Q6, 'pointwise_quantizer': Q6},
+     {'d/depthwise_kernel:0': DW1, 'd/pointwise_kernel:0': PW2[0], 'd/bias:0': B3}, _separable(1)),
+    ('SeparableConv1D', {'filters': 3, 'kernel_size': [3]}, {'d/depthwise_kernel:0': DW1, 'd/pointwise_kernel:0': PW2[0], 'd/bias:0': B3}, _separable(1)),
+    ('QConv2DBatchnorm', {'filters': 3, 'kernel_size': [3, 3], 'epsilon': 0.0},
+     {'d/kernel:0': KC, 'd/bias:0': B3, **{k.replace('d/', 'd/batchnorm/'): v for k, v in BN.items()}}, _folded),
+    ('QDepthwiseConv2DBatchnorm', {**DW_CFG, 'epsilon': 0.0, 'depthwise_quantizer': None, 'bias_quantizer': None},
+     {'d/depthwise_kernel:0': DW, 'd/bias:0': B4, 'd/gamma:0': B4 * 0 + 1, 'd/beta:0': B4 * 0, 'd/moving_mean:0': B4 * 0,
+      'd/moving_variance:0': B4 * 0 + 1}, lambda s: np.array_equal(s.kernel, DW.reshape(3, 3, 1, 4)) and np.array_equal(s.bias, B4)),
+    ('QBatchNormalization', {'axis': -1, 'epsilon': 0.001}, BN, _batchnorm(True)),
+    ('BatchNormalization', {'axis': [1], 'epsilon': 0.001}, BN, _batchnorm(False)),
+    ('QAveragePooling2D', {'pool_size': [2, 2], 'average_quantizer': 'quantized_bits(8,0,alpha=1)'}, {}, _pool('AveragePooling2D', '')),
+    ('AveragePooling2D', {'pool_size': [3, 3]}, {}, _pool('AveragePooling2D', 'area of 9')),
+    ('AveragePooling1D', {'pool_size': [2], 'padding': 'same'}, {}, _pool('AveragePooling1D', "'same' padding")),
+    ('QGlobalAveragePooling2D', {'average_quantizer': 'quantized_bits(8,0,alpha=1)'}, {}, _pool('GlobalAveragePooling2D', '')),
+    ('GlobalAveragePooling2D', {}, {}, _pool('GlobalAveragePooling2D', '')),
+    ('GlobalAveragePooling1D', {}, {}, _pool('GlobalAveragePooling1D', '')),
+]
+
+
+@pytest.mark.parametrize('cls, config, weights, check', MORE_ROWS, ids=[f'{r[0]}-{n}' for n, r in enumerate(MORE_ROWS)])
+def test_handler_more(cls: str, config: dict, weights: dict, check: object) -> None:
+    spec = LAYERS.get(cls)(SourceLayer('d', cls, config, weights, ['a']))  # type: ignore[misc]
+    assert check(spec) is not False  # type: ignore[operator]
+
+
 def test_every_handler_has_a_row() -> None:
-    assert sorted(LAYERS.names()) == sorted({r[0] for r in ROWS})
+    assert sorted(LAYERS.names()) == sorted({r[0] for r in ROWS + MORE_ROWS})
 
 
 @pytest.mark.parametrize(
@@ -93,6 +178,18 @@ def test_every_handler_has_a_row() -> None:
         ('QConv1D', CONV_CFG, CONV2, 'do not fit'),
         ('Reshape', {'target_shape': 'abc'}, {}, 'target_shape'),
         ('Concatenate', {'axis': 'x'}, {}, 'axis'),
+        ('QDense', {'units': 4, 'kernel_quantizer': "quantized_bits(1,0,alpha='auto')"}, WEIGHTS, 'divides by zero'),
+        ('QActivation', {'activation': 'binary()'}, {}, 'comparison'),
+        ('QActivation', {'activation': 'ternary()'}, {}, 'comparisons'),
+        ('QActivation', {'activation': 'quantized_relu_po2(4)'}, {}, 'never to 0'),
+        ('QActivation', {'activation': 'quantized_bits(1,0,alpha=1)'}, {}, 'sign function'),
+        ('QDense', {'units': 4, 'kernel_quantizer': "ternary(alpha='auto',threshold=0.3)"}, WEIGHTS, 'takes no threshold'),
+        ('QDense', {'units': 4, 'kernel_quantizer': 'quantized_relu_po2(4,negative_slope=0.3)'}, WEIGHTS, 'power of two'),
+        ('QAveragePooling2D', {'pool_size': [3, 3], 'average_quantizer': 'quantized_bits(4,0,alpha=1)'}, {}, 'rounds 1/9'),
+        ('QSeparableConv2D', {'filters': 5, 'kernel_size': [3, 3]}, {'d/depthwise_kernel:0': DW, 'd/pointwise_kernel:0': PW2}, 'pointwise kernel'),
+        ('QConv2DBatchnorm', {'filters': 3, 'kernel_size': [3, 3]}, {'d/kernel:0': KC}, 'moving_mean'),
+        ('QBatchNormalization', {'axis': -1}, {k: v for k, v in BN.items() if 'gamma' not in k}, 'gamma'),
+        ('GlobalAveragePooling2D', {'keepdims': True}, {}, 'keepdims'),
     ],
 )
 def test_handler_refuses(cls: str, config: dict, weights: dict, message: str) -> None:

@@ -1,0 +1,122 @@
+"""Specs that are more than one plain layer: separable convolutions, batch normalization, average pooling.
+
+Like the specs in ``build.py`` they are pure data until ``build`` adds genuine ``hgq.layers`` to the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .build import BuildContext, Format, Tensor, TensorRef, WeightLayerSpec, assign_formats, quantizer_config, take_input_quantizer
+
+
+@dataclass(frozen=True, eq=False)
+class SeparableSpec:
+    """A depthwise convolution (HGQ2 QConv*D with groups, no bias) whose output feeds, unquantized as in
+    QKeras, a 1x1 pointwise convolution carrying the bias and the activation. The source layer's tensor is
+    the pointwise output."""
+
+    depthwise: WeightLayerSpec
+    pointwise: WeightLayerSpec
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        inner = self.depthwise.build(f'{name}_depthwise', inputs, ctx)
+        return self.pointwise.build(name, [Tensor(inner.value, name, quantized=inner.quantized)], ctx)
+
+
+@dataclass(frozen=True, eq=False)
+class BatchNormSpec:
+    """Inference batch normalization ``x * inv + (beta - mean * inv)``, ``inv = gamma / sqrt(var + eps)``, with
+    the source's (already quantized) parameters. HGQ2's QBatchNormalization gets gamma = inv, beta = offset,
+    mean 0, variance 1, epsilon 0, so it multiplies by exactly the float32 scale and offset the source uses;
+    its kernel and bias quantizers get per-channel formats holding them exactly. A float scale that is not a
+    power of two makes the source's own float32 arithmetic round: such a layer is measured, not required exact."""
+
+    gamma: np.ndarray | None
+    beta: np.ndarray | None
+    mean: np.ndarray
+    variance: np.ndarray
+    epsilon: float
+    axis: int = -1  # must be the last axis; Keras 2 saves it resolved (e.g. [3])
+
+    def scale_offset(self) -> tuple[np.ndarray, np.ndarray]:
+        f32 = np.float32
+        inv = (f32(1) / np.sqrt(self.variance.astype(f32) + f32(self.epsilon))).astype(f32)
+        if self.gamma is not None:
+            inv = (inv * self.gamma.astype(f32)).astype(f32)
+        offset = -(self.mean.astype(f32) * inv) if self.beta is None else self.beta.astype(f32) - self.mean.astype(f32) * inv
+        return inv, offset.astype(f32)
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        from hgq.layers import QBatchNormalization
+
+        from hgqbridge.fixed import FormatArray
+
+        (t,) = inputs
+        rank = len(t.value.shape)
+        if self.axis not in (-1, rank - 1):
+            raise ValueError(f'batch normalization over axis {self.axis} of a rank-{rank} tensor is not converted; normalize the last axis')
+        iq, enable_iq = take_input_quantizer(t, ctx, name)
+        inv, offset = self.scale_offset()
+        kq_fmt, bq_fmt = (FormatArray(*(getattr(FormatArray.covering(v[None]), a)[0] for a in 'kif')) for v in (inv, offset))
+        layer = QBatchNormalization(
+            epsilon=0.0, kq_conf=quantizer_config(kq_fmt, 'weight'), bq_conf=quantizer_config(bq_fmt, 'bias'),
+            iq_conf=quantizer_config(iq, 'datalane') if enable_iq else None, enable_iq=enable_iq, name=name,
+        )
+        out = layer(t.value)
+        layer.bn_gamma.assign(inv)
+        layer.bn_beta.assign(offset)
+        layer.moving_mean.assign(np.zeros_like(inv))
+        layer.moving_variance.assign(np.ones_like(inv))
+        assign_formats(layer.kq, kq_fmt)
+        assign_formats(layer.bq, bq_fmt)
+        exact_scale = np.all(np.log2(np.abs(inv[inv != 0])) % 1 == 0)
+        if not exact_scale:
+            ctx.inexact[name] = 'batch normalization with a non-power-of-two float32 scale: the source rounds in float32'
+            ctx.note(name, 'batch normalization: exact float32 scale and offset, but the source\'s float32 products round; matched to measured error')
+        ctx.ref(name, TensorRef(name))
+        return Tensor(out, name, quantized=bool(exact_scale) and (enable_iq or t.quantized))
+
+
+@dataclass(frozen=True)
+class AveragePoolSpec:
+    """Average pooling (HGQ2 QAveragePooling*D / QGlobalAveragePooling*D, input quantized by its iq). A window
+    area that is not a power of two, or 'same' padding (border windows divide by their valid count), divides
+    in float32 in the source: measured, not required exact (``float_divide`` says why; for a global pooling it
+    is decided here, from the input shape). ``average_fmt``: QKeras's average_quantizer, which must keep
+    1/area exact. ``out_fmt``: a quantizer given as activation=."""
+
+    keras_class: str  # AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D
+    args: tuple[tuple[str, Any], ...]
+    float_divide: str = ''
+    out_fmt: Format | None = None
+    average_fmt: Any = None
+
+    def _global_divide(self, shape: tuple[int, ...]) -> str:
+        area = int(np.prod(shape[1:-1]))
+        if self.average_fmt is not None and float(self.average_fmt.quantize(np.array([1.0 / area]))[0]) * area != 1.0:
+            raise ValueError(f'average_quantizer {self.average_fmt} does not hold 1/{area} exactly, so QKeras scales the '
+                             'average by a factor that is not 1; give it enough fractional bits or remove it')
+        return f'a pool area of {area} is not a power of two: the source divides in float32' if area & (area - 1) else ''
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        import hgq.layers
+
+        (t,) = inputs
+        why = self._global_divide(tuple(t.value.shape)) if self.keras_class.startswith('Global') else self.float_divide
+        iq, enable_iq = take_input_quantizer(t, ctx, name)
+        layer = getattr(hgq.layers, f'Q{self.keras_class}')(
+            **dict(self.args), iq_conf=quantizer_config(iq, 'datalane') if enable_iq else None, enable_iq=enable_iq, name=name
+        )
+        out = layer(t.value)
+        if why:
+            ctx.inexact[name] = why
+            ctx.note(name, f'{why}; matched to measured error')
+        quantized = not why and (enable_iq or t.quantized)
+        if self.out_fmt is None:
+            ctx.ref(name, TensorRef(name))
+            return Tensor(out, name, quantized=quantized)
+        return Tensor(out, name, pending=self.out_fmt, pending_layer=f'{name}_activation', quantized=True)

@@ -1,0 +1,48 @@
+"""The shared shape of a typed QKeras quantizer: what a weight or an activation becomes in HGQ2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hgqbridge.errors import LayerProblem
+from hgqbridge.fixed import FixedFormat, FormatArray
+
+#: What a weight becomes: the values HGQ2 stores, and the format(s) its kernel quantizer applies to them.
+WeightPlan = tuple[np.ndarray, FixedFormat | FormatArray]
+#: What an activation quantizer becomes: a format, and an affine (scale, shift) applied after it, if any.
+ActivationPlan = tuple[FixedFormat, tuple[float, float] | None]
+
+
+class FormatQuantizer:
+    """Shared behaviour of quantizers that are one fixed-point format (no affine, weights quantized at run time)."""
+
+    def fixed_format(self, position: str) -> FixedFormat:
+        raise NotImplementedError
+
+    def activation_plan(self) -> ActivationPlan:
+        return self.fixed_format('activation'), None
+
+    def weight_plan(self, w: np.ndarray, position: str) -> WeightPlan:
+        return w, self.fixed_format(position)
+
+    def float_rounded(self, position: str) -> bool:
+        return False
+
+
+
+#: Positions where QKeras's ``_set_trainable_parameter`` rewrites alpha=None to 'auto_po2' (layer kernels, and
+#: the gamma and variance quantizers of QBatchNormalization).
+WEIGHT_POSITIONS = ('kernel', 'depthwise', 'pointwise', 'recurrent', 'gamma', 'variance')
+MAX_BITS = 64
+
+
+def check_common(bits: Any, qnoise_factor: Any) -> None:
+    if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= MAX_BITS:
+        raise LayerProblem(f'bits must be an integer from 1 to {MAX_BITS}, got {bits!r}', 'fix the quantizer in the model')
+    if qnoise_factor is not None and float(qnoise_factor) != 1.0:
+        raise LayerProblem(
+            f'qnoise_factor={qnoise_factor} mixes float and quantized values at inference',
+            'set qnoise_factor=1 (the default) before saving',
+        )
