@@ -10,7 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from .build import BuildContext, Format, Tensor, TensorRef, WeightLayerSpec, assign_formats, quantizer_config, take_input_quantizer
+from hgqbridge.fixed import FixedFormat
+
+from .build import (
+    BuildContext, Format, Tensor, TensorRef, WeightLayerSpec, assign_formats, materialize, quantize_now, quantizer_config,
+    take_input_quantizer,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,3 +125,60 @@ class AveragePoolSpec:
             ctx.ref(name, TensorRef(name))
             return Tensor(out, name, quantized=quantized)
         return Tensor(out, name, pending=self.out_fmt, pending_layer=f'{name}_activation', quantized=True)
+
+
+@dataclass(frozen=True)
+class ClippedQuantizeSpec:
+    """``min(Q(x), top)``: a ``hgq.layers.Quantizer`` then a Keras ``ReLU(max_value=top)`` (QKeras
+    quantized_relu with use_sigmoid, whose top value lies half a step below the next grid point)."""
+
+    fmt: FixedFormat
+    top: float
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        import keras
+
+        q = quantize_now(materialize(inputs[0], ctx), self.fmt, None, f'{name}_q', f'{name}_q', ctx)
+        out = keras.layers.ReLU(max_value=self.top, name=name)(q.value)
+        ctx.ref(name, TensorRef(name))
+        return Tensor(out, name, quantized=True)
+
+
+@dataclass(frozen=True)
+class LeakyQuantizeSpec:
+    """QKeras's leaky quantized_relu, whose negative side rounds on a grid ``1/slope`` times coarser and stops
+    at ``-slope * 2^integer``: ``Q_pos(x) + ReLU(max_value=0, negative_slope=slope)(Q_neg(x))`` with two
+    ``hgq.layers.Quantizer`` (Q_pos unsigned, so 0 for x < 0) and an HGQ2 QAdd."""
+
+    pos: FixedFormat
+    neg: FixedFormat
+    slope: float
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        import keras
+        from hgq.layers import QAdd
+
+        t = materialize(inputs[0], ctx)
+        pos = quantize_now(t, self.pos, None, f'{name}_pos', f'{name}_pos', ctx)
+        neg = quantize_now(t, self.neg, None, f'{name}_neg', f'{name}_neg', ctx)
+        neg = keras.layers.ReLU(max_value=0.0, negative_slope=self.slope, name=f'{name}_slope')(neg.value)
+        out = QAdd(enable_iq=False, name=name)([pos.value, neg])
+        ctx.ref(name, TensorRef(name))
+        return Tensor(out, name, quantized=True)
+
+
+@dataclass(frozen=True, eq=False)
+class ChainSpec:
+    """Two specs one after the other (a dense or convolution layer whose ``activation=`` needs a two-step
+    quantizer): the first keeps the source layer's name, the second's layers are named ``<name>_activation``,
+    and the source layer's tensor is the second's output."""
+
+    first: Any
+    second: Any
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        inner = self.first.build(name, inputs, ctx)
+        ctx.refs.pop(name, None)
+        out = self.second.build(f'{name}_activation', [inner], ctx)
+        ctx.refs[name] = ctx.refs[f'{name}_activation']
+        return Tensor(out.value, name, out.pending, out.pending_layer, out.quantized)

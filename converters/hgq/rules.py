@@ -51,6 +51,7 @@ class LayerFacts:
     n_out: int = 0  # outputs per position (units / filters) of a dense/conv layer
     n_inputs: int = 1
     reads_model_input: bool = False  # directly, or through Flatten/Reshape only
+    clipped_relu: bool = False  # a Keras ReLU with max_value, negative_slope or threshold
     float_scale: bool = False  # a batch normalization whose scale is not a power of two: x * scale rounds in float32
 
 
@@ -91,6 +92,7 @@ def layer_facts(model: Any) -> list[LayerFacts]:
                 n_out=int(layer.kernel.shape[-1]) if cls in ARITHMETIC and hasattr(layer, 'kernel') else 0,
                 reads_model_input=reads_input,
                 float_scale=cls == 'QBatchNormalization' and _float_scale(layer),
+                clipped_relu=cls == 'ReLU' and (layer.max_value is not None or bool(layer.negative_slope) or bool(layer.threshold)),
             )
         )
     return facts

@@ -44,6 +44,10 @@ def _catapult_masks(f: LayerFacts, t: Target) -> str | None:
     return None
 
 
+def _clipped_relu(f: LayerFacts, t: Target) -> str | None:
+    return 'hls4ml 1.3 converts only a plain ReLU (no max_value, negative_slope or threshold)' if f.clipped_relu else None
+
+
 def _lut_template(f: LayerFacts, t: Target) -> str | None:
     if f.cls == 'QUnaryFunctionLUT' and t.backend in ('oneapi', 'quartus', 'catapult'):
         return f'{t.backend} has no template for the lookup-table activation'
@@ -123,6 +127,7 @@ RULES = [
     Rule('zero-width', 'warning', zero_width, 'hls4ml may emit invalid types for pruned elements (hls4ml#1523); check the C simulation'),
     Rule('io-stream-heterogeneous', 'error', _heterogeneous_stream, 'use io_parallel, or make the activation quantizers uniform'),
     Rule('catapult-heterogeneous', 'error', _catapult_masks, 'use Vitis or Vivado'),
+    Rule('clipped-relu', 'error', _clipped_relu, 'use the da4ml target (it computes clipped and leaky ReLUs exactly)'),
     Rule('lut-template', 'error', _lut_template, 'use Vitis or Vivado'),
     Rule('da-strategy', 'error', _da_strategy, 'use reuse factor 1 on Vitis/Vivado, or the latency strategy'),
     Rule('no-csim-here', 'warning', _no_csim, 'export writes the project; verify it where the vendor compiler exists'),

@@ -15,6 +15,7 @@ from hgqbridge.fixed import FormatArray
 from hgqbridge.graph import SourceLayer
 from hgqbridge.registry import Registry
 
+from ..hgq.blocks import ChainSpec
 from ..hgq.build import FloatActivationSpec, IdentitySpec, InputSpec, MergeSpec, MoveSpec, QuantizeSpec, Spec, WeightLayerSpec
 from .quantizers import FloatActivation, parse_quantizer, weight_plan
 
@@ -44,6 +45,9 @@ def _activation_spec(activation: object, layer: SourceLayer) -> Spec:
         if q.name == 'linear':
             return IdentitySpec('linear activation')
         return FloatActivationSpec(q.name)
+    two_step = getattr(q, 'two_step', None)
+    if two_step is not None and (spec := two_step()) is not None:
+        return spec
     return QuantizeSpec(*q.activation_plan())
 
 
@@ -149,7 +153,7 @@ def _weight_layer(layer: SourceLayer, kind: str, args: dict, units: int, kernel_
 def weight_spec(
     layer: SourceLayer, kind: str, args: dict, kernel: np.ndarray, bias: np.ndarray | None,
     position: str = 'kernel', kernel_shape: tuple[int, ...] | None = None, activation: bool = True,
-) -> WeightLayerSpec:
+) -> Spec:
     """The HGQ2 weight layer for a source layer: its ``{position}_quantizer`` applied to ``kernel`` (then reshaped
     to ``kernel_shape``, e.g. a depthwise kernel as a grouped convolution's), ``bias_quantizer`` to ``bias``, and
     the source's ``activation=`` (a quantizer, or relu/linear) unless ``activation`` is False."""
@@ -166,6 +170,9 @@ def weight_spec(
         if act.name not in DENSE_ACTIVATIONS:
             raise LayerProblem(f'activation={act.name!r} inside {layer.class_name} is not converted', 'move it to its own Activation layer')
         float_act = act.name
+    elif act is not None and (two_step := getattr(act, 'two_step', lambda: None)()) is not None:
+        rounded = any(q is not None and q.float_rounded(pos) for q, pos in ((kq, position), (bq, 'bias')))
+        return ChainSpec(WeightLayerSpec(kind, args, kernel, bias, kernel_fmt, bias_fmt, 'linear', None, None, rounded), two_step)
     elif act is not None:
         out_fmt, out_affine = act.activation_plan()
     rounded = any(q is not None and q.float_rounded(pos) for q, pos in ((kq, position), (bq, 'bias')))

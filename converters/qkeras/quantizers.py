@@ -22,6 +22,8 @@ from hgqbridge.errors import LayerProblem, QuantizerSyntaxError
 from hgqbridge.fixed import FixedFormat, FormatArray
 from hgqbridge.registry import Registry
 
+from ..hgq.blocks import ClippedQuantizeSpec, LeakyQuantizeSpec
+from ..hgq.build import Spec
 from .grammar import parse_string
 from .precomputed import Binary, QuantizedPo2, QuantizedReluPo2, StochasticBinary, StochasticTernary, Ternary
 from .qbase import WEIGHT_POSITIONS, ActivationPlan, FormatQuantizer, WeightPlan, check_common
@@ -119,7 +121,8 @@ class QuantizedBits(FormatQuantizer):
 class QuantizedRelu(FormatQuantizer):
     """qkeras.quantized_relu, with its positional argument order."""
 
-    MAPPING = 'negative_slope 0, use_sigmoid 0: kif(0, integer, bits-integer), RND_CONV, SAT'
+    MAPPING = ('kif(0, integer, bits-integer), RND_CONV, SAT; use_sigmoid: kif(0, i+1, bits-1-i) then min(., 2^i - 2^(i-bits)); '
+               'negative_slope 2^-s: kif(0, i, f) + slope * kif(1, i, f-s) of the negative side, f = bits-1-i')
 
     bits: int = 8
     integer: int = 0
@@ -136,12 +139,34 @@ class QuantizedRelu(FormatQuantizer):
 
     def fixed_format(self, position: str) -> FixedFormat:
         check_common(self.bits, self.qnoise_factor)
-        if self.use_sigmoid:
-            raise LayerProblem('quantized_relu(use_sigmoid=1) needs a two-step quantizer, not converted yet', '')
-        if self.negative_slope:
-            raise LayerProblem('quantized_relu with negative_slope != 0 (leaky) is not converted yet', '')
+        if self.use_sigmoid or self.negative_slope:
+            raise LayerProblem(
+                f'quantized_relu with {"use_sigmoid" if self.use_sigmoid else "negative_slope"} needs two quantization steps, '
+                f'which are converted only in a QActivation or a layer\'s activation= (not on a {position})', '')
         # relu_upper_bound acts only with is_quantized_clip=False, which QKeras does not save: ignored, as in QKeras.
         return FixedFormat(0, int(self.integer), int(self.bits) - int(self.integer), 'RND_CONV', 'SAT')
+
+    def two_step(self) -> Spec | None:
+        """The exact two-step emulation of use_sigmoid / negative_slope (None for the plain one-format relu).
+
+        use_sigmoid: RNDC(x*2^f)/2^f on f = bits-1-integer, clipped to [0, 2^i - 2^(i-bits)] (the top is
+        half a step off the grid). negative_slope = 2^-s: the positive side is kif(0, i, f), the negative
+        side slope * RNDC(x*2^(f-s))/2^(f-s) clipped at -slope*2^i (qkeras/quantizers.py quantized_relu)."""
+        if not self.use_sigmoid and not self.negative_slope:
+            return None
+        check_common(self.bits, self.qnoise_factor)
+        if self.bits < 2:
+            raise LayerProblem(f'quantized_relu({self.bits}) with use_sigmoid or negative_slope rounds ties like no fixed-point format', 'use bits >= 2')
+        if self.use_sigmoid and self.negative_slope:
+            raise LayerProblem('quantized_relu with both use_sigmoid and negative_slope is not converted', 'use one of them')
+        i, f = int(self.integer), int(self.bits) - 1 - int(self.integer)
+        if self.use_sigmoid:
+            return ClippedQuantizeSpec(FixedFormat(0, i + 1, f, 'RND_CONV', 'SAT'), 2.0**i - 2.0 ** (i - self.bits))
+        ns = float(self.negative_slope)
+        if not (ns > 0 and float(np.log2(ns)).is_integer()):
+            raise LayerProblem(f'negative_slope must be a power of two (QKeras asserts it), got {self.negative_slope}', '')
+        s = -int(np.log2(ns))
+        return LeakyQuantizeSpec(FixedFormat(0, i, f, 'RND_CONV', 'SAT'), FixedFormat(1, i, f - s, 'RND_CONV', 'SAT'), ns)
 
 
 @dataclass(frozen=True)

@@ -170,3 +170,12 @@ def test_pruned_elements_warn(conversions: dict) -> None:
     iq._f.assign(f)
     fired = [i for i in hgqbridge.check(model, 'hls4ml:vitis').items if '[zero-width]' in i.reason]
     assert [(i.layer, i.status) for i in fired] == [('fc3', 'warning')] and '1 element(s)' in fired[0].reason
+
+
+@pytest.mark.parametrize('name, layer', [('zoo_relu_leaky', 'r_slope'), ('zoo_relu_sigmoid_inside', 'd_activation')])
+def test_clipped_relu_rule(name: str, layer: str, conversions: dict) -> None:
+    """hls4ml 1.3 asserts on a ReLU with max_value / negative_slope (the two-step quantized_relu forms): refused."""
+    report = hgqbridge.check(conversions[name].model, 'hls4ml:vitis')
+    fired = [i for i in report.items if '[clipped-relu]' in i.reason]
+    assert [i.layer for i in fired] == [layer] and not report.deployable
+    assert hgqbridge.check(conversions[name].model, 'da4ml').deployable

@@ -20,6 +20,8 @@ from ...conftest import QKERAS
 with np.load(QKERAS / 'quantizers.npz') as _g:
     QKERAS_OUT = dict(_g)
 CASES = sorted(k for k in QKERAS_OUT if k != 'x')
+#: Cases that are one fixed-point format (plus an affine); the others (leaky, use_sigmoid) need two steps.
+ONE_FORMAT = [c for c in CASES if getattr(parse_quantizer(c, 'activation'), 'two_step', lambda: None)() is None]
 
 
 @pytest.mark.parametrize(
@@ -93,7 +95,7 @@ def test_mapping(spec: object, position: str, fmt: FixedFormat) -> None:
         (QuantizedBits(8, 0, alpha=1, qnoise_factor=0.5), 'kernel', 'qnoise_factor'),
         (QuantizedBits(0, 0, alpha=1), 'kernel', 'bits must be'),
         (QuantizedBits(10_000, 0, alpha=1), 'kernel', 'bits must be'),
-        (QuantizedRelu(4, 0, negative_slope=0.25), 'activation', 'negative_slope'),
+        (QuantizedRelu(4, 0, negative_slope=0.25), 'activation', 'two quantization steps'),
         (QuantizedRelu(4, 0, use_sigmoid=1), 'activation', 'use_sigmoid'),
     ],
 )
@@ -117,7 +119,27 @@ def test_hard_functions_are_refused_with_the_reason(name: str, reason: str) -> N
     assert 'quantized_' in info.value.fix or 'quantized_bits' in info.value.fix
 
 
-@pytest.mark.parametrize('case', CASES)
+def test_two_step_cases_are_covered() -> None:
+    assert {c for c in CASES if c not in ONE_FORMAT} == {
+        'quantized_relu(4,2,negative_slope=0.25)', 'quantized_relu(6,2,negative_slope=0.5)', 'quantized_relu(8,3,negative_slope=0.125)',
+        'quantized_relu(4,0,1)', 'quantized_relu(6,2,1)', 'quantized_relu(3,1,use_sigmoid=1)',
+    }
+
+
+@pytest.mark.parametrize(
+    'spec, message',
+    [
+        (QuantizedRelu(4, 0, 1, 0.5), 'both'),
+        (QuantizedRelu(1, 0, 1), 'rounds ties'),
+        (QuantizedRelu(4, 0, negative_slope=0.3), 'power of two'),
+    ],
+)
+def test_two_step_refuses(spec: QuantizedRelu, message: str) -> None:
+    with pytest.raises(LayerProblem, match=message):
+        spec.two_step()
+
+
+@pytest.mark.parametrize('case', ONE_FORMAT)
 def test_numpy_reference_matches_qkeras(case: str) -> None:
     """The mapped format's numpy quantizer reproduces QKeras on every 2^-12 step in [-20, 20] (every tie)."""
     fmt, affine = parse_quantizer(case, 'activation').activation_plan()  # type: ignore[union-attr]
@@ -127,15 +149,16 @@ def test_numpy_reference_matches_qkeras(case: str) -> None:
 
 @pytest.mark.parametrize('case', CASES)
 def test_hgq2_quantizer_matches_qkeras(case: str) -> None:
-    """HGQ2's own quantizer, configured by the mapping, reproduces QKeras bit for bit."""
+    """The HGQ2 layers built for the quantizer (a Quantizer, or the two-step forms) reproduce QKeras bit for bit."""
     import keras
-    from hgq.layers import Quantizer
-    from hgqbridge.converters.hgq.build import quantizer_config
+    from hgqbridge.converters.hgq.build import BuildContext, Tensor, materialize
+    from hgqbridge.converters.qkeras.layers import _activation_spec
 
-    fmt, affine = parse_quantizer(case, 'activation').activation_plan()  # type: ignore[union-attr]
-    layer = Quantizer(quantizer_config(fmt, 'datalane', affine))
+    ctx = BuildContext()
+    inp = keras.Input((1,))
+    out = materialize(_activation_spec(case, None).build('q', [Tensor(inp, 'x')], ctx), ctx)  # type: ignore[arg-type]
     x = QKERAS_OUT['x'].reshape(-1, 1)
-    got = keras.ops.convert_to_numpy(layer(x, training=False)).ravel()
+    got = keras.Model(inp, out.value).predict(x, batch_size=len(x), verbose=0).ravel()
     assert np.array_equal(got, QKERAS_OUT[case])
 
 
