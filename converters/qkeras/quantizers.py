@@ -218,6 +218,37 @@ class QuantizedSigmoid(FormatQuantizer):
         return self.fixed_format('activation'), (0.5, 0.5)
 
 
+@dataclass(frozen=True)
+class BinarySigmoid(FormatQuantizer):
+    """QKeras's binary_sigmoid function: round(clip(x/2 + 1/2, 0, 1)), i.e. 1 for x > 0, else 0 (0.5 ties to 0).
+
+    A saturating unsigned quantizer whose only steps are 0 and 2^-23 (kif(0, -22, 23), RND_CONV) is exactly that
+    step for every input with at most 23 fractional bits (QKeras's own float32 ``x/2 + 1/2`` loses anything finer);
+    the affine scale 2^23 makes the step 1.
+    """
+
+    MAPPING = 'kif(0, -22, 23) RND_CONV SAT, then affine x * 2^23: 1[x > 0], exact for inputs with <= 23 fractional bits'
+    STEP = FixedFormat(0, -22, 23, 'RND_CONV', 'SAT')
+
+    def fixed_format(self, position: str) -> FixedFormat:
+        if position != 'activation':
+            raise LayerProblem(f'{type(self).__name__} on a {position} is not converted', 'use binary() for weights')
+        return self.STEP
+
+    def activation_plan(self) -> ActivationPlan:
+        return self.fixed_format('activation'), (2.0**23, 0.0)
+
+
+@dataclass(frozen=True)
+class BinaryTanh(BinarySigmoid):
+    """QKeras's binary_tanh function: 2 * binary_sigmoid(x) - 1, so +1 for x > 0 and -1 for x <= 0 (0 -> -1)."""
+
+    MAPPING = 'kif(0, -22, 23) RND_CONV SAT, then affine x * 2^24 - 1: +1 for x > 0, -1 for x <= 0'
+
+    def activation_plan(self) -> ActivationPlan:
+        return self.fixed_format('activation'), (2.0**24, -1.0)
+
+
 Quantizer = QuantizedBits | QuantizedRelu | QuantizedTanh | QuantizedSigmoid | FormatQuantizer | FloatActivation
 
 QUANTIZERS: Registry = Registry('QKeras quantizer')
@@ -241,8 +272,8 @@ QUANTIZERS.refuse('hard_sigmoid', 'QKeras hard_sigmoid clip(x/2+1/2, 0, 1) reach
                   'use quantized_sigmoid(bits), which is converted exactly')
 QUANTIZERS.refuse('hard_tanh', 'QKeras hard_tanh clip(x, -1, 1) reaches exactly 1.0, which no saturating fixed-point format holds',
                   'use quantized_tanh(bits), which is converted exactly')
-for _name in ('binary_sigmoid', 'binary_tanh'):
-    QUANTIZERS.refuse(_name, f'{_name} is a comparison (x > 0), not a rounding of x', 'use quantized_bits on activations')
+QUANTIZERS.register('binary_sigmoid')(BinarySigmoid)
+QUANTIZERS.register('binary_tanh')(BinaryTanh)
 for _name in ('smooth_sigmoid', 'smooth_tanh'):
     QUANTIZERS.refuse(_name, f'{_name} has slope 0.1875 and is not quantized', 'use quantized_sigmoid / quantized_tanh')
 

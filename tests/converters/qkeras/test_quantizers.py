@@ -111,7 +111,7 @@ def test_unsupported_names_are_refused(spec: str) -> None:
         parse_quantizer(spec, 'activation').activation_plan()  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize('name, reason', [('hard_sigmoid', 'exactly 1.0'), ('hard_tanh', 'exactly 1.0'), ('binary_tanh', 'comparison'),
+@pytest.mark.parametrize('name, reason', [('hard_sigmoid', 'exactly 1.0'), ('hard_tanh', 'exactly 1.0'),
                                           ('smooth_sigmoid', '0.1875')])
 def test_hard_functions_are_refused_with_the_reason(name: str, reason: str) -> None:
     with pytest.raises(LayerProblem, match=reason) as info:
