@@ -6,6 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 REF    := .qkeras-ref
+REF3   := .qkeras-v3-ref
 
 .PHONY: demo test test-fast install qkeras-ref fixtures bench clean
 
@@ -25,7 +26,13 @@ $(REF)/.installed: fixtures/qkeras/requirements.txt | $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps --target $(REF) -r fixtures/qkeras/requirements.txt
 	touch $@
 
-qkeras-ref: $(REF)/.installed
+# qkeras-v3 (QKeras for Keras 3, the reference for .keras files), likewise in its own folder.
+$(REF3)/.installed: fixtures/qkeras_v3/requirements.txt | $(STAMP)
+	rm -rf $(REF3)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(REF3) -r fixtures/qkeras_v3/requirements.txt
+	touch $@
+
+qkeras-ref: $(REF)/.installed $(REF3)/.installed
 
 demo: install
 	$(BIN)/hgqbridge demo
@@ -39,9 +46,10 @@ test-fast: install
 
 fixtures: qkeras-ref
 	TF_USE_LEGACY_KERAS=1 PYTHONPATH=$(REF) $(BIN)/python fixtures/qkeras/make_fixtures.py
+	PYTHONPATH=$(REF3) $(BIN)/python fixtures/qkeras_v3/make_fixtures.py
 
 bench: install
 	$(BIN)/python bench/finetune.py
 
 clean:
-	rm -rf $(VENV) $(REF) .pytest_cache demo-out-*
+	rm -rf $(VENV) $(REF) $(REF3) .pytest_cache demo-out-*

@@ -21,9 +21,11 @@ def import_model(path: Path, weights: Path | None = None, input_format: FixedFor
         graph = qkeras.read_h5(path)
     elif suffix == '.json':
         graph = qkeras.read_json(path, weights)
+    elif suffix == '.keras':
+        graph = qkeras.read_keras(path)
     else:
         raise SourceFileError(
             f'unknown model file type {suffix or "(none)"!r}', where=str(path),
-            fix='pass a Keras-2/QKeras .h5 file, or SOURCE.json --weights SOURCE_weights.h5',
+            fix='pass a Keras-2/QKeras .h5 file, SOURCE.json --weights SOURCE_weights.h5, or a Keras-3/QKeras-v3 .keras file',
         )
     return qkeras.convert_graph(graph, input_format)

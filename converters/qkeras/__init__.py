@@ -1,4 +1,4 @@
-"""QKeras (Keras 2) models: read with h5py/json, convert layer by layer to HGQ2."""
+"""QKeras models (Keras-2 .h5/.json, QKeras-v3 .keras): read with h5py/json/zipfile, convert layer by layer to HGQ2."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from ..hgq.driver import Conversion
 from ..hgq.driver import convert_graph as _convert
 from .layers import LAYERS
 from .quantizers import QUANTIZERS
+from .keras3_reader import read_keras
 from .reader import read_h5, read_json
 
-__all__ = ['LAYERS', 'QUANTIZERS', 'convert_graph', 'read_h5', 'read_json']
+__all__ = ['LAYERS', 'QUANTIZERS', 'convert_graph', 'read_h5', 'read_json', 'read_keras']
 
 
 def convert_graph(graph: SourceGraph, input_format: FixedFormat | None = None) -> Conversion:

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from hgqbridge.converters.qkeras import read_h5, read_json
+from hgqbridge.converters.qkeras import read_h5, read_json, read_keras
 
 from hgqbridge.errors import SourceFileError
 
-from ...conftest import QKERAS
+from ...conftest import QKERAS, QKERAS_V3
 
 
 def test_reads_full_h5_without_tensorflow() -> None:
@@ -116,3 +116,58 @@ def _weights_of(name: str, tmp_path: Path) -> Path:
         for key, value in src['model_weights'].attrs.items():
             dst.attrs[key] = value
     return out
+
+
+V3 = QKERAS_V3 / 'v3_cnn.keras'
+
+
+def _rezip(tmp: Path, name: str, drop: str = '', replace: dict | None = None) -> Path:
+    """A copy of the v3_cnn .keras archive without member ``drop`` and with members replaced."""
+    import zipfile
+
+    out = tmp / name
+    with zipfile.ZipFile(V3) as src, zipfile.ZipFile(out, 'w') as dst:
+        for info in src.infolist():
+            if info.filename != drop:
+                dst.writestr(info.filename, (replace or {}).get(info.filename, src.read(info.filename)))
+    return out
+
+
+def _h5_without_bias(tmp: Path) -> bytes:
+    """model.weights.h5 of v3_cnn with the conv1 bias (q_conv2d/vars/1) deleted."""
+    import io
+    import zipfile
+
+    import h5py
+
+    buf = io.BytesIO(zipfile.ZipFile(V3).read('model.weights.h5'))
+    with h5py.File(buf, 'r+') as f:
+        del f['layers/q_conv2d/vars/1']
+    return buf.getvalue()
+
+
+def test_reads_qkeras_v3_keras_file() -> None:
+    graph = read_keras(V3)
+    assert [l.class_name for l in graph][:4] == ['InputLayer', 'QActivation', 'QConv2D', 'QActivation']
+    conv = graph.layer('conv1')
+    assert conv.weight('kernel').shape == (3, 3, 2, 4) and conv.weight('bias').shape == (4,)
+    assert graph.layer('bn').weight('moving_variance').shape == (4,)
+
+
+@pytest.mark.parametrize(
+    'make, message',
+    [
+        (lambda t: _write(t / 'x.keras', b'PK\x03\x04 truncated'), 'not a zip archive'),
+        (lambda t: _write(t / 'x.keras', V3.read_bytes()[:2000]), 'not a zip archive|corrupted'),
+        (lambda t: _rezip(t, 'x.keras', drop='model.weights.h5'), 'lacks required members'),
+        (lambda t: _rezip(t, 'x.keras', drop='config.json'), 'lacks required members'),
+        (lambda t: _rezip(t, 'x.keras', replace={'config.json': b'{oops'}), 'not valid JSON'),
+        (lambda t: _rezip(t, 'x.keras', replace={'config.json': b'[]'}), 'not a Keras model config'),
+        (lambda t: _rezip(t, 'x.keras', replace={'model.weights.h5': b'garbage'}), 'weights.h5 in the .keras archive is corrupted'),
+        (lambda t: _rezip(t, 'x.keras', replace={'model.weights.h5': _h5_without_bias(t)}), 'do not match its class'),
+    ],
+    ids=['not-zip', 'truncated', 'no-weights', 'no-config', 'bad-json', 'json-list', 'bad-h5', 'missing-bias'],
+)
+def test_bad_keras(tmp_path: Path, make, message: str) -> None:
+    with pytest.raises(SourceFileError, match=message):
+        read_keras(make(tmp_path))

@@ -13,20 +13,21 @@ import pytest
 
 import hgqbridge
 
-from ...conftest import MODELS, QKERAS, ROOT
+from ...conftest import MANIFEST, MANIFEST_V3, MODELS, QKERAS, QKERAS_V3, ROOT, golden_path
 
 REF_ENV = ROOT / '.qkeras-ref'
+REF_V3 = ROOT / '.qkeras-v3-ref'
 
 
 @pytest.mark.parametrize('name', sorted(MODELS))
 def test_bit_exact_against_qkeras(name: str, conversions: dict) -> None:
     conv = conversions[name]
-    report = hgqbridge.verify(conv, QKERAS / MODELS[name]['golden'])
+    report = hgqbridge.verify(conv, golden_path(name))
     assert report.bit_exact, report.to_text()
     for kind in ('normal', 'stress'):
         exact = [m for m in report.results[kind] if m.exact_required]
         assert exact and all(m.mismatches == 0 for m in exact)
-    with np.load(QKERAS / MODELS[name]['golden']) as golden:
+    with np.load(golden_path(name)) as golden:
         layers = {k.split('::')[1] for k in golden.files if k.startswith('normal::')}
     compared = {m.layer for m in report.results['normal']}
     assert compared == layers, f'not compared: {layers - compared}'
@@ -101,7 +102,23 @@ def test_goldens_are_what_qkeras_computes_today() -> None:
     assert out.returncode == 0 and lines, out.stdout[-2000:] + out.stderr[-2000:]
     result = json.loads(lines[-1])
     assert result['qkeras'] == '0.9.0'
-    assert set(result['results']) == set(MODELS) | {'quantizers'}
+    assert set(result['results']) == {e['name'] for e in MANIFEST['models']} | {'quantizers'}
+    assert all(not r['different'] and r['tensors'] > 0 for r in result['results'].values())
+
+
+@pytest.mark.slow
+def test_v3_goldens_are_what_qkeras_v3_computes_today() -> None:
+    """Re-run the real qkeras-v3 (own --target folder, subprocess, on keras 3) on the committed .keras fixtures."""
+    assert (REF_V3 / 'qkeras').is_dir(), f'the qkeras-v3 reference is missing: run `make qkeras-ref` (creates {REF_V3})'
+    env = {**os.environ, 'PYTHONPATH': str(REF_V3), 'TF_CPP_MIN_LOG_LEVEL': '3'}
+    out = subprocess.run(
+        [sys.executable, str(QKERAS_V3 / 'make_fixtures.py'), '--check'], capture_output=True, text=True, env=env, timeout=900
+    )
+    lines = [l for l in out.stdout.splitlines() if l.startswith('{')]
+    assert out.returncode == 0 and lines, out.stdout[-2000:] + out.stderr[-2000:]
+    result = json.loads(lines[-1])
+    assert result['qkeras'].startswith(str(REF_V3))
+    assert set(result['results']) == {e['name'] for e in MANIFEST_V3['models']}
     assert all(not r['different'] and r['tensors'] > 0 for r in result['results'].values())
 
 
