@@ -69,6 +69,13 @@ class FixedFormat:
             q = np.mod(q + offset, span) - offset
         return q * self.step
 
+    def holds(self, other: FixedFormat) -> bool:
+        """True when quantizing with this format leaves every value of ``other`` unchanged."""
+        if other.width == 0:
+            return True
+        exact_grid = self.f >= other.f
+        return exact_grid and self.low <= other.low and self.high >= other.high
+
     def ap_type(self) -> str:
         """The Vivado/Vitis HLS type, e.g. ``ap_fixed<8,1,AP_RND_CONV,AP_SAT>``."""
         base = 'ap_fixed' if self.k else 'ap_ufixed'

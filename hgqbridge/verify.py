@@ -50,7 +50,9 @@ def source_tensors(conversion: Any, x: np.ndarray, names: list[str]) -> dict[str
     out: dict[str, np.ndarray] = {}
     for (name, ref), value in zip(refs.items(), values):
         if ref.via == 'iq':
-            value = model.get_layer(ref.layer).iq(value, training=False)
+            layer = model.get_layer(ref.layer)
+            iq = layer.cell.iq if hasattr(layer, 'cell') else layer.iq  # a recurrent layer's input quantizer is its cell's
+            value = iq(value, training=False)
         elif ref.via == 'quantized-input':
             value = ref.fmt.quantize(keras.ops.convert_to_numpy(value)).astype(np.float32)
         out[name] = np.asarray(keras.ops.convert_to_numpy(value))

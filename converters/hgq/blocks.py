@@ -182,3 +182,50 @@ class ChainSpec:
         out = self.second.build(f'{name}_activation', [inner], ctx)
         ctx.refs[name] = ctx.refs[f'{name}_activation']
         return Tensor(out.value, name, out.pending, out.pending_layer, out.quantized)
+
+
+@dataclass(frozen=True, eq=False)
+class SimpleRNNSpec:
+    """QKeras QSimpleRNN: ``h_t = A(x_t Qk(W) + Qb(b) + Qs(h_{t-1}) Qr(U))`` with a quantizer activation A.
+    HGQ2's QSimpleRNN computes exactly this with A as its pre-activation quantizer (``paq``), Qs as its state
+    quantizer (``sq``, off when the source has none) and a linear activation."""
+
+    units: int
+    kernel: np.ndarray
+    recurrent: np.ndarray
+    bias: np.ndarray | None
+    kernel_fmt: Format | None
+    recurrent_fmt: Format | None
+    bias_fmt: Format | None
+    activation_fmt: FixedFormat
+    state_fmt: FixedFormat | None
+    return_sequences: bool = False
+    go_backwards: bool = False
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        from hgq.layers import QSimpleRNN
+
+        (t,) = inputs
+        iq, enable_iq = take_input_quantizer(t, ctx, name)
+        layer = QSimpleRNN(
+            self.units, activation='linear', use_bias=self.bias is not None, return_sequences=self.return_sequences,
+            go_backwards=self.go_backwards, iq_conf=quantizer_config(iq, 'datalane') if enable_iq else None, enable_iq=enable_iq,
+            kq_conf=quantizer_config(self.kernel_fmt, 'weight'), rkq_conf=quantizer_config(self.recurrent_fmt, 'weight'),
+            bq_conf=quantizer_config(self.bias_fmt, 'bias') if self.bias is not None else None,
+            paq_conf=quantizer_config(self.activation_fmt, 'datalane'), enable_sq=self.state_fmt is not None,
+            sq_conf=quantizer_config(self.state_fmt, 'datalane') if self.state_fmt is not None else None, name=name,
+        )
+        out = layer(t.value)
+        cell = layer.cell
+        cell.kernel.assign(self.kernel.astype(np.float32))
+        cell.recurrent_kernel.assign(self.recurrent.astype(np.float32))
+        assign_formats(cell.kq, self.kernel_fmt)
+        assign_formats(cell.rkq, self.recurrent_fmt)
+        if self.bias is not None:
+            cell.bias.assign(self.bias.astype(np.float32))
+            assign_formats(cell.bq, self.bias_fmt)
+        if self.kernel_fmt is None or self.recurrent_fmt is None:
+            ctx.inexact[name] = 'float weights'
+            ctx.note(name, 'float weights in the source: kept float (HGQ2 dummy quantizers); quantize before export')
+        ctx.ref(name, TensorRef(name))
+        return Tensor(out, name, quantized=True)

@@ -30,9 +30,7 @@ for _name, _why in {
     'Lambda': 'a Lambda layer holds Python bytecode, which hgqbridge never executes',
 }.items():
     LAYERS.refuse(_name, _why, 'rewrite the layer with supported layers')
-for _name in ('QSimpleRNN', 'QGRU', 'QBidirectional'):
-    LAYERS.refuse(_name, 'recurrent QKeras layers are not converted yet (HGQ2 has QSimpleRNN and QGRU, whose state quantization differs)',
-                  'unroll the recurrence into QDense layers, or keep the layer in QKeras')
+LAYERS.refuse('QBidirectional', 'bidirectional recurrent layers are not converted', 'use a single-direction QSimpleRNN')
 LAYERS.refuse('QAdaptiveActivation', 'its integer bits follow running statistics, so the saved model does not fix its quantizer',
               'freeze it: replace it by QActivation(quantized_bits(...)) with the bits it has learned')
 
@@ -211,4 +209,4 @@ def conv(layer: SourceLayer) -> Spec:
     return _weight_layer(layer, f'conv{rank}d', args, filters, rank + 2)
 
 
-from . import conv_layers, norm_pool_layers  # noqa: E402,F401  (they register their handlers in LAYERS)
+from . import conv_layers, norm_pool_layers, rnn_layers  # noqa: E402,F401  (they register their handlers in LAYERS)

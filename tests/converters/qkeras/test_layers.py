@@ -15,7 +15,7 @@ from hgqbridge.converters.hgq.build import (
     QuantizeSpec,
     WeightLayerSpec,
 )
-from hgqbridge.converters.hgq.blocks import AveragePoolSpec, BatchNormSpec, SeparableSpec
+from hgqbridge.converters.hgq.blocks import AveragePoolSpec, BatchNormSpec, SeparableSpec, SimpleRNNSpec
 from hgqbridge.converters.hgq.driver import parse_all
 from hgqbridge.converters.qkeras import LAYERS
 
@@ -125,6 +125,9 @@ def _pool(cls: str, why: str):
     return test
 
 
+RNN_CFG = {'units': 4, 'activation': 'quantized_tanh(6)', 'kernel_quantizer': Q6, 'recurrent_quantizer': Q6, 'bias_quantizer': Q6}
+RNN_W = {'d/cell/kernel:0': KERNEL, 'd/cell/recurrent_kernel:0': np.eye(4, dtype=np.float32) / 2, 'd/cell/bias:0': BIAS}
+
 MORE_ROWS = [
     ('QDepthwiseConv2D', DW_CFG, {'d/depthwise_kernel:0': DW, 'd/bias:0': B4}, _grouped),
     ('DepthwiseConv2D', {**DW_CFG, 'depthwise_quantizer': None, 'use_bias': False}, {'d/depthwise_kernel:0': DW},
@@ -148,6 +151,8 @@ MORE_ROWS = [
     ('QGlobalAveragePooling2D', {'average_quantizer': 'quantized_bits(8,0,alpha=1)'}, {}, _pool('GlobalAveragePooling2D', '')),
     ('GlobalAveragePooling2D', {}, {}, _pool('GlobalAveragePooling2D', '')),
     ('GlobalAveragePooling1D', {}, {}, _pool('GlobalAveragePooling1D', '')),
+    ('QSimpleRNN', {**RNN_CFG, 'state_quantizer': 'quantized_bits(8,2,alpha=1)'}, RNN_W,
+     lambda s: isinstance(s, SimpleRNNSpec) and s.activation_fmt == FixedFormat(1, 0, 5) and s.state_fmt is None and s.kernel_fmt == FixedFormat(1, 0, 5)),
 ]
 
 
@@ -190,6 +195,10 @@ def test_every_handler_has_a_row() -> None:
         ('QConv2DBatchnorm', {'filters': 3, 'kernel_size': [3, 3]}, {'d/kernel:0': KC}, 'moving_mean'),
         ('QBatchNormalization', {'axis': -1}, {k: v for k, v in BN.items() if 'gamma' not in k}, 'gamma'),
         ('GlobalAveragePooling2D', {'keepdims': True}, {}, 'keepdims'),
+        ('QSimpleRNN', {**RNN_CFG, 'state_quantizer': 'quantized_bits(4,0,alpha=1)'}, RNN_W, 'enable_sq'),
+        ('QSimpleRNN', {**RNN_CFG, 'activation': 'tanh'}, RNN_W, 'tanh'),
+        ('QSimpleRNN', {**RNN_CFG, 'stateful': True}, RNN_W, 'stateful'),
+        ('QSimpleRNN', RNN_CFG, {k: v for k, v in RNN_W.items() if 'recurrent' not in k}, 'recurrent_kernel'),
     ],
 )
 def test_handler_refuses(cls: str, config: dict, weights: dict, message: str) -> None:
