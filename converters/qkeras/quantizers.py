@@ -60,6 +60,7 @@ class QuantizedBits(FormatQuantizer):
     min_po2_exponent: Any = None
     max_po2_exponent: Any = None
     post_training_scale: Any = None
+    semantics: str = '0.9.0'  # 'head' for configs written by QKeras HEAD / qkeras-v3 (they carry post_training_scale)
 
     def effective_alpha(self, position: str) -> Any:
         if self.alpha is None and position in WEIGHT_POSITIONS:
@@ -69,6 +70,9 @@ class QuantizedBits(FormatQuantizer):
     def float_rounded(self, position: str) -> bool:
         """True when the weights get a non-power-of-two scale, so QKeras's float32 sums over them round."""
         alpha = self.effective_alpha(position)
+        if self.post_training_scale is not None:
+            scale = np.abs(np.asarray(self.post_training_scale, dtype=np.float64)).ravel()
+            return not all(v > 0 and float(np.log2(v)).is_integer() for v in scale)
         if alpha is None or alpha == 'auto_po2':
             return False
         if alpha == 'auto':
@@ -88,12 +92,16 @@ class QuantizedBits(FormatQuantizer):
             return q, FormatArray.covering(q)
         if alpha is None or (not isinstance(alpha, str) and float(alpha) == 1.0):
             return w, self.fixed_format(position)
+        frozen = None
         if self.post_training_scale is not None:
-            raise LayerProblem('quantized_bits with post_training_scale is not converted yet', 'save the model without it')
+            frozen = np.asarray(self.post_training_scale, dtype=np.float32)
+            if not isinstance(alpha, str) or not np.all(np.isfinite(frozen)) or frozen.size not in (1, w.shape[-1]):
+                raise LayerProblem(f'post_training_scale {self.post_training_scale!r} needs an auto alpha and one finite scale per output channel',
+                                   'fix the quantizer in the model')
         if isinstance(alpha, str):
             if alpha not in ('auto', 'auto_po2'):
                 raise LayerProblem(f'unknown alpha {alpha!r}', "use 1, a number, 'auto' or 'auto_po2'")
-            q = auto_scaled_bits(w, self.bits, self.integer, bool(self.keep_negative), alpha)
+            q = auto_scaled_bits(w, self.bits, self.integer, bool(self.keep_negative), alpha, self.semantics == 'head', frozen)
         else:
             q = scaled_bits(w, self.bits, self.integer, int(self.symmetric), bool(self.keep_negative), float(alpha))
         return q, FormatArray.covering(q)
@@ -318,7 +326,10 @@ def parse_quantizer(spec: Any, where: str) -> Quantizer | None:
         config = spec.get('config') or {}
         if not isinstance(config, dict):
             raise LayerProblem(f'quantizer config must be a dict, got {type(config).__name__}', '')
-        return make_quantizer(spec['class_name'], [], dict(config), where)
+        config = {k: v for k, v in config.items() if k != 'semantics'}
+        if spec['class_name'] == 'quantized_bits' and 'post_training_scale' in config:
+            config['semantics'] = 'head'  # only QKeras HEAD / qkeras-v3 save this field, and they compute auto_po2 differently
+        return make_quantizer(spec['class_name'], [], config, where)
     raise LayerProblem(f'cannot read a quantizer from {spec!r}', 'expected a string like quantized_bits(6,0,alpha=1) or a serialized dict')
 
 

@@ -38,27 +38,39 @@ def _least_squares(x: np.ndarray, z: np.ndarray, po2: bool) -> np.ndarray:
     return _po2(scale) if po2 else scale
 
 
-def auto_scaled_bits(w: np.ndarray, bits: int, integer: int, keep_negative: bool, alpha: str) -> np.ndarray:
-    """quantized_bits(bits, integer, symmetric=1, keep_negative, alpha='auto'|'auto_po2') applied to w."""
+def auto_scaled_bits(
+    w: np.ndarray, bits: int, integer: int, keep_negative: bool, alpha: str, head: bool = False, frozen: np.ndarray | None = None,
+) -> np.ndarray:
+    """quantized_bits(bits, integer, symmetric=1, keep_negative, alpha='auto'|'auto_po2') applied to w.
+
+    ``head``: QKeras's later code (HEAD, qkeras-v3) recomputes the codes with the final auto_po2 scale after the
+    loop, where 0.9.0 keeps the codes of the last iteration. ``frozen``: a post_training_scale (HEAD/v3), used
+    instead of the data-dependent scale."""
     x0 = np.asarray(w, dtype=F32)
     m = F32(2.0 ** (bits - int(keep_negative)))
     m_i = F32(2.0**integer)
     x = x0 / m_i
     levels = F32((2 ** (bits - 1) - 1) * 2)
     axes = _axes(x.ndim) or (0,)
-    scale = (np.max(np.abs(x), axis=axes, keepdims=True) * F32(2)) / levels
     half = F32(levels / 2)
 
     def codes(s: np.ndarray) -> np.ndarray:
         v = np.floor(np.abs(x) / s + F32(0.5))
         return (np.sign(x) * np.where(v < half, v, half)).astype(F32)
 
-    z = codes(scale)
-    if alpha == 'auto_po2':
-        scale = _po2(scale)
-        for _ in range(5):  # as QKeras: the final z comes from the last iteration's scale, not the updated one
-            z = codes(scale)
-            scale = _least_squares(x, z, po2=True)
+    if frozen is not None:
+        scale = (np.asarray(frozen, dtype=F32) / m).astype(F32)
+        z = codes(scale)
+    else:
+        scale = (np.max(np.abs(x), axis=axes, keepdims=True) * F32(2)) / levels
+        z = codes(scale)
+        if alpha == 'auto_po2':
+            scale = _po2(scale)
+            for _ in range(5):  # 0.9.0: the final z comes from the last iteration's scale, not the updated one
+                z = codes(scale)
+                scale = _least_squares(x, z, po2=True)
+            if head:
+                z = codes(scale)
     xq = (scale * m) * (m_i * z / m)
     anchor = m_i * x
     return (anchor + (xq - anchor)).astype(F32)
