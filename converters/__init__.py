@@ -17,7 +17,9 @@ def import_model(path: Path, weights: Path | None = None, input_format: FixedFor
     from . import qkeras
 
     suffix = path.suffix.lower()
-    if suffix in ('.h5', '.hdf5'):
+    if path.is_dir():
+        graph = qkeras.read_savedmodel(path)
+    elif suffix in ('.h5', '.hdf5'):
         graph = qkeras.read_h5(path)
     elif suffix == '.json':
         graph = qkeras.read_json(path, weights)
@@ -26,6 +28,6 @@ def import_model(path: Path, weights: Path | None = None, input_format: FixedFor
     else:
         raise SourceFileError(
             f'unknown model file type {suffix or "(none)"!r}', where=str(path),
-            fix='pass a Keras-2/QKeras .h5 file, SOURCE.json --weights SOURCE_weights.h5, or a Keras-3/QKeras-v3 .keras file',
+            fix='pass a Keras-2/QKeras .h5 file, SOURCE.json --weights SOURCE_weights.h5, a Keras-3/QKeras-v3 .keras file, or a tf.keras SavedModel folder',
         )
     return qkeras.convert_graph(graph, input_format)

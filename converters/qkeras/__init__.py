@@ -11,8 +11,9 @@ from .layers import LAYERS
 from .quantizers import QUANTIZERS
 from .keras3_reader import read_keras
 from .reader import read_h5, read_json
+from .savedmodel_reader import read_savedmodel
 
-__all__ = ['LAYERS', 'QUANTIZERS', 'convert_graph', 'read_h5', 'read_json', 'read_keras']
+__all__ = ['LAYERS', 'QUANTIZERS', 'convert_graph', 'read_h5', 'read_json', 'read_keras', 'read_savedmodel']
 
 
 def convert_graph(graph: SourceGraph, input_format: FixedFormat | None = None) -> Conversion:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hgqbridge.converters.qkeras import read_h5, read_json, read_keras
+from hgqbridge.converters.qkeras import read_h5, read_json, read_keras, read_savedmodel
 
 from hgqbridge.errors import SourceFileError
 
@@ -171,3 +171,40 @@ def test_reads_qkeras_v3_keras_file() -> None:
 def test_bad_keras(tmp_path: Path, make, message: str) -> None:
     with pytest.raises(SourceFileError, match=message):
         read_keras(make(tmp_path))
+
+
+SM = QKERAS / 'zoo_savedmodel_conv_bn_savedmodel'
+
+
+def _sm_copy(tmp: Path, drop: str = '', replace: dict | None = None) -> Path:
+    out = tmp / 'sm'
+    shutil.copytree(SM, out)
+    if drop:
+        target = out / drop
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    for name, data in (replace or {}).items():
+        (out / name).write_bytes(data)
+    return out
+
+
+def test_reads_savedmodel_without_loading_its_functions() -> None:
+    graph = read_savedmodel(SM)
+    layer = graph.layer('c')
+    assert layer.class_name == 'QConv2DBatchnorm' and layer.weight('kernel').shape == (3, 3, 2, 3)
+    assert layer.weight('moving_variance').shape == (3,) and 'batchnorm/gamma:0' in ' '.join(layer.weights)
+
+
+@pytest.mark.parametrize(
+    'make, message',
+    [
+        (lambda t: t, 'not a tf.keras SavedModel'),
+        (lambda t: _sm_copy(t, drop='keras_metadata.pb'), 'not a tf.keras SavedModel'),
+        (lambda t: _sm_copy(t, replace={'keras_metadata.pb': b'\x0a\x05broken'}), 'not a readable'),
+        (lambda t: _sm_copy(t, drop='variables'), 'variables cannot be read'),
+        (lambda t: _sm_copy(t, replace={'variables/variables.index': b'junk'}), 'variables cannot be read'),
+    ],
+    ids=['empty-dir', 'no-metadata', 'bad-metadata', 'no-variables', 'bad-index'],
+)
+def test_bad_savedmodel(tmp_path: Path, make, message: str) -> None:
+    with pytest.raises(SourceFileError, match=message):
+        read_savedmodel(make(tmp_path))
