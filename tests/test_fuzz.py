@@ -67,3 +67,67 @@ def test_layers_that_do_not_fit_together(tmp_path: Path) -> None:
     (tmp_path / 'm.json').write_text(json.dumps(config))
     with pytest.raises(HGQBridgeError, match=r'branches_1d/add \(Add\).*cannot be built'):
         hgqbridge.import_model(tmp_path / 'm.json', QKERAS / 'branches_1d_weights.h5')
+
+
+MUTANTS = 48  # 6 small fixtures (every source format) x 4 mutation kinds x 2; about a second each
+CASE_LIMIT_S = 60.0
+
+
+def _run_mutants(cases: list, tmp_path: Path) -> dict[int, dict]:
+    """Run the worker over the cases; a case that exceeds the limit is recorded as a hang and the worker restarted."""
+    import select
+    import subprocess
+    import sys
+    import time
+
+    from .mutation import ROOT, asdict
+
+    results: dict[int, dict] = {}
+    pending = list(cases)
+    while pending:
+        spec = tmp_path / f'cases{len(results)}.json'
+        spec.write_text(json.dumps([asdict(c) for c in pending]))
+        proc = subprocess.Popen([sys.executable, '-m', 'tests.mutation', str(spec)], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        current, deadline = None, time.monotonic() + 300  # the first case includes the TensorFlow import
+        while True:
+            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            line = proc.stdout.readline() if ready else None
+            if line is None:  # over the limit: a hang
+                proc.kill()
+                proc.wait()
+                index = current if current is not None else pending[0].index
+                results[index] = {'outcome': 'hang', 'left': []}
+                pending = [c for c in pending if c.index > index]
+                break
+            if not line:  # the worker ended
+                proc.wait()
+                index = current if current is not None else pending[0].index
+                if current is not None:  # it died inside a case (a crash of the interpreter itself)
+                    results[index] = {'outcome': f'worker died with {proc.returncode}', 'left': []}
+                pending = [c for c in pending if c.index > index] if current is not None else []
+                break
+            msg = json.loads(line)
+            if 'start' in msg:
+                current, deadline = msg['start'], time.monotonic() + (CASE_LIMIT_S if results else 300)
+            else:
+                results[msg['done']] = msg
+                current = None
+                pending = [c for c in pending if c.index != msg['done']]
+    return results
+
+
+@pytest.mark.slow
+def test_mutated_files_end_in_a_conversion_or_a_clear_error(tmp_path: Path) -> None:
+    """Bit flips, truncations, zeroed blocks and swapped JSON fields in .h5, .json, .keras and SavedModel files:
+    every outcome is a converted model or an HGQBridgeError (CLI exit 2), within the per-case limit, and a
+    refused case leaves no output behind."""
+    from .mutation import mutants
+
+    cases = mutants(seed=20261128, n=MUTANTS, where=tmp_path)
+    results = _run_mutants(cases, tmp_path)
+    assert sorted(results) == [c.index for c in cases]
+    bad = {i: r['outcome'] for i, r in results.items() if r['outcome'] not in ('converted', 'refused')}
+    assert not bad, bad
+    assert all(r['left'] == (['model.keras'] if r['outcome'] == 'converted' else []) for r in results.values()), results
+    assert {r['outcome'] for r in results.values()} == {'converted', 'refused'}  # the mutants do reach both ends

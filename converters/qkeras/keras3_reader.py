@@ -22,7 +22,7 @@ import numpy as np
 from hgqbridge.errors import SourceFileError
 from hgqbridge.graph import SourceGraph
 
-from .reader import _check_file, graph_from_config
+from .reader import _check_file, graph_from_config, read_dataset
 
 MEMBERS = ('config.json', 'model.weights.h5')
 MAX_UNCOMPRESSED = 2 << 30  # 2 GiB: a larger member is refused (zip bombs)
@@ -67,13 +67,13 @@ def _present(name: str, config: dict) -> bool:
     return {'bias': config.get('use_bias', True), 'gamma': config.get('scale', True), 'beta': config.get('center', True)}.get(base, True)
 
 
-def _layer_weights(group: Any, cls: str, config: dict, where: str) -> dict[str, np.ndarray]:
+def _layer_weights(group: Any, cls: str, config: dict, where: str, limit: int) -> dict[str, np.ndarray]:
     names = [n for n in WEIGHT_ORDER.get(cls, ()) if _present(n, config)]
     found: dict[str, list[np.ndarray]] = {}
     for sub in ('', *sorted({n.split('/')[0] for n in names if '/' in n})):
         vars_group = group.get(f'{sub}/vars' if sub else 'vars')
         keys = sorted((k for k in (vars_group.keys() if vars_group is not None else ()) if k.isdigit()), key=int)
-        found[sub] = [np.asarray(vars_group[k][()]) for k in keys]
+        found[sub] = [read_dataset(vars_group[k], limit, Path(where)) for k in keys]
     expected = {sub: [n for n in names if (n.split('/')[0] if '/' in n else '') == sub] for sub in found}
     if any(len(found[sub]) != len(expected[sub]) for sub in found):
         got = {sub or '.': len(v) for sub, v in found.items()}
@@ -150,7 +150,7 @@ def read_keras(path: Path) -> SourceGraph:
                 name, cls = layer.get('name') or (layer.get('config') or {}).get('name'), layer.get('class_name')
                 group = layers_group.get(groups[str(name)]) if layers_group is not None and str(name) in groups else None
                 if group is not None and isinstance(layer.get('config'), dict):
-                    weights[str(name)] = _layer_weights(group, str(cls), layer['config'], f'{path}:{name} ({cls})')
+                    weights[str(name)] = _layer_weights(group, str(cls), layer['config'], f'{path}:{name} ({cls})', len(blob) + (1 << 20))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise SourceFileError('model.weights.h5 in the .keras archive is corrupted', where=str(path), received=str(err)[:200]) from None
     return graph_from_config(config, {k: v for k, v in weights.items() if v}, path)

@@ -44,6 +44,25 @@ def _decode(value: Any) -> str:
     return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
 
+def read_dataset(ds: Any, limit: int, path: Path) -> np.ndarray:
+    """A dataset's values, after checking that it is a numeric array no larger than ``limit`` bytes (the file
+    holds its weights uncompressed, so a larger one is a corrupted header, not data worth allocating)."""
+    import h5py
+
+    if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in 'fiub':
+        raise SourceFileError('a weight is not a numeric dataset', where=f'{path}:{getattr(ds, "name", ds)}', received=str(getattr(ds, 'dtype', type(ds))))
+    nbytes = int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize
+    if nbytes > limit:
+        raise SourceFileError('a weight claims more bytes than the file holds (corrupted)', where=f'{path}:{ds.name}',
+                              received=f'shape {ds.shape}, {nbytes} bytes', fix='re-save the model')
+    return np.asarray(ds[()])
+
+
+def size_limit(path: Path) -> int:
+    """The most bytes a weight of this file can hold: the file's size, plus slack for small files."""
+    return path.stat().st_size + (1 << 20)
+
+
 def read_weights(group: Any, path: Path) -> dict[str, dict[str, np.ndarray]]:
     """``{layer name: {weight name: array}}`` from a Keras-2 weights group (attrs ``layer_names``/``weight_names``)."""
     if 'layer_names' not in group.attrs:
@@ -53,7 +72,7 @@ def read_weights(group: Any, path: Path) -> dict[str, dict[str, np.ndarray]]:
         for layer_name in (_decode(n) for n in group.attrs['layer_names']):
             layer_group = group[layer_name]
             names = [_decode(n) for n in layer_group.attrs.get('weight_names', [])]
-            out[layer_name] = {n: np.asarray(layer_group[n][()]) for n in names}
+            out[layer_name] = {n: read_dataset(layer_group[n], size_limit(path), path) for n in names}
     except (KeyError, OSError, ValueError) as err:
         raise SourceFileError('the weights file is incomplete or corrupted', where=str(path), received=str(err)) from None
     return out
