@@ -108,23 +108,27 @@ def mutants(seed: int, n: int, where: Path) -> list[Case]:
 
 def run(cases: list[Case]) -> None:
     """Worker: convert each case with the CLI, print its outcome as one JSON line."""
+    import contextlib
+
     import hgqbridge
     from hgqbridge.cli import main
 
+    proto = sys.stdout  # protocol lines only; whatever the CLI prints goes to stderr
     for case in cases:
-        print(json.dumps({'start': case.index}), flush=True)
+        print(json.dumps({'start': case.index}), file=proto, flush=True)
         out = Path(case.folder) / 'out'
         out.mkdir()
         args = ['convert', case.files[0], '-o', str(out / 'model.keras')] + (['--weights', case.files[1]] if len(case.files) > 1 else [])
         try:
-            code = main(args)
+            with contextlib.redirect_stdout(sys.stderr):
+                code = main(args)
             outcome = 'converted' if code == 0 else 'refused' if code == 2 else f'exit {code}'
         except hgqbridge.HGQBridgeError as err:  # main() prints these; reaching here would be a CLI bug
             outcome = f'uncaught HGQBridgeError: {err}'
         except BaseException as err:  # noqa: BLE001 - the point is to report anything else
             outcome = f'{type(err).__name__}: {str(err)[:300]}'
         left = sorted(p.name for p in out.iterdir())
-        print(json.dumps({'done': case.index, 'outcome': outcome, 'left': left}), flush=True)
+        print(json.dumps({'done': case.index, 'outcome': outcome, 'left': left}), file=proto, flush=True)
 
 
 if __name__ == '__main__':

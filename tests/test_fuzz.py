@@ -100,13 +100,15 @@ def _run_mutants(cases: list, tmp_path: Path) -> dict[int, dict]:
                 results[index] = {'outcome': 'hang', 'left': []}
                 pending = [c for c in pending if c.index > index]
                 break
-            if not line:  # the worker ended
+            if not line:  # the worker ended: after the last case, or by dying inside one
                 proc.wait()
-                index = current if current is not None else pending[0].index
-                if current is not None:  # it died inside a case (a crash of the interpreter itself)
+                if pending:
+                    index = current if current is not None else pending[0].index
                     results[index] = {'outcome': f'worker died with {proc.returncode}', 'left': []}
-                pending = [c for c in pending if c.index > index] if current is not None else []
+                    pending = [c for c in pending if c.index > index]
                 break
+            if not line.startswith('{'):
+                continue
             msg = json.loads(line)
             if 'start' in msg:
                 current, deadline = msg['start'], time.monotonic() + (CASE_LIMIT_S if results else 300)

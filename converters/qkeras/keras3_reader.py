@@ -114,7 +114,14 @@ def _to_keras2(config: dict, path: Path) -> dict:
 
 
 def read_keras(path: Path) -> SourceGraph:
-    """A Keras-3 ``.keras`` zip (QKeras-v3 or Keras 3)."""
+    """A Keras-3 ``.keras`` zip (QKeras-v3 or Keras 3); parsed in a child process, as every HDF5 input is."""
+    from .isolated import isolated
+
+    return graph_from_config(*isolated('keras', path), path)
+
+
+def load_keras(path: Path) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
+    """(model config in Keras-2 shape, weights) of a ``.keras`` zip."""
     import h5py
 
     _check_file(path, 'model file')
@@ -151,6 +158,6 @@ def read_keras(path: Path) -> SourceGraph:
                 group = layers_group.get(groups[str(name)]) if layers_group is not None and str(name) in groups else None
                 if group is not None and isinstance(layer.get('config'), dict):
                     weights[str(name)] = _layer_weights(group, str(cls), layer['config'], f'{path}:{name} ({cls})', len(blob) + (1 << 20))
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         raise SourceFileError('model.weights.h5 in the .keras archive is corrupted', where=str(path), received=str(err)[:200]) from None
-    return graph_from_config(config, {k: v for k, v in weights.items() if v}, path)
+    return config, {k: v for k, v in weights.items() if v}

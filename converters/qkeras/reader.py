@@ -36,7 +36,7 @@ def _open_h5(path: Path, what: str) -> Any:
             raise SourceFileError(f'{what} is not an HDF5 file', where=str(path), fix='pass a Keras-2 .h5 file')
     try:
         return h5py.File(path, 'r')
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RuntimeError) as err:
         raise SourceFileError(f'{what} cannot be opened (truncated or corrupted HDF5)', where=str(path), received=str(err)) from None
 
 
@@ -73,7 +73,7 @@ def read_weights(group: Any, path: Path) -> dict[str, dict[str, np.ndarray]]:
             layer_group = group[layer_name]
             names = [_decode(n) for n in layer_group.attrs.get('weight_names', [])]
             out[layer_name] = {n: read_dataset(layer_group[n], size_limit(path), path) for n in names}
-    except (KeyError, OSError, ValueError) as err:
+    except (KeyError, OSError, ValueError, RuntimeError) as err:
         raise SourceFileError('the weights file is incomplete or corrupted', where=str(path), received=str(err)) from None
     return out
 
@@ -157,8 +157,11 @@ def _topological(layers: list[SourceLayer], path: Path) -> list[SourceLayer]:
     return list(done.values())
 
 
-def read_h5(path: Path) -> SourceGraph:
-    """A full Keras-2 model file written by ``model.save('m.h5')``."""
+Weights = dict[str, dict[str, np.ndarray]]
+
+
+def load_h5(path: Path) -> tuple[dict, Weights]:
+    """(model config, weights) of a full Keras-2 model file written by ``model.save('m.h5')``."""
     with _open_h5(path, 'model file') as f:
         if 'model_config' not in f.attrs:
             raise SourceFileError(
@@ -168,12 +171,11 @@ def read_h5(path: Path) -> SourceGraph:
             )
         config = _load_json(_decode(f.attrs['model_config']), path)
         group = f['model_weights'] if 'model_weights' in f else f
-        weights = read_weights(group, path)
-    return graph_from_config(config, weights, path)
+        return config, read_weights(group, path)
 
 
-def read_json(path: Path, weights_path: Path | None) -> SourceGraph:
-    """An architecture ``.json`` (``model.to_json()``) plus its weights ``.h5`` (``model.save_weights``)."""
+def load_json(path: Path, weights_path: Path | None) -> tuple[dict, Weights]:
+    """(model config, weights) of an architecture ``.json`` (``model.to_json()``) and its weights ``.h5``."""
     _check_file(path, 'architecture file')
     try:
         text = path.read_text(encoding='utf-8')
@@ -185,8 +187,21 @@ def read_json(path: Path, weights_path: Path | None) -> SourceGraph:
     if weights_path is None:
         raise SourceFileError('a .json architecture needs its weights', where=str(path), fix='add --weights SOURCE_weights.h5')
     with _open_h5(weights_path, 'weights file') as f:
-        weights = read_weights(f['model_weights'] if 'model_weights' in f else f, weights_path)
-    return graph_from_config(config, weights, path)
+        return config, read_weights(f['model_weights'] if 'model_weights' in f else f, weights_path)
+
+
+def read_h5(path: Path) -> SourceGraph:
+    """A full Keras-2 model file written by ``model.save('m.h5')`` (HDF5 parsed in a child process)."""
+    from .isolated import isolated
+
+    return graph_from_config(*isolated('h5', path), path)
+
+
+def read_json(path: Path, weights_path: Path | None) -> SourceGraph:
+    """An architecture ``.json`` (``model.to_json()``) plus its weights ``.h5`` (HDF5 parsed in a child process)."""
+    from .isolated import isolated
+
+    return graph_from_config(*isolated('json', path, weights_path), path)
 
 
 def _load_json(text: str, path: Path) -> dict:

@@ -208,3 +208,14 @@ def test_reads_savedmodel_without_loading_its_functions() -> None:
 def test_bad_savedmodel(tmp_path: Path, make, message: str) -> None:
     with pytest.raises(SourceFileError, match=message):
         read_savedmodel(make(tmp_path))
+
+
+def test_a_file_that_hangs_hdf5_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mutation fuzzer's case 12 (a zeroed block in the model_config attribute) makes the HDF5 C library loop;
+    the reader's child process is stopped at the time limit and the user gets one clear error."""
+    from ...mutation import mutants
+
+    case = mutants(seed=20261128, n=13, where=tmp_path)[12]
+    monkeypatch.setenv('HGQBRIDGE_READ_TIMEOUT', '5')
+    with pytest.raises(SourceFileError, match='did not finish within 5 s'):
+        read_h5(Path(case.files[0]))
