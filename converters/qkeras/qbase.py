@@ -38,10 +38,18 @@ WEIGHT_POSITIONS = ('kernel', 'depthwise', 'pointwise', 'recurrent', 'gamma', 'v
 MAX_BITS = 64
 
 
+def check_integer(integer: Any) -> int:
+    """A quantizer's ``integer`` argument as an int, or a LayerProblem (NaN, infinity, fractions, absurd sizes)."""
+    ok = isinstance(integer, (int, float)) and not isinstance(integer, bool) and np.isfinite(integer) and float(integer).is_integer()
+    if not ok or abs(int(integer)) > MAX_BITS:
+        raise LayerProblem(f'integer must be a whole number from -{MAX_BITS} to {MAX_BITS}, got {integer!r}', 'fix the quantizer in the model')
+    return int(integer)
+
+
 def check_common(bits: Any, qnoise_factor: Any) -> None:
     if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= MAX_BITS:
         raise LayerProblem(f'bits must be an integer from 1 to {MAX_BITS}, got {bits!r}', 'fix the quantizer in the model')
-    if qnoise_factor is not None and float(qnoise_factor) != 1.0:
+    if qnoise_factor is not None and (not isinstance(qnoise_factor, (int, float)) or float(qnoise_factor) != 1.0):
         raise LayerProblem(
             f'qnoise_factor={qnoise_factor} mixes float and quantized values at inference',
             'set qnoise_factor=1 (the default) before saving',

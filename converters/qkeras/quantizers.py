@@ -26,7 +26,7 @@ from ..hgq.blocks import ClippedQuantizeSpec, LeakyQuantizeSpec
 from ..hgq.build import Spec
 from .grammar import parse_string
 from .precomputed import Binary, QuantizedPo2, QuantizedReluPo2, StochasticBinary, StochasticTernary, Ternary
-from .qbase import WEIGHT_POSITIONS, ActivationPlan, FormatQuantizer, WeightPlan, check_common
+from .qbase import WEIGHT_POSITIONS, ActivationPlan, FormatQuantizer, WeightPlan, check_common, check_integer
 from .weights import auto_scaled_bits, scaled_bits, sign_bits
 
 @dataclass(frozen=True)
@@ -65,6 +65,9 @@ class QuantizedBits(FormatQuantizer):
     def effective_alpha(self, position: str) -> Any:
         if self.alpha is None and position in WEIGHT_POSITIONS:
             return 'auto_po2'  # what QKeras does silently on kernels (qlayers.py _set_trainable_parameter)
+        numeric = isinstance(self.alpha, (int, float)) and not isinstance(self.alpha, bool)
+        if self.alpha is not None and not isinstance(self.alpha, str) and not (numeric and np.isfinite(self.alpha) and self.alpha != 0):
+            raise LayerProblem(f'alpha must be None, a non-zero finite number, \'auto\' or \'auto_po2\', got {self.alpha!r}', 'fix the quantizer in the model')
         return self.alpha
 
     def float_rounded(self, position: str) -> bool:
@@ -84,6 +87,7 @@ class QuantizedBits(FormatQuantizer):
         """Fixed formats quantize at run time; scaled ones (alpha auto/auto_po2/number) are computed here once."""
         alpha = self.effective_alpha(position)
         check_common(self.bits, self.qnoise_factor)
+        check_integer(self.integer)
         if self.bits == 1 and self.keep_negative:  # QKeras's sign path: alpha * sign(w), 0 -> +1
             if isinstance(alpha, str):
                 raise LayerProblem(f'quantized_bits(1) with alpha={alpha!r} divides by zero levels in QKeras (its weights are NaN)',
@@ -108,6 +112,7 @@ class QuantizedBits(FormatQuantizer):
 
     def fixed_format(self, position: str) -> FixedFormat:
         check_common(self.bits, self.qnoise_factor)
+        check_integer(self.integer)
         alpha = self.effective_alpha(position)
         if isinstance(alpha, str) or (alpha is not None and float(alpha) != 1.0):
             raise LayerProblem(
@@ -147,6 +152,7 @@ class QuantizedRelu(FormatQuantizer):
 
     def fixed_format(self, position: str) -> FixedFormat:
         check_common(self.bits, self.qnoise_factor)
+        check_integer(self.integer)
         if self.use_sigmoid or self.negative_slope:
             raise LayerProblem(
                 f'quantized_relu with {"use_sigmoid" if self.use_sigmoid else "negative_slope"} needs two quantization steps, '
@@ -163,6 +169,7 @@ class QuantizedRelu(FormatQuantizer):
         if not self.use_sigmoid and not self.negative_slope:
             return None
         check_common(self.bits, self.qnoise_factor)
+        check_integer(self.integer)
         if self.bits < 2:
             raise LayerProblem(f'quantized_relu({self.bits}) with use_sigmoid or negative_slope rounds ties like no fixed-point format', 'use bits >= 2')
         if self.use_sigmoid and self.negative_slope:
