@@ -4,16 +4,28 @@ da4ml/)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from hgqbridge.errors import SourceFileError
+import numpy as np
+
+from hgqbridge.errors import HGQBridgeError, SourceFileError
+from hgqbridge.io import check_input_shape
 from hgqbridge.fixed import FixedFormat
 
 from .hgq.driver import Conversion
 
 
-def import_model(path: Path, weights: Path | None = None, input_format: FixedFormat | None = None) -> Conversion:
-    """Read a source model file and convert it; the reader is chosen by the file suffix."""
+def import_model(
+    path: Path, weights: Path | None = None, input_format: FixedFormat | None = None, *,
+    bits: int | None = None, dummy: bool = False, calibration: dict[str, np.ndarray] | None = None, fold_batchnorm: bool = False,
+) -> Conversion:
+    """Read a source model file and convert it; the reader is chosen by the file suffix.
+
+    ``fold_batchnorm`` folds float batch normalizations into the Dense/Conv before them. A float model (no QKeras
+    layer), or any model when ``bits``/``dummy`` is given, is quantized by a ``FloatPolicy``: ``dummy`` keeps it float; otherwise ``bits``-bit (default 8) weights and activations, the
+    activations' integer bits from ``calibration['x']`` when given. With calibration data the report shows
+    the float and the quantized model side by side."""
     from . import qkeras
 
     suffix = path.suffix.lower()
@@ -30,4 +42,33 @@ def import_model(path: Path, weights: Path | None = None, input_format: FixedFor
             f'unknown model file type {suffix or "(none)"!r}', where=str(path),
             fix='pass a Keras-2/QKeras .h5 file, SOURCE.json --weights SOURCE_weights.h5, a Keras-3/QKeras-v3 .keras file, or a tf.keras SavedModel folder',
         )
-    return qkeras.convert_graph(graph, input_format)
+    from .hgq.build import FloatPolicy
+    from .hgq.float_model import calibrate_policy, comparison, is_float_graph, policy_summary
+
+    if is_float_graph(graph):
+        graph = replace(graph, framework='keras')
+    folded: list[str] = []
+    if fold_batchnorm:
+        graph, folded = qkeras.fold_batchnorm(graph)
+
+    if bits is not None and (not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= 32):
+        raise HGQBridgeError('bits must be an integer from 2 to 32', received=bits, fix='e.g. --bits 8')
+    if not (dummy or bits is not None or is_float_graph(graph)):
+        conv = qkeras.convert_graph(graph, input_format)
+        if fold_batchnorm:
+            conv.report.summary.append(f'batch normalization folded into the layer before it: {", ".join(folded) or "none could be"}')
+        return conv
+    policy = FloatPolicy(bits or 8, dummy)
+    conv = qkeras.convert_graph(graph, input_format, policy)
+    x = None if calibration is None else check_input_shape(calibration['x'], tuple(conv.model.inputs[0].shape[1:]), 'calibration data x')
+    if x is not None and not dummy:
+        calibrate_policy(conv.model, x, policy)
+    conv.report.summary.extend(policy_summary(policy, None if x is None or dummy else len(x)))
+    if fold_batchnorm:
+        conv.report.summary.append(f'batch normalization folded into the layer before it: {", ".join(folded) or "none could be"}')
+    if x is not None and not dummy:
+        reference = qkeras.convert_graph(graph, input_format, FloatPolicy(policy.bits, dummy=True)).model
+        x_eval = calibration.get('x_val', x)
+        y_eval = calibration.get('y_val') if 'x_val' in calibration else calibration.get('y')
+        conv.report.summary.extend(comparison(reference, conv.model, check_input_shape(x_eval, tuple(conv.model.inputs[0].shape[1:]), 'x_val'), y_eval))
+    return conv

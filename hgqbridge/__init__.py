@@ -35,21 +35,33 @@ def _quiet_tf() -> None:
     os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
 
-def import_model(path: str | Path, weights: str | Path | None = None, input_format: str | FixedFormat | None = None) -> Any:
-    """Read and convert a source model; returns a ``Conversion`` (``.model``, ``.report``, tensor map)."""
+def import_model(
+    path: str | Path, weights: str | Path | None = None, input_format: str | FixedFormat | None = None, *,
+    bits: int | None = None, dummy: bool = False, calibration: str | Path | dict | None = None, fold_batchnorm: bool = False,
+) -> Any:
+    """Read and convert a source model; returns a ``Conversion`` (``.model``, ``.report``, tensor map).
+
+    Float (plain Keras) models are quantized with ``bits``-bit weights and activations (default 8), activation
+    ranges from ``calibration`` (an ``.npz`` path or a dict with ``x``, optionally ``y``/``x_val``/``y_val``);
+    ``dummy=True`` gives the float model itself in HGQ2 layers (dummy quantizers)."""
     _quiet_tf()
     from .converters import import_model as _import
+    from .io import load_data
 
     try:
         fmt = FixedFormat.parse(input_format) if isinstance(input_format, str) else input_format
     except ValueError as err:
         raise HGQBridgeError('invalid input format', received=input_format, fix=f'{err}; e.g. fixed<16,6>') from None
-    return _import(Path(path), Path(weights) if weights else None, fmt)
+    data = load_data(Path(calibration)) if isinstance(calibration, (str, Path)) else calibration
+    return _import(Path(path), Path(weights) if weights else None, fmt, bits=bits, dummy=dummy, calibration=data, fold_batchnorm=fold_batchnorm)
 
 
-def convert(path: str | Path, weights: str | Path | None = None, input_format: str | FixedFormat | None = None) -> Any:
+def convert(
+    path: str | Path, weights: str | Path | None = None, input_format: str | FixedFormat | None = None, *,
+    bits: int | None = None, dummy: bool = False, calibration: str | Path | dict | None = None, fold_batchnorm: bool = False,
+) -> Any:
     """Read a source model file and return the equivalent ``keras.Model`` made of ``hgq.layers``."""
-    return import_model(path, weights, input_format).model
+    return import_model(path, weights, input_format, bits=bits, dummy=dummy, calibration=calibration, fold_batchnorm=fold_batchnorm).model
 
 
 def verify(conversion: Any, golden: str | Path) -> VerifyReport:

@@ -62,7 +62,8 @@ def _print_report(report: Any, as_json: bool, save: Path | None = None) -> None:
 def cmd_convert(a: argparse.Namespace) -> int:
     from . import import_model, verify
 
-    conv = import_model(a.source, a.weights, a.input_format)
+    conv = import_model(a.source, a.weights, a.input_format, bits=a.bits, dummy=a.dummy, calibration=a.calibration,
+                        fold_batchnorm=a.fold_batchnorm)
     print(conv.report.to_text())
     status = 0
     if a.verify is not None:
@@ -151,12 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
 
-    c = sub.add_parser('convert', help='convert a QKeras/Keras-2 model file into an HGQ2 .keras model')
-    c.add_argument('source', type=Path, help='SOURCE.h5, or SOURCE.json with --weights')
+    c = sub.add_parser('convert', help='convert a QKeras or Keras model file into an HGQ2 .keras model')
+    c.add_argument('source', type=Path, help='SOURCE.h5, SOURCE.json with --weights, SOURCE.keras, or a SavedModel folder')
     c.add_argument('--weights', type=Path, help='weights .h5 for a .json architecture')
     c.add_argument('-o', '--output', type=Path, required=True, help='output .keras file')
     c.add_argument('--verify', nargs='?', const='', metavar='GOLDEN', help='compare with golden outputs (default SOURCE.golden.npz)')
     c.add_argument('--input-format', help="firmware input type when the source does not quantize its input (default 'fixed<16,6>')")
+    c.add_argument('--bits', type=int, help='float (plain Keras) layers: bits of every weight and activation (default 8)')
+    c.add_argument('--calibration', type=Path, metavar='DATA', help='float layers: .npz with x (and y, x_val, y_val) to set activation ranges')
+    c.add_argument('--dummy', action='store_true', help='float layers: HGQ2 dummy quantizers, i.e. the float model itself')
+    c.add_argument('--fold-batchnorm', action='store_true', help='fold float BatchNormalization into the Dense/Conv before it')
     c.add_argument('--force', action='store_true', help='overwrite the output')
     c.set_defaults(run=cmd_convert)
 

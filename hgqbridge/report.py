@@ -47,12 +47,14 @@ class ConversionReport(_Report):
     model: str
     layers: list[LayerNote]
     hgq_layers: list[str]
+    summary: list[str] = field(default_factory=list)  # model-level notes: the float policy, float vs quantized
 
     def to_text(self) -> str:
         lines = [f'Converted {self.source} ({self.framework}) into HGQ2 model {self.model!r}:']
         for note in self.layers:
             lines.append(f'  {note.source:<20} {note.source_class:<14} -> {note.hgq_class}')
             lines.extend(f'  {"":<20} {"":<14}    note: {n}' for n in note.notes)
+        lines.extend(f'  {line}' for line in self.summary)
         return '\n'.join(lines)
 
 

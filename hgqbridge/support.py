@@ -16,7 +16,7 @@ def support_markdown() -> str:
     from .converters.hls4ml.rules import VERIFIED as HLS4ML_VERIFIED
     from .converters.qkeras import LAYERS, QUANTIZERS
 
-    lines = ['| QKeras / Keras-2 layer | status |', '|---|---|']
+    lines = ['| QKeras / Keras layer | status |', '|---|---|']
     lines += [f'| `{name}` | {_status(LAYERS.get(name))} |' for name in LAYERS.names()]
     lines += [f'| `{name}` | refused: {r.reason} |' for name, r in LAYERS.refused()]
     lines += ['', '| QKeras quantizer | status |', '|---|---|']

@@ -66,7 +66,11 @@ class BatchNormSpec:
             raise ValueError(f'batch normalization over axis {self.axis} of a rank-{rank} tensor is not converted; normalize the last axis')
         iq, enable_iq = take_input_quantizer(t, ctx, name)
         inv, offset = self.scale_offset()
-        kq_fmt, bq_fmt = (FormatArray(*(getattr(FormatArray.covering(v[None]), a)[0] for a in 'kif')) for v in (inv, offset))
+        if ctx.policy is not None:  # a float source: policy formats (or dummy quantizers), never the 24-bit exact ones
+            kq_fmt = None if ctx.policy.dummy else ctx.policy.weight_format(inv)
+            bq_fmt = None if ctx.policy.dummy else ctx.policy.weight_format(offset)
+        else:
+            kq_fmt, bq_fmt = (FormatArray(*(getattr(FormatArray.covering(v[None]), a)[0] for a in 'kif')) for v in (inv, offset))
         layer = QBatchNormalization(
             epsilon=0.0, kq_conf=quantizer_config(kq_fmt, 'weight'), bq_conf=quantizer_config(bq_fmt, 'bias'),
             iq_conf=quantizer_config(iq, 'datalane') if enable_iq else None, enable_iq=enable_iq, name=name,
@@ -78,8 +82,10 @@ class BatchNormSpec:
         layer.moving_variance.assign(np.ones_like(inv))
         assign_formats(layer.kq, kq_fmt)
         assign_formats(layer.bq, bq_fmt)
-        exact_scale = np.all(np.log2(np.abs(inv[inv != 0])) % 1 == 0)
-        if not exact_scale:
+        exact_scale = np.all(np.log2(np.abs(inv[inv != 0])) % 1 == 0) and ctx.policy is None
+        if ctx.policy is not None:
+            ctx.inexact[name] = 'float source batch normalization' + (' (dummy quantizers)' if ctx.policy.dummy else ', quantized')
+        elif not exact_scale:
             ctx.inexact[name] = 'batch normalization with a non-power-of-two float32 scale: the source rounds in float32'
             ctx.note(name, 'batch normalization: exact float32 scale and offset, but the source\'s float32 products round; matched to measured error')
         ctx.ref(name, TensorRef(name))

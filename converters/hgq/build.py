@@ -47,9 +47,33 @@ class Tensor:
     quantized: bool = False  # the values lie on a known fixed-point grid
 
 
+@dataclass(frozen=True)
+class FloatPolicy:
+    """How float parts of a source model are quantized: ``dummy`` keeps them float (HGQ2 dummy quantizers, the
+    float model to the last digit); otherwise weights get ``bits``-bit per-channel formats covering their range
+    and activations ``bits``-bit WRAP quantizers whose integer bits calibration sets from data."""
+
+    bits: int = 8
+    dummy: bool = False
+
+    def weight_format(self, values: np.ndarray) -> FormatArray:
+        """Per output channel (last axis): signed, integer bits covering max |w|, ``bits`` bits in all."""
+        v = np.abs(np.asarray(values, dtype=np.float64))
+        peak = v.reshape(-1, v.shape[-1]).max(axis=0) if v.ndim > 1 else v
+        i = np.where(peak > 0, np.floor(np.log2(np.maximum(peak, 1e-30))) + 1, 0).astype(np.int64)
+        shape = (1,) * (v.ndim - 1) + (peak.size,) if v.ndim > 1 else (peak.size,)
+        i = i.reshape(shape)
+        return FormatArray(np.ones_like(i), i, self.bits - 1 - i, 'RND', 'SAT')
+
+    def activation_format(self) -> FixedFormat:
+        """Before calibration: signed, 3 integer bits (range +-8)."""
+        return FixedFormat(1, 3, self.bits - 4, 'RND', 'WRAP')
+
+
 @dataclass
 class BuildContext:
     input_format: FixedFormat = DEFAULT_INPUT_FORMAT
+    policy: FloatPolicy | None = None  # set for float source models (plain Keras): how their float parts are quantized
     refs: dict[str, TensorRef] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
     inexact: dict[str, str] = field(default_factory=dict)  # layer -> why it cannot match the source bit for bit
@@ -101,6 +125,10 @@ def take_input_quantizer(t: Tensor, ctx: BuildContext, consumer: str, index: int
         ref = TensorRef(consumer, 'iq') if index is None else TensorRef(consumer, 'quantized-input', t.pending, index)
         ctx.ref(t.source, ref)
         return t.pending, True
+    if not t.quantized and ctx.policy is not None:
+        if ctx.policy.dummy:
+            return None, True  # a dummy (float) input quantizer
+        return ctx.policy.activation_format(), True
     if not t.quantized:
         ctx.note(consumer, f'the source does not quantize this input; the HGQ2 model quantizes it to {ctx.input_format}')
         return ctx.input_format, True
@@ -157,22 +185,45 @@ class IdentitySpec:
 
 @dataclass(frozen=True)
 class FloatActivationSpec:
-    """relu (exact on any input) or softmax (float; reported as not bit-exact)."""
+    """A float activation: relu (exact on any input); anything else (softmax, sigmoid, tanh, ...) stays a float
+    Keras activation, reported as not bit-exact, unless a float policy quantizes it: QSoftmax for softmax and a
+    QUnaryFunctionLUT (a table between a quantized input and a quantized output) for the others."""
 
     activation: str
 
     def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
         import keras
 
-        t = materialize(inputs[0], ctx)
         if self.activation == 'relu':
-            layer = keras.layers.ReLU(name=name)
-        else:
-            layer = keras.layers.Activation(self.activation, name=name)
-            ctx.inexact[name] = f'float {self.activation}'
-            ctx.note(name, f'float {self.activation}: kept as a float output head, not bit-exact in firmware')
+            t = materialize(inputs[0], ctx)
+            ctx.ref(name, TensorRef(name))
+            return Tensor(keras.layers.ReLU(name=name)(t.value), name, quantized=t.quantized)
+        if ctx.policy is not None and not ctx.policy.dummy:
+            return self._quantized(name, inputs[0], ctx)
+        t = materialize(inputs[0], ctx)
+        layer = keras.layers.Activation(self.activation, name=name)
+        ctx.inexact[name] = f'float {self.activation}'
+        ctx.note(name, f'float {self.activation}: kept float (not bit-exact, not deployable as such)')
         ctx.ref(name, TensorRef(name))
-        return Tensor(layer(t.value), name, quantized=self.activation == 'relu' and t.quantized)
+        return Tensor(layer(t.value), name)
+
+    def _quantized(self, name: str, t: Tensor, ctx: BuildContext) -> Tensor:
+        from hgq.layers import QSoftmax, QUnaryFunctionLUT
+
+        policy = ctx.policy or FloatPolicy()
+        iq, enable_iq = take_input_quantizer(t, ctx, name)
+        if iq is None and not enable_iq:  # already quantized upstream: the table still needs an input format
+            iq, enable_iq = policy.activation_format(), True
+        ctx.inexact[name] = f'{self.activation} of a float source, quantized'
+        if self.activation == 'softmax':
+            layer = QSoftmax(iq_conf=quantizer_config(iq, 'datalane'), enable_iq=True, name=name)
+            ctx.note(name, f'QSoftmax, input {iq} (integer bits from calibration), HGQ2\'s default exp/inverse tables')
+        else:
+            out = policy.activation_format()
+            layer = QUnaryFunctionLUT(self.activation, iq_conf=quantizer_config(iq, 'datalane'), oq_conf=quantizer_config(out, 'datalane'), name=name)
+            ctx.note(name, f'QUnaryFunctionLUT({self.activation}): input {iq}, output {out} (integer bits from calibration)')
+        ctx.ref(name, TensorRef(name))
+        return Tensor(layer(t.value), name, quantized=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -196,7 +247,14 @@ class WeightLayerSpec:
 
         (t,) = inputs
         iq, enable_iq = take_input_quantizer(t, ctx, name)
-        if self.kernel_fmt is None:
+        kernel_fmt, bias_fmt = self.kernel_fmt, self.bias_fmt
+        if self.kernel_fmt is None and ctx.policy is not None:
+            ctx.inexact[name] = 'float source layer, quantized' if not ctx.policy.dummy else 'float source layer (dummy quantizers)'
+            if not ctx.policy.dummy:
+                kernel_fmt = ctx.policy.weight_format(self.kernel)
+                bias_fmt = ctx.policy.weight_format(self.bias) if self.bias is not None else None
+                ctx.note(name, f'float weights: {ctx.policy.bits}-bit per-channel formats covering their range')
+        elif self.kernel_fmt is None:
             ctx.inexact[name] = 'float weights'
             ctx.note(name, 'float weights in the source: kept float (HGQ2 dummy quantizers); quantize before export')
         elif isinstance(self.kernel_fmt, FormatArray):
@@ -209,21 +267,23 @@ class WeightLayerSpec:
             **self.args,
             activation=self.activation,
             use_bias=self.bias is not None,
-            kq_conf=quantizer_config(self.kernel_fmt, 'weight'),
-            bq_conf=quantizer_config(self.bias_fmt, 'bias') if self.bias is not None else None,
+            kq_conf=quantizer_config(kernel_fmt, 'weight'),
+            bq_conf=quantizer_config(bias_fmt, 'bias') if self.bias is not None else None,
             iq_conf=quantizer_config(iq, 'datalane') if enable_iq else None,
             enable_iq=enable_iq,
             name=name,
         )
         out = layer(t.value)
         layer.kernel.assign(self.kernel.astype(np.float32))
-        assign_formats(layer.kq, self.kernel_fmt)
+        assign_formats(layer.kq, kernel_fmt)
         if self.bias is not None:
             layer.bias.assign(self.bias.astype(np.float32))
-            assign_formats(layer.bq, self.bias_fmt)
+            assign_formats(layer.bq, bias_fmt)
         if self.out_fmt is None:
             ctx.ref(name, TensorRef(name))
-            return Tensor(out, name, quantized=self.kernel_fmt is not None and (enable_iq or t.quantized))
+            # a float source layer's wide sums are re-quantized by the next layer's policy input quantizer
+            exact_sums = kernel_fmt is not None and self.kernel_fmt is not None and (enable_iq or t.quantized)
+            return Tensor(out, name, quantized=exact_sums)
         if self.out_affine is not None:
             return quantize_now(Tensor(out, name), self.out_fmt, self.out_affine, name, f'{name}_activation', ctx)
         return Tensor(out, name, pending=self.out_fmt, pending_layer=f'{name}_activation', quantized=True)
@@ -251,26 +311,28 @@ class MoveSpec:
 
 @dataclass(frozen=True)
 class MergeSpec:
-    """Add (HGQ2 QAdd, each input quantized by its own iq) or Concatenate (Keras; pending inputs materialised)."""
+    """Add / Subtract / Multiply (HGQ2 QAdd / QSubtract / QMultiply, each input quantized by its own iq when every
+    input has a pending quantizer) or Concatenate (Keras; pending inputs materialised)."""
 
-    op: str  # 'add' or 'concatenate'
+    op: str  # 'add', 'subtract', 'multiply' or 'concatenate'
     axis: int = -1
 
     def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
         import keras
-        from hgq.layers import QAdd
+        from hgq.layers import QAdd, QMultiply, QSubtract
 
         if self.op == 'concatenate':
             ts = [materialize(t, ctx) for t in inputs]
             out = keras.layers.Concatenate(axis=self.axis, name=name)([t.value for t in ts])
             ctx.ref(name, TensorRef(name))
             return Tensor(out, name, quantized=all(t.quantized for t in ts))
+        cls = {'add': QAdd, 'subtract': QSubtract, 'multiply': QMultiply}[self.op]
         if all(t.pending is not None for t in inputs):
             confs = [quantizer_config(take_input_quantizer(t, ctx, name, i)[0], 'datalane') for i, t in enumerate(inputs)]
-            layer = QAdd(iq_confs=confs, name=name)
+            layer = cls(iq_confs=confs, name=name)
         else:
             inputs = [materialize(t, ctx) for t in inputs]
-            layer = QAdd(enable_iq=False, name=name)
+            layer = cls(enable_iq=False, name=name)
         ctx.ref(name, TensorRef(name))
         return Tensor(layer([t.value for t in inputs]), name, quantized=all(t.quantized or t.pending for t in inputs))
 

@@ -12,7 +12,7 @@ from hgqbridge.graph import SourceGraph
 from hgqbridge.registry import Registry
 from hgqbridge.report import ConversionReport, LayerNote
 
-from .build import DEFAULT_INPUT_FORMAT, BuildContext, Spec, TensorRef, build_model
+from .build import DEFAULT_INPUT_FORMAT, BuildContext, FloatPolicy, Spec, TensorRef, build_model
 
 
 @dataclass
@@ -49,9 +49,9 @@ def parse_all(graph: SourceGraph, layers: Registry[Callable[..., Spec]]) -> dict
     return specs
 
 
-def convert_graph(graph: SourceGraph, layers: Registry, input_format: FixedFormat | None = None) -> Conversion:
+def convert_graph(graph: SourceGraph, layers: Registry, input_format: FixedFormat | None = None, policy: FloatPolicy | None = None) -> Conversion:
     specs = parse_all(graph, layers)
-    ctx = BuildContext(input_format or DEFAULT_INPUT_FORMAT)
+    ctx = BuildContext(input_format or DEFAULT_INPUT_FORMAT, policy)
     model = build_model(graph, specs, ctx)
     notes = [
         LayerNote(layer.name, layer.class_name, _target(model, layer.name, ctx.refs.get(layer.name)), ctx.notes.get(layer.name, []))

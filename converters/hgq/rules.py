@@ -99,9 +99,17 @@ def layer_facts(model: Any) -> list[LayerFacts]:
 
 
 def _float_scale(layer: Any) -> bool:
-    scale = np.abs(np.asarray(layer.qscaler_and_qoffset[0], dtype=np.float64))
+    """A batch normalization whose products x * scale may need more than float32's 24 significant bits: the
+    scale's significant bits plus the input's width (16 when its input quantizer is off)."""
+    scale = np.abs(np.asarray(layer.qscaler_and_qoffset[0], dtype=np.float64)).ravel()
     scale = scale[scale > 0]
-    return bool(np.any(np.log2(scale) % 1 != 0))
+    if not scale.size:
+        return False
+    mantissa = np.frexp(scale)[0] * 2.0**53
+    significant = int(max(53 - (int(m) & -int(m)).bit_length() + 1 for m in mantissa))
+    info = quantizer_info(layer.iq) if getattr(layer, 'enable_iq', False) else None
+    width = int(np.max(info.width)) if info is not None else 16
+    return significant + width > 24
 
 
 def _fan_in(layer: Any, cls: str) -> int:

@@ -20,7 +20,7 @@ from ..hgq.build import FloatActivationSpec, IdentitySpec, InputSpec, MergeSpec,
 from .quantizers import FloatActivation, parse_quantizer, weight_plan
 
 Handler = Callable[[SourceLayer], Spec]
-LAYERS: Registry[Handler] = Registry('QKeras layer')
+LAYERS: Registry[Handler] = Registry('Keras/QKeras layer')
 
 #: Float activations a dense layer can carry itself (exact on fixed-point values).
 DENSE_ACTIVATIONS = ('linear', 'relu')
@@ -30,6 +30,9 @@ for _name, _why in {
     'Lambda': 'a Lambda layer holds Python bytecode, which hgqbridge never executes',
 }.items():
     LAYERS.refuse(_name, _why, 'rewrite the layer with supported layers')
+for _name in ('LSTM', 'GRU', 'SimpleRNN', 'Bidirectional', 'ConvLSTM2D'):
+    LAYERS.refuse(_name, 'float recurrent Keras layers are not converted (HGQ2 recurrent layers quantize their state every step)',
+                  'use QKeras QSimpleRNN, or unroll the recurrence into Dense layers')
 LAYERS.refuse('QBidirectional', 'bidirectional recurrent layers are not converted', 'use a single-direction QSimpleRNN')
 LAYERS.refuse('QAdaptiveActivation', 'its integer bits follow running statistics, so the saved model does not fix its quantizer',
               'freeze it: replace it by QActivation(quantized_bits(...)) with the bits it has learned')
@@ -57,13 +60,34 @@ def input_layer(layer: SourceLayer) -> Spec:
     return InputSpec(tuple(shape))
 
 
+#: Keras activation names a float model may use; they stay float (dummy) or become QSoftmax / QUnaryFunctionLUT.
+#: 'hard_sigmoid' is absent on purpose: Keras 2 (0.2x + 0.5) and Keras 3 (relu6(x + 3) / 6) define it differently.
+KERAS_ACTIVATIONS = ('linear', 'relu', 'softmax', 'sigmoid', 'tanh', 'swish', 'silu', 'gelu', 'elu', 'selu', 'softplus', 'softsign',
+                     'exponential', 'relu6', 'mish', 'hard_silu', 'hard_swish', 'leaky_relu')
+
+
+def keras_activation(name: object, layer: SourceLayer) -> Spec:
+    """A Keras (not QKeras) activation name: removed (linear), or a float activation spec."""
+    if not isinstance(name, str) or name not in KERAS_ACTIVATIONS:
+        why = ' (Keras 2 and Keras 3 define it differently)' if name == 'hard_sigmoid' else ''
+        raise LayerProblem(f'Keras activation {name!r} is not converted{why}', f'use one of {", ".join(KERAS_ACTIVATIONS)}')
+    return IdentitySpec('linear activation') if name == 'linear' else FloatActivationSpec(name)
+
+
 @LAYERS.register('QActivation', 'Activation')
 def activation(layer: SourceLayer) -> Spec:
     if layer.class_name == 'Activation':
-        name = layer.config.get('activation')
-        if name not in ('linear', 'relu', 'softmax'):
-            raise LayerProblem(f'Keras activation {name!r} is not converted', 'use relu, linear or softmax, or a QKeras quantizer')
+        return keras_activation(layer.config.get('activation'), layer)
     return _activation_spec(layer.config.get('activation'), layer)
+
+
+@LAYERS.register('Softmax')
+def softmax(layer: SourceLayer) -> Spec:
+    """A float softmax: kept float, or HGQ2 QSoftmax when a float model is quantized."""
+    axis = layer.config.get('axis', -1)
+    if axis not in (-1, [-1]):
+        raise LayerProblem(f'softmax over axis {axis!r} is not converted', 'use the last axis')
+    return FloatActivationSpec('softmax')
 
 
 @LAYERS.register('Dropout')
@@ -117,12 +141,13 @@ def zero_padding(layer: SourceLayer) -> Spec:
     return MoveSpec(layer.class_name, (('padding', nested),))
 
 
-@LAYERS.register('Add', 'Concatenate')
+@LAYERS.register('Add', 'Subtract', 'Multiply', 'Concatenate')
 def merge(layer: SourceLayer) -> Spec:
-    if len(layer.inbound) < 2:
-        raise LayerProblem(f'{layer.class_name} needs at least two inputs, got {len(layer.inbound)}', 're-save the model')
-    if layer.class_name == 'Add':
-        return MergeSpec('add')
+    n = len(layer.inbound)
+    if n < 2 or (layer.class_name == 'Subtract' and n != 2):
+        raise LayerProblem(f'{layer.class_name} needs {"exactly" if layer.class_name == "Subtract" else "at least"} two inputs, got {n}', 're-save the model')
+    if layer.class_name != 'Concatenate':
+        return MergeSpec(layer.class_name.lower())
     axis = layer.config.get('axis', -1)
     if not isinstance(axis, int):
         raise LayerProblem(f'axis must be an integer, got {axis!r}', 're-save the model')
@@ -162,11 +187,17 @@ def weight_spec(
         kernel = kernel.reshape(kernel_shape)
         kernel_fmt = FormatArray.covering(kernel) if isinstance(kernel_fmt, FormatArray) else kernel_fmt
     bias, bias_fmt = weight_plan(bq, bias, 'bias') if bias is not None else (None, None)
-    act = parse_quantizer(layer.config.get('activation', 'linear'), 'activation') if activation else None
+    act_value = layer.config.get('activation', 'linear') if activation else None
+    if act_value is not None and not layer.class_name.startswith('Q') and isinstance(act_value, str):
+        act = FloatActivation(act_value)  # a Keras layer: a Keras activation name, checked below
+    else:
+        act = parse_quantizer(act_value, 'activation') if activation else None
     out_fmt, out_affine, float_act = None, None, 'linear'
+    if isinstance(act, FloatActivation) and act.name not in DENSE_ACTIVATIONS:
+        rounded = any(q is not None and q.float_rounded(pos) for q, pos in ((kq, position), (bq, 'bias')))
+        linear = WeightLayerSpec(kind, args, kernel, bias, kernel_fmt, bias_fmt, 'linear', None, None, rounded)
+        return ChainSpec(linear, keras_activation(act.name, layer))
     if isinstance(act, FloatActivation):
-        if act.name not in DENSE_ACTIVATIONS:
-            raise LayerProblem(f'activation={act.name!r} inside {layer.class_name} is not converted', 'move it to its own Activation layer')
         float_act = act.name
     elif act is not None and (two_step := getattr(act, 'two_step', lambda: None)()) is not None:
         rounded = any(q is not None and q.float_rounded(pos) for q, pos in ((kq, position), (bq, 'bias')))
@@ -209,4 +240,4 @@ def conv(layer: SourceLayer) -> Spec:
     return _weight_layer(layer, f'conv{rank}d', args, filters, rank + 2)
 
 
-from . import conv_layers, norm_pool_layers, rnn_layers  # noqa: E402,F401  (they register their handlers in LAYERS)
+from . import conv_layers, fold, norm_pool_layers, rnn_layers  # noqa: E402,F401  (they register their handlers in LAYERS)

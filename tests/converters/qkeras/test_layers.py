@@ -151,6 +151,10 @@ MORE_ROWS = [
     ('QGlobalAveragePooling2D', {'average_quantizer': 'quantized_bits(8,0,alpha=1)'}, {}, _pool('GlobalAveragePooling2D', '')),
     ('GlobalAveragePooling2D', {}, {}, _pool('GlobalAveragePooling2D', '')),
     ('GlobalAveragePooling1D', {}, {}, _pool('GlobalAveragePooling1D', '')),
+    ('Softmax', {'axis': -1}, {}, lambda s: s == FloatActivationSpec('softmax')),
+    ('Subtract', {}, {}, lambda s: s == MergeSpec('subtract')),
+    ('Multiply', {}, {}, lambda s: s == MergeSpec('multiply')),
+    ('FoldedBatchNormalization', {}, {}, lambda s: isinstance(s, IdentitySpec) and 'folded into a' in s.why),
     ('QSimpleRNN', {**RNN_CFG, 'state_quantizer': 'quantized_bits(8,2,alpha=1)'}, RNN_W,
      lambda s: isinstance(s, SimpleRNNSpec) and s.activation_fmt == FixedFormat(1, 0, 5) and s.state_fmt is None and s.kernel_fmt == FixedFormat(1, 0, 5)),
 ]
@@ -158,7 +162,8 @@ MORE_ROWS = [
 
 @pytest.mark.parametrize('cls, config, weights, check', MORE_ROWS, ids=[f'{r[0]}-{n}' for n, r in enumerate(MORE_ROWS)])
 def test_handler_more(cls: str, config: dict, weights: dict, check: object) -> None:
-    spec = LAYERS.get(cls)(SourceLayer('d', cls, config, weights, ['a']))  # type: ignore[misc]
+    inbound = ['a', 'b'] if cls in ('Subtract', 'Multiply') else ['a']
+    spec = LAYERS.get(cls)(SourceLayer('d', cls, config, weights, inbound))  # type: ignore[misc]
     assert check(spec) is not False  # type: ignore[operator]
 
 
@@ -175,7 +180,7 @@ def test_every_handler_has_a_row() -> None:
         ('QDense', {'units': 4, 'kernel_quantizer': Q6}, {}, 'no kernel'),
         ('QDense', {'units': 5, 'kernel_quantizer': Q6}, WEIGHTS, 'do not fit'),
         ('QDense', {'units': 4, 'kernel_quantizer': "quantized_bits(6,0,alpha='best')"}, WEIGHTS, 'unknown alpha'),
-        ('QDense', {'units': 4, 'activation': 'softmax'}, WEIGHTS, 'softmax'),
+        ('QDense', {'units': 4, 'activation': 'sigmoid'}, WEIGHTS, 'sigmoid'),
         ('QDense', {'units': 4}, {'d/kernel:0': KERNEL * np.nan, 'd/bias:0': BIAS}, 'NaN'),
         ('QConv2D', {**CONV_CFG, 'kernel_size': [3, 3], 'groups': 2}, CONV2, 'groups'),
         ('QConv1D', {**CONV_CFG, 'padding': 'causal'}, CONV1, 'causal'),
@@ -195,6 +200,9 @@ def test_every_handler_has_a_row() -> None:
         ('QConv2DBatchnorm', {'filters': 3, 'kernel_size': [3, 3]}, {'d/kernel:0': KC}, 'moving_mean'),
         ('QBatchNormalization', {'axis': -1}, {k: v for k, v in BN.items() if 'gamma' not in k}, 'gamma'),
         ('GlobalAveragePooling2D', {'keepdims': True}, {}, 'keepdims'),
+        ('Activation', {'activation': 'hard_sigmoid'}, {}, 'define it differently'),
+        ('Dense', {'units': 4, 'activation': 'mystery'}, WEIGHTS, 'mystery'),
+        ('Softmax', {'axis': 1}, {}, 'axis'),
         ('QSimpleRNN', {**RNN_CFG, 'state_quantizer': 'quantized_bits(4,0,alpha=1)'}, RNN_W, 'enable_sq'),
         ('QSimpleRNN', {**RNN_CFG, 'activation': 'tanh'}, RNN_W, 'tanh'),
         ('QSimpleRNN', {**RNN_CFG, 'stateful': True}, RNN_W, 'stateful'),

@@ -1,0 +1,135 @@
+"""Plain (float) Keras 2 and Keras 3 models: dummy quantizers reproduce them, real ones are calibrated from data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hgqbridge
+from hgqbridge.errors import HGQBridgeError, UnsupportedError
+
+from ...conftest import ROOT
+
+KERAS = ROOT / 'fixtures' / 'keras'
+ENTRIES = {e['name']: e for m in ('manifest_keras2.json', 'manifest_keras3.json') for e in json.loads((KERAS / m).read_text())['models']}
+
+
+def _files(name: str) -> list[Path]:
+    return [KERAS / f for f in ENTRIES[name]['files']]
+
+
+def _golden(name: str) -> dict[str, np.ndarray]:
+    with np.load(KERAS / ENTRIES[name]['golden']) as g:
+        return dict(g)
+
+
+@pytest.mark.parametrize('name', sorted(ENTRIES))
+def test_dummy_quantizers_reproduce_the_float_model(name: str) -> None:
+    """Every layer's output within 1e-5 of the framework's own, relative to that tensor's largest magnitude."""
+    conv = hgqbridge.import_model(*_files(name), dummy=True)
+    report = hgqbridge.verify(conv, KERAS / ENTRIES[name]['golden'])
+    golden = _golden(name)
+    compared = 0
+    for kind in ('normal', 'stress'):
+        for match in report.results[kind]:
+            scale = float(np.max(np.abs(golden[f'{kind}::{match.layer}']))) or 1.0
+            assert match.max_abs_diff / scale <= 1e-5, (kind, match)
+            compared += 1
+    layers = {k.split('::')[1] for k in golden if k.startswith('normal::')}
+    assert compared == 2 * len(layers) and not report.missing
+    assert conv.report.framework == 'keras' and 'dummy quantizers' in ' '.join(conv.report.summary)
+
+
+@pytest.mark.parametrize('name', sorted(ENTRIES))
+def test_quantized_from_calibration_data(name: str) -> None:
+    """--bits 8 --calibration: every weight and activation quantizer has at most 8 bits, the report puts the
+    float and the quantized model side by side, and the quantized model stays near the float one."""
+    from hgqbridge.converters.hgq.inspect import layer_quantizers, quantizer_info
+
+    data = KERAS / ENTRIES[name]['data']
+    conv = hgqbridge.import_model(*_files(name), bits=8, calibration=data)
+    widths = [int(np.max(info.width)) for layer in conv.model.layers for q in layer_quantizers(layer).values()
+              if (info := quantizer_info(q)) is not None]
+    assert widths and max(widths) <= 8
+    text = conv.report.to_text()
+    assert 'calibration data' in text and 'float model' in text and 'quantized model' in text
+    with np.load(data) as d:
+        x, y = d['x_val'], d['y_val']
+    floats = hgqbridge.convert(*_files(name), dummy=True).predict(x, verbose=0)
+    quant = conv.model.predict(x, verbose=0)
+    agree = np.mean(floats.argmax(-1) == quant.argmax(-1))
+    assert agree >= 0.8, agree  # 8 bits everywhere keeps most decisions of the float model
+    assert y.shape == floats.shape
+
+
+def test_without_calibration_the_defaults_are_stated() -> None:
+    conv = hgqbridge.import_model(*_files('k3_skip'), bits=6)
+    assert any('no calibration data' in line and 'ap_fixed<6,4' in line for line in conv.report.summary)
+
+
+def test_fold_batchnorm_into_the_dense_before_it() -> None:
+    conv = hgqbridge.import_model(*_files('k2_jet_bn'), dummy=True, fold_batchnorm=True)
+    names = [layer.name for layer in conv.model.layers]
+    assert 'bn1' not in names and 'fc1' in names
+    golden = _golden('k2_jet_bn')
+    out = conv.model.predict(golden['x_normal'], verbose=0)
+    assert np.max(np.abs(out - golden['normal::softmax'])) <= 1e-5
+    assert 'folded into the layer before it: bn1' in conv.report.to_text()
+
+
+def test_unsupported_layers_are_listed_all_at_once(tmp_path: Path) -> None:
+    config = json.loads((KERAS / 'k2_conv1d.json').read_text())
+    layers = config['config']['layers']
+    kinds = {'conv2': 'LSTM', 'flatten': 'Lambda', 'pool1': 'MyCustomPooling'}
+    for layer in layers:
+        if layer['config']['name'] in kinds:
+            layer['class_name'] = kinds[layer['config']['name']]
+    (tmp_path / 'm.json').write_text(json.dumps(config))
+    with pytest.raises(UnsupportedError) as info:
+        hgqbridge.import_model(tmp_path / 'm.json', KERAS / 'k2_conv1d_weights.h5')
+    assert [p.layer for p in info.value.problems] == ['k2_conv1d/pool1 (MyCustomPooling)', 'k2_conv1d/conv2 (LSTM)', 'k2_conv1d/flatten (Lambda)']
+
+
+@pytest.mark.parametrize('bits', [0, 1, 33, 'eight'])
+def test_bits_must_be_sensible(bits: object) -> None:
+    with pytest.raises(HGQBridgeError, match='bits must be'):
+        hgqbridge.import_model(*_files('k3_skip'), bits=bits)
+
+
+@pytest.mark.parametrize('name', ['k2_jet_bn', 'k3_skip'])
+def test_quantized_float_model_exports_bit_exact(name: str, tmp_path: Path) -> None:
+    """A quantized float model is an ordinary HGQ2 model: da4ml's firmware model equals it bit for bit."""
+    data = KERAS / ENTRIES[name]['data']
+    conv = hgqbridge.import_model(*_files(name), calibration=data, fold_batchnorm=True)
+    model = conv.model
+    if name == 'k2_jet_bn':  # the softmax head is a table approximation; deploy the logits, as the QKeras demo does
+        import keras
+
+        model = keras.Model(model.inputs, model.get_layer('fc3').output)
+    assert hgqbridge.check(model, 'da4ml').deployable
+    with np.load(data) as d:
+        exported = hgqbridge.export(model, 'da4ml', tmp_path / 'prj', d['x_val'][:200], rtl=False)
+    assert exported.ok, exported.to_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('version', ['2', '3'])
+def test_goldens_are_what_keras_computes_today(version: str) -> None:
+    """Re-run the Keras that wrote the fixtures (Keras 2: tf_keras in the QKeras reference folder) on them."""
+    env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'}
+    if version == '2':
+        env |= {'TF_USE_LEGACY_KERAS': '1', 'PYTHONPATH': str(ROOT / '.qkeras-ref')}
+    out = subprocess.run([sys.executable, str(KERAS / 'make_fixtures.py'), '--keras', version, '--check'], capture_output=True,
+                         text=True, env=env, timeout=900)
+    lines = [line for line in out.stdout.splitlines() if line.startswith('{')]
+    assert out.returncode == 0 and lines, out.stdout[-2000:] + out.stderr[-2000:]
+    result = json.loads(lines[-1])
+    assert result['keras'].startswith(version + '.')
+    names = {e['name'] for e in json.loads((KERAS / f'manifest_keras{version}.json').read_text())['models']}
+    assert set(result['results']) == names and all(not r['different'] and r['tensors'] > 0 for r in result['results'].values())
