@@ -7,6 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 REF    := .qkeras-ref
 REF3   := .qkeras-v3-ref
+REFO   := .onnx-ref
 
 .PHONY: demo test test-fast install qkeras-ref fixtures bench clean
 
@@ -32,7 +33,13 @@ $(REF3)/.installed: fixtures/qkeras_v3/requirements.txt | $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps --target $(REF3) -r fixtures/qkeras_v3/requirements.txt
 	touch $@
 
-qkeras-ref: $(REF)/.installed $(REF3)/.installed
+# torch (the ONNX exporter) and qonnx (the QONNX executor), likewise in their own folder.
+$(REFO)/.installed: fixtures/onnx/requirements.txt | $(STAMP)
+	rm -rf $(REFO)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(REFO) -r fixtures/onnx/requirements.txt
+	touch $@
+
+qkeras-ref: $(REF)/.installed $(REF3)/.installed $(REFO)/.installed
 
 demo: install
 	$(BIN)/hgqbridge demo
@@ -49,9 +56,10 @@ fixtures: qkeras-ref
 	PYTHONPATH=$(REF3) $(BIN)/python fixtures/qkeras_v3/make_fixtures.py
 	TF_USE_LEGACY_KERAS=1 PYTHONPATH=$(REF) $(BIN)/python fixtures/keras/make_fixtures.py --keras 2
 	$(BIN)/python fixtures/keras/make_fixtures.py --keras 3
+	PYTHONPATH=$(REFO) $(BIN)/python fixtures/onnx/make_fixtures.py
 
 bench: install
 	$(BIN)/python bench/finetune.py
 
 clean:
-	rm -rf $(VENV) $(REF) $(REF3) .pytest_cache demo-out-*
+	rm -rf $(VENV) $(REF) $(REF3) $(REFO) .pytest_cache demo-out-*

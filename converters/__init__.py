@@ -37,15 +37,24 @@ def import_model(
         graph = qkeras.read_json(path, weights)
     elif suffix == '.keras':
         graph = qkeras.read_keras(path)
+    elif suffix == '.onnx':
+        from . import onnx as onnx_import
+
+        graph = onnx_import.read_onnx(path)
     else:
         raise SourceFileError(
             f'unknown model file type {suffix or "(none)"!r}', where=str(path),
-            fix='pass a Keras-2/QKeras .h5 file, SOURCE.json --weights SOURCE_weights.h5, a Keras-3/QKeras-v3 .keras file, or a tf.keras SavedModel folder',
+            fix='pass a Keras-2/QKeras .h5 file, SOURCE.json --weights SOURCE_weights.h5, a Keras-3/QKeras-v3 .keras file, a tf.keras SavedModel folder, or an ONNX/QONNX .onnx file',
         )
     from .hgq.build import FloatPolicy
     from .hgq.float_model import calibrate_policy, comparison, is_float_graph, policy_summary
 
-    if is_float_graph(graph):
+    convert = qkeras.convert_graph
+    if graph.framework == 'onnx':
+        from . import onnx as onnx_import
+
+        convert = onnx_import.convert_graph
+    elif is_float_graph(graph):
         graph = replace(graph, framework='keras')
     folded: list[str] = []
     if fold_batchnorm:
@@ -53,21 +62,26 @@ def import_model(
 
     if bits is not None and (not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= 32):
         raise HGQBridgeError('bits must be an integer from 2 to 32', received=bits, fix='e.g. --bits 8')
+    if graph.framework == 'onnx' and any(len(layer.config.get('channels_first_shape', ())) in (3, 4) for layer in graph):
+        layout = 'the HGQ2 model is channels-last: feed NCHW data as x.transpose(0, 2, 3, 1) (NCW as x.transpose(0, 2, 1))'
+    else:
+        layout = ''
     if not (dummy or bits is not None or is_float_graph(graph)):
-        conv = qkeras.convert_graph(graph, input_format)
+        conv = convert(graph, input_format)
         if fold_batchnorm:
             conv.report.summary.append(f'batch normalization folded into the layer before it: {", ".join(folded) or "none could be"}')
+        conv.report.summary.extend([layout] if layout else [])
         return conv
     policy = FloatPolicy(bits or 8, dummy)
-    conv = qkeras.convert_graph(graph, input_format, policy)
+    conv = convert(graph, input_format, policy)
     x = None if calibration is None else check_input_shape(calibration['x'], tuple(conv.model.inputs[0].shape[1:]), 'calibration data x')
     if x is not None and not dummy:
         calibrate_policy(conv.model, x, policy)
-    conv.report.summary.extend(policy_summary(policy, None if x is None or dummy else len(x)))
+    conv.report.summary.extend(policy_summary(policy, None if x is None or dummy else len(x)) + ([layout] if layout else []))
     if fold_batchnorm:
         conv.report.summary.append(f'batch normalization folded into the layer before it: {", ".join(folded) or "none could be"}')
     if x is not None and not dummy:
-        reference = qkeras.convert_graph(graph, input_format, FloatPolicy(policy.bits, dummy=True)).model
+        reference = convert(graph, input_format, FloatPolicy(policy.bits, dummy=True)).model
         x_eval = calibration.get('x_val', x)
         y_eval = calibration.get('y_val') if 'x_val' in calibration else calibration.get('y')
         conv.report.summary.extend(comparison(reference, conv.model, check_input_shape(x_eval, tuple(conv.model.inputs[0].shape[1:]), 'x_val'), y_eval))

@@ -22,6 +22,11 @@ def support_markdown() -> str:
     lines += ['', '| QKeras quantizer | status |', '|---|---|']
     lines += [f'| `{name}` | exact: {QUANTIZERS.get(name).MAPPING} |' for name in QUANTIZERS.names()]
     lines += [f'| `{name}` | refused: {r.reason} |' for name, r in QUANTIZERS.refused()]
+    from .converters.onnx import OPS
+
+    lines += ['', '| ONNX / QONNX op | status |', '|---|---|']
+    lines += [f'| `{name}` | {_status(OPS.get(name))} |' for name in OPS.names()]
+    lines += [f'| `{name}` | refused: {r.reason} |' for name, r in OPS.refused()]
     lines += ['', '| HGQ2 / Keras layer | hls4ml | da4ml |', '|---|---|---|']
 
     def cell(name: str, accepted: tuple, verified: tuple) -> str:

@@ -1,0 +1,185 @@
+"""ONNX op handlers: one function per op type, ONNX node → HGQ2 build spec (channels-last).
+
+Weights arrive in ``layer.weights`` as ``<node>/in<k>:0`` (k = the input position), already quantized when a
+QONNX weight quantizer fed them, with that format in ``config['formats'][k]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from hgqbridge.errors import LayerProblem
+from hgqbridge.graph import SourceLayer
+from hgqbridge.registry import Registry
+
+from ..hgq.blocks import AveragePoolSpec, BatchNormSpec, ChainSpec
+from ..hgq.build import FloatActivationSpec, IdentitySpec, InputSpec, MergeSpec, MoveSpec, QuantizeSpec, Spec, WeightLayerSpec
+from .qonnx import quant_format
+
+OPS: Registry[Callable[[SourceLayer], Spec]] = Registry('ONNX op')
+OPS.refuse('Trunc', 'QONNX Trunc (average-pool rescaling) is not converted yet', 'export the model without Trunc nodes')
+OPS.refuse('IntQuant', 'QONNX IntQuant is not converted yet', 'use Quant with a power-of-two scale')
+for _op in ('LSTM', 'GRU', 'RNN', 'Loop', 'If', 'Scan'):
+    OPS.refuse(_op, 'control flow and recurrent ops are not converted', 'export a feed-forward graph')
+
+
+def _const(layer: SourceLayer, k: int, what: str) -> tuple[np.ndarray, object]:
+    value = layer.weights.get(f'{layer.name}/in{k}:0')
+    if value is None:
+        raise LayerProblem(f'{what} (input {k}) must be a constant initializer', 'fold the weights into initializers (constant folding)')
+    if not np.all(np.isfinite(value)):
+        raise LayerProblem(f'{what} contains NaN or Inf', 're-export the model')
+    return value, layer.config.get('formats', {}).get(k)
+
+
+@OPS.register('InputLayer')
+def input_layer(layer: SourceLayer) -> Spec:
+    return InputSpec(tuple(layer.config['batch_shape']))
+
+
+@OPS.register('Gemm', 'MatMul')
+def gemm(layer: SourceLayer) -> Spec:
+    """exact with QONNX-quantized weights: a QDense (Gemm: alpha = beta = 1, transA = 0; MatMul + Add folded)."""
+    cfg = layer.config
+    if cfg.get('transA', 0) or cfg.get('alpha', 1.0) != 1.0 or cfg.get('beta', 1.0) != 1.0:
+        raise LayerProblem('Gemm with transA, alpha or beta other than the defaults is not converted', 're-export with a plain Linear layer')
+    if (cfg.get('rank') or 2) != 2:
+        raise LayerProblem(f'a {layer.class_name} on a rank-{cfg.get("rank")} tensor is not converted', 'flatten first')
+    kernel, kfmt = _const(layer, 1, 'the weight matrix')
+    if cfg.get('transB', 0):
+        kernel = kernel.T
+        kfmt = None if kfmt is None else _transposed(kfmt)
+    bias, bfmt = _const(layer, 2, 'the bias') if f'{layer.name}/in2:0' in layer.weights else (None, None)
+    if bias is not None and bias.shape != (kernel.shape[1],):
+        raise LayerProblem(f'a bias of shape {bias.shape} for {kernel.shape[1]} outputs is not converted', 're-export the model')
+    return WeightLayerSpec('dense', {'units': int(kernel.shape[1])}, kernel, bias, kfmt, bfmt)
+
+
+def _transposed(fmt: object) -> object:
+    from hgqbridge.fixed import FormatArray
+
+    if not isinstance(fmt, FormatArray):
+        return fmt
+    return FormatArray(*(np.asarray(getattr(fmt, a)).T for a in 'kif'), fmt.round, fmt.overflow)
+
+
+def _padding(layer: SourceLayer, kernel: tuple[int, ...]) -> str:
+    pads = layer.config.get('pads') or [0] * (2 * len(kernel))
+    if layer.config.get('auto_pad', 'NOTSET') not in ('NOTSET', 'VALID', 'SAME_UPPER') and any(pads):
+        raise LayerProblem(f'auto_pad={layer.config.get("auto_pad")!r} is not converted', 'use explicit pads')
+    if not any(pads) and layer.config.get('auto_pad', 'NOTSET') != 'SAME_UPPER':
+        return 'valid'
+    begin, end = pads[: len(kernel)], pads[len(kernel) :]
+    if list(begin) == list(end) and all(2 * b == k - 1 for b, k in zip(begin, kernel)) and all(s == 1 for s in layer.config.get('strides', [1])):
+        return 'same'
+    raise LayerProblem(f'pads {pads} are neither valid nor same padding', 'use padding=0 or symmetric (k-1)/2 padding with stride 1')
+
+
+@OPS.register('Conv')
+def conv(layer: SourceLayer) -> Spec:
+    """exact with QONNX-quantized weights: OIHW / OIW kernels become channels-last QConv2D / QConv1D."""
+    weight, wfmt = _const(layer, 1, 'the convolution weights')
+    rank = weight.ndim - 2
+    if rank not in (1, 2):
+        raise LayerProblem(f'a {rank}-D convolution is not converted', 'use Conv1d or Conv2d')
+    if wfmt is not None and not hasattr(wfmt, 'width'):
+        raise LayerProblem('per-channel quantized convolution weights are not converted yet', 'use one weight scale per tensor')
+    kernel = np.transpose(weight, (*range(2, 2 + rank), 1, 0))  # (O, I, *k) -> (*k, I, O)
+    group = int(layer.config.get('group', 1))
+    args = {
+        'filters': int(weight.shape[0]), 'kernel_size': tuple(kernel.shape[:rank]), 'padding': _padding(layer, tuple(kernel.shape[:rank])),
+        'strides': tuple(layer.config.get('strides', [1] * rank)), 'dilation_rate': tuple(layer.config.get('dilations', [1] * rank)),
+    }
+    if group != 1:
+        args['groups'] = group
+    bias, bfmt = _const(layer, 2, 'the bias') if f'{layer.name}/in2:0' in layer.weights else (None, None)
+    return WeightLayerSpec(f'conv{rank}d', args, kernel, bias, wfmt, bfmt)
+
+
+@OPS.register('Relu', 'Sigmoid', 'Tanh', 'Softmax')
+def activation(layer: SourceLayer) -> Spec:
+    """relu exact; sigmoid/tanh/softmax float (dummy) or QUnaryFunctionLUT / QSoftmax when quantized."""
+    if layer.class_name == 'Softmax' and layer.config.get('axis', -1) not in (-1, (layer.config.get('rank') or 2) - 1):
+        raise LayerProblem(f'softmax over axis {layer.config.get("axis")} is not converted', 'use the last axis')
+    return FloatActivationSpec(layer.class_name.lower())
+
+
+@OPS.register('Identity', 'Dropout')
+def identity(layer: SourceLayer) -> Spec:
+    return IdentitySpec(f'{layer.class_name} does nothing at inference')
+
+
+@OPS.register('MaxPool', 'AveragePool')
+def pool(layer: SourceLayer) -> Spec:
+    """exact (MaxPool; AveragePool with a power-of-two window): channels-last pooling."""
+    kernel = tuple(layer.config.get('kernel_shape') or ())
+    if len(kernel) not in (1, 2) or any(layer.config.get('pads') or []) or layer.config.get('ceil_mode', 0):
+        raise LayerProblem(f'pooling with kernel {kernel}, pads {layer.config.get("pads")} is not converted', 'use unpadded 1-D/2-D pooling')
+    args = (('pool_size', kernel), ('strides', tuple(layer.config.get('strides') or kernel)), ('padding', 'valid'))
+    cls = f'{"Max" if layer.class_name == "MaxPool" else "Average"}Pooling{len(kernel)}D'
+    if layer.class_name == 'MaxPool':
+        return MoveSpec(cls, args)
+    area = int(np.prod(kernel))
+    return AveragePoolSpec(cls, args, f'a pool area of {area} is not a power of two' if area & (area - 1) else '')
+
+
+@OPS.register('GlobalAveragePool', 'ReduceMean')
+def global_pool(layer: SourceLayer) -> Spec:
+    """the mean over every spatial axis of an NCW / NCHW tensor: a channels-last global average pooling."""
+    rank = layer.config.get('rank') or 0
+    if layer.class_name == 'ReduceMean':
+        axes = sorted(a % rank for a in (layer.config.get('axes') or [])) if rank else []
+        if rank not in (3, 4) or axes != list(range(2, rank)) or layer.config.get('keepdims', 1):
+            raise LayerProblem(f'ReduceMean over axes {layer.config.get("axes")} (keepdims={layer.config.get("keepdims", 1)}) is not converted',
+                               'reduce over the spatial axes with keepdims=0')
+    elif rank not in (3, 4):
+        raise LayerProblem(f'GlobalAveragePool on a rank-{rank} tensor is not converted', '')
+    spec = AveragePoolSpec(f'GlobalAveragePooling{rank - 2}D', ())
+    if layer.class_name == 'GlobalAveragePool':  # keeps (N, C, 1, 1)
+        return ChainSpec(spec, MoveSpec('Reshape', (('target_shape', (1,) * (rank - 2) + (-1,)),)))
+    return spec
+
+
+@OPS.register('Flatten', 'Reshape')
+def flatten(layer: SourceLayer) -> Spec:
+    """to (N, features) in ONNX's channels-first order: a Permute back to channels-first, then Flatten."""
+    rank = layer.config.get('rank') or 2
+    if layer.class_name == 'Flatten' and layer.config.get('axis', 1) != 1:
+        raise LayerProblem(f'Flatten(axis={layer.config.get("axis")}) is not converted', 'flatten from axis 1')
+    if layer.class_name == 'Reshape':
+        shape, _ = _const(layer, 1, 'the target shape')
+        if shape.ndim != 1 or len(shape) != 2 or (layer.config.get('out_rank') or 2) != 2:
+            raise LayerProblem(f'Reshape to {shape.tolist()} is not converted (only flattening reshapes)', 'use Flatten')
+    if rank <= 2:
+        return IdentitySpec('already flat')
+    dims = (rank - 1, *range(1, rank - 1))  # channels-last (N, *spatial, C) -> (N, C, *spatial)
+    return ChainSpec(MoveSpec('Permute', (('dims', dims),)), MoveSpec('Flatten'))
+
+
+@OPS.register('Add', 'Concat')
+def merge(layer: SourceLayer) -> Spec:
+    if len(layer.inbound) < 2 or any(k.endswith(':0') for k in layer.weights):
+        raise LayerProblem(f'{layer.class_name} of a constant is not converted (only of two computed tensors)', 'fold the constant into the layer before')
+    if layer.class_name == 'Add':
+        return MergeSpec('add')
+    rank, axis = layer.config.get('rank') or 2, int(layer.config.get('axis', 1))
+    if axis % rank != 1:
+        raise LayerProblem(f'Concat over axis {axis} is not converted', 'concatenate channels (axis 1)')
+    return MergeSpec('concatenate', -1)
+
+
+@OPS.register('BatchNormalization')
+def batch_norm(layer: SourceLayer) -> Spec:
+    """float batch normalization (channels): HGQ2 QBatchNormalization."""
+    gamma, beta, mean, var = (_const(layer, k, what)[0] for k, what in ((1, 'scale'), (2, 'bias'), (3, 'mean'), (4, 'variance')))
+    return BatchNormSpec(gamma, beta, mean, var, float(layer.config.get('epsilon', 1e-5)))
+
+
+@OPS.register('Quant')
+def quant(layer: SourceLayer) -> Spec:
+    """exact: QONNX Quant with a power-of-two scale and zero zero-point is kif(signed, b - signed - f, f), SAT[_SYM]."""
+    consts = {f'c{k}': v for k in (1, 2, 3) if (v := layer.weights.get(f'{layer.name}/in{k}:0')) is not None}
+    fmt = quant_format(consts, ['x', 'c1', 'c2', 'c3'], layer.config, weight=False)
+    return QuantizeSpec(fmt)

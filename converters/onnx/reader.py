@@ -1,0 +1,182 @@
+"""Read ONNX / QONNX files with the onnx package alone: protobuf parsing and numpy, nothing executed.
+
+The graph becomes a ``SourceGraph`` whose layers are the ONNX nodes (class name = op type). Initializers
+and Constant nodes become weights (``<node>/in<k>:0`` for input k). QONNX quantizers applied to weights
+(``Quant`` / ``BipolarQuant`` on an initializer) are computed here, exactly as the QONNX spec defines them,
+and their consumers get the quantized values with the format that holds them (``config['formats']``).
+``MatMul`` followed by ``Add`` of a constant becomes one ``Gemm``. Layouts: ONNX is channels-first (NCW,
+NCHW); the HGQ2 model is channels-last, so inputs of rank 3 and 4 are declared (N, W, C) / (N, H, W, C).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hgqbridge.errors import LayerProblem, SourceFileError
+from hgqbridge.graph import SourceGraph, SourceLayer
+
+from ..qkeras.reader import _check_file, _topological
+from .qonnx import bipolar_weights, quant_format, quant_values
+
+QONNX_DOMAINS = ('qonnx.custom_op.general', 'finn.custom_op.general', 'onnx.brevitas', 'qonnx')
+
+
+def _attrs(node: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    out = {}
+    for attr in node.attribute:
+        value = helper.get_attribute_value(attr)
+        out[attr.name] = value.decode() if isinstance(value, bytes) else list(value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def _load(path: Path) -> Any:
+    import onnx
+
+    _check_file(path, 'ONNX file')
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # google.protobuf DecodeError and friends: a corrupted file
+        raise SourceFileError('the file is not a readable ONNX model', where=str(path), received=f'{type(err).__name__}: {str(err)[:200]}',
+                              fix='export the model again (torch.onnx.export, tf2onnx, qonnx)') from None
+    if not model.graph.node:
+        raise SourceFileError('the ONNX graph has no nodes', where=str(path))
+    return model
+
+
+def _shapes(model: Any) -> dict[str, list[int | None]]:
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # noqa: BLE001 - shapes are a help, not a requirement (QONNX domains are unknown to onnx)
+        inferred = model
+    out = {}
+    for info in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
+        dims = info.type.tensor_type.shape.dim
+        out[info.name] = [d.dim_value if d.HasField('dim_value') else None for d in dims]
+    return out
+
+
+def read_onnx(path: Path) -> SourceGraph:
+    from onnx import numpy_helper
+
+    model = _load(path)
+    g = model.graph
+    try:
+        consts = {i.name: numpy_helper.to_array(i).astype(np.float32) for i in g.initializer}
+    except Exception as err:  # noqa: BLE001 - a malformed tensor
+        raise SourceFileError('an initializer cannot be read', where=str(path), received=str(err)[:200]) from None
+    shapes = _shapes(model)
+    formats: dict[str, Any] = {}  # tensor -> the exact format of a quantized weight
+    nodes = []
+    for node in g.node:
+        attrs = _attrs(node)
+        if node.op_type == 'Constant' and 'value' in attrs:
+            consts[node.output[0]] = numpy_helper.to_array(attrs['value']).astype(np.float32)
+            continue
+        weight_quant = node.op_type in ('Quant', 'BipolarQuant') and node.input and node.input[0] in consts
+        if weight_quant and all(i in consts for i in node.input):
+            name = node.name or node.output[0]
+            try:
+                if node.op_type == 'Quant':
+                    fmt = quant_format(consts, node.input, attrs, weight=True)
+                    consts[node.output[0]] = quant_values(consts[node.input[0]], fmt)
+                    formats[node.output[0]] = fmt
+                else:
+                    consts[node.output[0]], formats[node.output[0]] = bipolar_weights(consts[node.input[0]], consts[node.input[1]])
+            except LayerProblem as err:
+                raise SourceFileError(f'the weight quantizer cannot be converted: {err.reason}', where=f'{path}:{name} ({node.op_type})',
+                                      fix=err.fix or 'use power-of-two scales and a zero zero-point') from None
+            continue
+        nodes.append((node, attrs))
+    nodes = _fuse_matmul_add(nodes, consts)
+    return _graph(path, g, nodes, consts, formats, shapes)
+
+
+def _fuse_matmul_add(nodes: list, consts: dict) -> list:
+    """MatMul(x, W) followed by Add(that, b) with W and b constant: one Gemm named after the Add."""
+    from onnx import helper
+
+    users: dict[str, int] = {}
+    for node, _ in nodes:
+        for i in node.input:
+            users[i] = users.get(i, 0) + 1
+    out, skip = [], set()
+    by_input = {node.input[0]: (node, attrs) for node, attrs in nodes if node.op_type == 'Add' and len(node.input) == 2}
+    for node, attrs in nodes:
+        if id(node) in skip:
+            continue
+        add = by_input.get(node.output[0]) if node.op_type == 'MatMul' else None
+        if add is not None and node.input[1] in consts and add[0].input[1] in consts and users.get(node.output[0]) == 1:
+            fused = helper.make_node('Gemm', [node.input[0], node.input[1], add[0].input[1]], [add[0].output[0]], name=add[0].name or add[0].output[0])
+            out.append((fused, {}))
+            skip.add(id(add[0]))
+            continue
+        out.append((node, attrs))
+    return out
+
+
+def _namer() -> Callable[[str], str]:
+    """Keras layer names from ONNX names ('/fc1/Gemm' -> 'fc1_Gemm'), unique."""
+    used: set[str] = set()
+
+    def name(raw: str) -> str:
+        base = re.sub(r'[^A-Za-z0-9_]+', '_', raw).strip('_') or 'node'
+        out, n = base, 1
+        while out in used:
+            out, n = f'{base}_{n}', n + 1
+        used.add(out)
+        return out
+
+    return name
+
+
+def _graph(path: Path, g: Any, nodes: list, consts: dict, formats: dict, shapes: dict) -> SourceGraph:
+    producer: dict[str, str] = {}
+    safe = _namer()
+    layers: list[SourceLayer] = []
+    inputs = []
+    for value in g.input:
+        if value.name in consts:
+            continue
+        dims = shapes.get(value.name) or []
+        if len(dims) < 2 or any(d is None or d <= 0 for d in dims[1:]):
+            raise SourceFileError('the graph input shape must be static apart from the batch', where=f'{path}:{value.name}', received=dims)
+        cl = [dims[0], *dims[2:], dims[1]] if len(dims) in (3, 4) else dims
+        name = safe(value.name)
+        layers.append(SourceLayer(name, 'InputLayer', {'batch_shape': [None, *cl[1:]], 'channels_first_shape': dims, 'onnx_name': value.name}))
+        producer[value.name] = name
+        inputs.append(name)
+    for node, attrs in nodes:
+        name = safe(node.name or node.output[0])
+        weights, const_inputs = {}, {}
+        inbound = []
+        for k, tensor in enumerate(node.input):
+            if not tensor:
+                continue
+            if tensor in consts:
+                weights[f'{name}/in{k}:0'] = consts[tensor]
+                const_inputs[k] = formats.get(tensor)
+            elif tensor in producer:
+                inbound.append(producer[tensor])
+            else:
+                raise SourceFileError('a node reads a tensor nothing produces', where=f'{path}:{name} ({node.op_type})', received=tensor)
+        first = next((t for t in node.input if t and t not in consts), None)
+        config = {**attrs, 'onnx_name': node.name, 'domain': node.domain, 'formats': const_inputs, 'rank': len(shapes.get(first) or []) or None,
+                  'out_rank': len(shapes.get(node.output[0]) or []) or None}
+        layers.append(SourceLayer(name, node.op_type, config, weights, inbound))
+        for out in node.output:
+            producer[out] = name
+    outputs = []
+    for value in g.output:
+        if value.name not in producer:
+            raise SourceFileError('a graph output is not produced by any node', where=str(path), received=value.name)
+        outputs.append(producer[value.name])
+    return SourceGraph(g.name or path.stem, _topological(layers, path), inputs, outputs, path, 'onnx')

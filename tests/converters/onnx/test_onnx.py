@@ -1,0 +1,152 @@
+"""ONNX graphs (torch.onnx exports) and QONNX graphs: float within 1e-5 of onnxruntime, QONNX bit-exact to qonnx."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import hgqbridge
+from hgqbridge.converters.hgq.blocks import AveragePoolSpec, BatchNormSpec, ChainSpec
+from hgqbridge.converters.hgq.build import FloatActivationSpec, IdentitySpec, InputSpec, MergeSpec, MoveSpec, QuantizeSpec, WeightLayerSpec
+from hgqbridge.converters.onnx import OPS
+from hgqbridge.errors import SourceFileError, UnsupportedError
+from hgqbridge.fixed import FixedFormat
+from hgqbridge.graph import SourceLayer
+
+from ...conftest import ROOT
+
+ONNX = ROOT / 'fixtures' / 'onnx'
+MANIFEST = json.loads((ONNX / 'manifest.json').read_text())
+ENTRIES = {e['name']: e for e in MANIFEST['models']}
+
+
+def channels_last(x: np.ndarray) -> np.ndarray:
+    return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x.transpose(0, 2, 1) if x.ndim == 3 else x
+
+
+def _outputs(name: str, **kw: object) -> list[tuple[np.ndarray, np.ndarray]]:
+    conv = hgqbridge.import_model(ONNX / ENTRIES[name]['files'][0], **kw)
+    with np.load(ONNX / ENTRIES[name]['golden']) as g:
+        return [(conv.model.predict(channels_last(g[f'x_{k}']), verbose=0), g[f'{k}::output']) for k in ('normal', 'stress')]
+
+
+@pytest.mark.parametrize('name', sorted(n for n, e in ENTRIES.items() if e['kind'] == 'float'))
+def test_float_graph_with_dummy_quantizers_matches_onnxruntime(name: str) -> None:
+    for got, ref in _outputs(name, dummy=True):
+        assert np.max(np.abs(got - ref)) / np.max(np.abs(ref)) <= 1e-5
+
+
+@pytest.mark.parametrize('name', sorted(n for n, e in ENTRIES.items() if e['kind'] == 'qonnx'))
+def test_qonnx_graph_is_bit_exact_to_qonnx_execution(name: str) -> None:
+    for got, ref in _outputs(name):
+        assert np.array_equal(got, ref)
+
+
+def test_float_graph_quantized_with_calibration() -> None:
+    x = channels_last(np.random.default_rng(0).normal(0, 1, (128, 2, 8, 8)).astype(np.float32))
+    conv = hgqbridge.import_model(ONNX / 'torch_cnn.onnx', bits=8, calibration={'x': x})
+    text = conv.report.to_text()
+    assert 'calibration data (128 samples' in text and 'channels-last' in text
+
+
+def _model(nodes: list, inits: list, n_in: int = 4) -> bytes:
+    graph = helper.make_graph(nodes, 'g', [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['n', n_in])],
+                              [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 13), helper.make_opsetid('qonnx.custom_op.general', 1)])
+    return model.SerializeToString()
+
+
+def _const(name: str, value: object) -> object:
+    return numpy_helper.from_array(np.asarray(value, dtype=np.float32), name)
+
+
+def test_unsupported_ops_are_listed_all_at_once(tmp_path: Path) -> None:
+    q = 'qonnx.custom_op.general'
+    nodes = [
+        helper.make_node('Quant', ['x', 's3', 'z', 'b8'], ['q'], name='q_in', domain=q),
+        helper.make_node('Trunc', ['q', 's', 'z', 'b8', 'b8'], ['t'], name='trunc', domain=q),
+        helper.make_node('Foo', ['t'], ['f'], name='foo'),
+        helper.make_node('LSTM', ['f'], ['y'], name='lstm'),
+    ]
+    path = tmp_path / 'm.onnx'
+    path.write_bytes(_model(nodes, [_const('s3', 0.3), _const('s', 0.25), _const('z', 0.0), _const('b8', 8.0)]))
+    with pytest.raises(UnsupportedError) as info:
+        hgqbridge.import_model(path)
+    assert [p.layer for p in info.value.problems] == ['g/q_in (Quant)', 'g/trunc (Trunc)', 'g/foo (Foo)', 'g/lstm (LSTM)']
+    text = str(info.value)
+    assert 'not a power of two' in text and "ONNX op 'Foo' is not supported" in text and 'recurrent' in text
+
+
+@pytest.mark.parametrize(
+    'data, message',
+    [(b'', 'empty'), (b'\x08\x07garbage\xff\xff', 'not a readable ONNX model')],
+    ids=['empty', 'garbage'],
+)
+def test_broken_files(tmp_path: Path, data: bytes, message: str) -> None:
+    path = tmp_path / 'm.onnx'
+    path.write_bytes(data)
+    with pytest.raises(SourceFileError, match=message):
+        hgqbridge.import_model(path)
+
+
+def test_weight_quantizer_with_a_zero_point_names_the_node(tmp_path: Path) -> None:
+    q = 'qonnx.custom_op.general'
+    nodes = [helper.make_node('Quant', ['w', 's', 'z', 'b'], ['wq'], name='q_w', domain=q), helper.make_node('MatMul', ['x', 'wq'], ['y'], name='mm')]
+    path = tmp_path / 'm.onnx'
+    path.write_bytes(_model(nodes, [_const('w', np.ones((4, 2))), _const('s', 0.25), _const('z', 1.0), _const('b', 4.0)]))
+    with pytest.raises(SourceFileError, match=r'q_w \(Quant\).*zero-point'):
+        hgqbridge.import_model(path)
+
+
+W = {'n/in1:0': np.arange(6, dtype=np.float32).reshape(3, 2), 'n/in2:0': np.ones(3, np.float32)}
+CONV = {'n/in1:0': np.ones((4, 2, 3, 3), np.float32)}
+ROWS = [
+    ('InputLayer', {'batch_shape': [None, 4]}, {}, lambda s: s == InputSpec((None, 4))),
+    ('Gemm', {'transB': 1, 'rank': 2}, W, lambda s: isinstance(s, WeightLayerSpec) and s.kernel.shape == (2, 3) and s.args == {'units': 3}),
+    ('MatMul', {'rank': 2}, {'n/in1:0': W['n/in1:0']}, lambda s: isinstance(s, WeightLayerSpec) and s.bias is None),
+    ('Conv', {'pads': [1, 1, 1, 1], 'strides': [1, 1]}, CONV, lambda s: s.kernel.shape == (3, 3, 2, 4) and s.args['padding'] == 'same'),
+    ('Relu', {}, {}, lambda s: s == FloatActivationSpec('relu')),
+    ('Sigmoid', {}, {}, lambda s: s == FloatActivationSpec('sigmoid')),
+    ('Tanh', {}, {}, lambda s: s == FloatActivationSpec('tanh')),
+    ('Softmax', {'axis': -1}, {}, lambda s: s == FloatActivationSpec('softmax')),
+    ('Identity', {}, {}, lambda s: isinstance(s, IdentitySpec)),
+    ('Dropout', {}, {}, lambda s: isinstance(s, IdentitySpec)),
+    ('MaxPool', {'kernel_shape': [2, 2]}, {}, lambda s: isinstance(s, MoveSpec) and s.keras_class == 'MaxPooling2D'),
+    ('AveragePool', {'kernel_shape': [2]}, {}, lambda s: isinstance(s, AveragePoolSpec) and s.keras_class == 'AveragePooling1D'),
+    ('GlobalAveragePool', {'rank': 4}, {}, lambda s: isinstance(s, ChainSpec) and s.first.keras_class == 'GlobalAveragePooling2D'),
+    ('ReduceMean', {'rank': 3, 'axes': [2], 'keepdims': 0}, {}, lambda s: s.keras_class == 'GlobalAveragePooling1D'),
+    ('Flatten', {'rank': 4, 'axis': 1}, {}, lambda s: isinstance(s, ChainSpec) and s.first.args == (('dims', (3, 1, 2)),)),
+    ('Reshape', {'rank': 2, 'out_rank': 2}, {'n/in1:0': np.array([-1, 8], np.float32)}, lambda s: isinstance(s, IdentitySpec)),
+    ('Add', {}, {}, lambda s: s == MergeSpec('add')),
+    ('Concat', {'rank': 4, 'axis': 1}, {}, lambda s: s == MergeSpec('concatenate', -1)),
+    ('BatchNormalization', {'epsilon': 0.0}, {f'n/in{k}:0': np.ones(3, np.float32) for k in (1, 2, 3, 4)}, lambda s: isinstance(s, BatchNormSpec)),
+    ('Quant', {'signed': 1, 'narrow': 1, 'rounding_mode': 'ROUND'}, {'n/in1:0': np.float32(0.125), 'n/in2:0': np.float32(0), 'n/in3:0': np.float32(6)},
+     lambda s: s == QuantizeSpec(FixedFormat(1, 2, 3, 'RND_CONV', 'SAT_SYM'))),
+]
+
+
+@pytest.mark.parametrize('op, config, weights, check', ROWS, ids=[r[0] for r in ROWS])
+def test_handler(op: str, config: dict, weights: dict, check: object) -> None:
+    inbound = ['a', 'b'] if op in ('Add', 'Concat') else ['a']
+    assert check(OPS.get(op)(SourceLayer('n', op, config, weights, inbound)))  # type: ignore[misc,operator]
+
+
+def test_every_handler_has_a_row() -> None:
+    assert sorted(OPS.names()) == sorted(r[0] for r in ROWS)
+
+
+@pytest.mark.slow
+def test_goldens_are_what_onnxruntime_and_qonnx_compute_today() -> None:
+    env = {**os.environ, 'PYTHONPATH': str(ROOT / '.onnx-ref')}
+    out = subprocess.run([sys.executable, str(ONNX / 'make_fixtures.py'), '--check'], capture_output=True, text=True, env=env, timeout=900)
+    lines = [line for line in out.stdout.splitlines() if line.startswith('{')]
+    assert out.returncode == 0 and lines, out.stdout[-2000:] + out.stderr[-2000:]
+    results = json.loads(lines[-1])['results']
+    assert set(results) == set(ENTRIES) and all(not r['different'] and r['tensors'] == 4 for r in results.values())
