@@ -18,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 QKERAS = ROOT / 'fixtures' / 'qkeras'
 
-#: (source files, the member a mutation targets) for each format; small models, so a case takes about a second.
+#: (source files, the member a mutation targets) for each format (.h5, .json + .h5, .keras, SavedModel, .onnx);
+#: small models, so a case takes about a second.
 SOURCES = [
     (['zoo_bits_symmetric.h5'], 0),
     (['zoo_conv2d_strides_same.h5'], 0),
@@ -26,6 +27,7 @@ SOURCES = [
     (['mixed_small.json', 'mixed_small_weights.h5'], 1),
     (['../qkeras_v3/v3_sequential.keras'], 0),
     (['zoo_savedmodel_conv_bn_savedmodel'], 0),
+    (['../onnx/qonnx_mlp.onnx'], 0),
 ]
 KINDS = ('flip', 'truncate', 'zero', 'swap')
 
@@ -48,9 +50,10 @@ def _mutate(data: bytes, kind: str, rng: random.Random) -> bytes:
             buf[pos] ^= 1 << rng.randrange(8)
     elif kind == 'truncate':
         buf = buf[: rng.randrange(len(buf))]
-    elif kind == 'zero':
+    elif kind == 'zero':  # a block replaced by zeros (of a length that may differ: structures shift too)
         start = rng.randrange(len(buf))
-        buf[start : start + rng.randint(1, 512)] = bytes(min(len(buf) - start, rng.randint(1, 512)))
+        zeros, span = rng.randint(1, 512), rng.randint(1, 512)
+        buf[start : start + span] = bytes(min(len(buf) - start, zeros))
     return bytes(buf)
 
 

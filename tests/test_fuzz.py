@@ -69,7 +69,7 @@ def test_layers_that_do_not_fit_together(tmp_path: Path) -> None:
         hgqbridge.import_model(tmp_path / 'm.json', QKERAS / 'branches_1d_weights.h5')
 
 
-MUTANTS = 48  # 6 small fixtures (every source format) x 4 mutation kinds x 2; about a second each
+MUTANTS = 56  # 7 small fixtures (every source format) x 4 mutation kinds x 2; about a second each
 CASE_LIMIT_S = 60.0
 
 

@@ -235,3 +235,21 @@ class SimpleRNNSpec:
             ctx.note(name, 'float weights in the source: kept float (HGQ2 dummy quantizers); quantize before export')
         ctx.ref(name, TensorRef(name))
         return Tensor(out, name, quantized=True)
+
+
+@dataclass(frozen=True)
+class LeakyReluSpec:
+    """A float leaky ReLU (ONNX LeakyRelu): Keras ``LeakyReLU``; exact on fixed-point inputs when the slope is a
+    power of two (the product only shifts), otherwise the float product is measured, not required exact."""
+
+    slope: float
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        import keras
+
+        t = materialize(inputs[0], ctx)
+        exact = self.slope > 0 and float(np.log2(self.slope)).is_integer()
+        if not exact:
+            ctx.inexact[name] = f'leaky ReLU slope {self.slope} is not a power of two'
+        ctx.ref(name, TensorRef(name))
+        return Tensor(keras.layers.LeakyReLU(negative_slope=self.slope, name=name)(t.value), name, quantized=exact and t.quantized)

@@ -14,7 +14,7 @@ from hgqbridge.errors import LayerProblem
 from hgqbridge.graph import SourceLayer
 from hgqbridge.registry import Registry
 
-from ..hgq.blocks import AveragePoolSpec, BatchNormSpec, ChainSpec
+from ..hgq.blocks import AveragePoolSpec, BatchNormSpec, ChainSpec, LeakyReluSpec
 from ..hgq.build import FloatActivationSpec, IdentitySpec, InputSpec, MergeSpec, MoveSpec, QuantizeSpec, Spec, WeightLayerSpec
 from .qonnx import quant_format
 
@@ -80,6 +80,7 @@ def _padding(layer: SourceLayer, kernel: tuple[int, ...]) -> str:
 @OPS.register('Conv')
 def conv(layer: SourceLayer) -> Spec:
     """exact with QONNX-quantized weights: OIHW / OIW kernels become channels-last QConv2D / QConv1D."""
+    _channels_first(layer)
     weight, wfmt = _const(layer, 1, 'the convolution weights')
     rank = weight.ndim - 2
     if rank not in (1, 2):
@@ -106,14 +107,38 @@ def activation(layer: SourceLayer) -> Spec:
     return FloatActivationSpec(layer.class_name.lower())
 
 
+@OPS.register('LeakyRelu')
+def leaky_relu(layer: SourceLayer) -> Spec:
+    """exact for a power-of-two slope: a Keras LeakyReLU (ONNX's default slope is 0.01)."""
+    slope = float(layer.config.get('alpha', 0.01))
+    if not np.isfinite(slope) or slope < 0:
+        raise LayerProblem(f'LeakyRelu alpha must be a non-negative number, got {slope}', '')
+    return LeakyReluSpec(slope)
+
+
 @OPS.register('Identity', 'Dropout')
 def identity(layer: SourceLayer) -> Spec:
     return IdentitySpec(f'{layer.class_name} does nothing at inference')
 
 
+@OPS.register('Transpose')
+def transpose(layer: SourceLayer) -> Spec:
+    """exact when it only changes layout (channels-last <-> channels-first around convolutions): removed."""
+    if not layer.config.get('layout_change'):
+        raise LayerProblem(f'Transpose with perm {layer.config.get("perm")} moves data, not just the layout', 'export without the transpose')
+    return IdentitySpec('a layout change: the HGQ2 model is channels-last throughout')
+
+
+def _channels_first(layer: SourceLayer) -> None:
+    """Convolutions, pooling and batch normalization read ONNX channels-first tensors (held channels-last here)."""
+    if (layer.config.get('rank') or 2) > 2 and layer.config.get('layout') != 'cf':
+        raise LayerProblem(f'{layer.class_name} on a channels-last tensor (no Transpose to channels-first before it)', 'export with the standard NCHW layout')
+
+
 @OPS.register('MaxPool', 'AveragePool')
 def pool(layer: SourceLayer) -> Spec:
     """exact (MaxPool; AveragePool with a power-of-two window): channels-last pooling."""
+    _channels_first(layer)
     kernel = tuple(layer.config.get('kernel_shape') or ())
     if len(kernel) not in (1, 2) or any(layer.config.get('pads') or []) or layer.config.get('ceil_mode', 0):
         raise LayerProblem(f'pooling with kernel {kernel}, pads {layer.config.get("pads")} is not converted', 'use unpadded 1-D/2-D pooling')
@@ -128,6 +153,7 @@ def pool(layer: SourceLayer) -> Spec:
 @OPS.register('GlobalAveragePool', 'ReduceMean')
 def global_pool(layer: SourceLayer) -> Spec:
     """the mean over every spatial axis of an NCW / NCHW tensor: a channels-last global average pooling."""
+    _channels_first(layer)
     rank = layer.config.get('rank') or 0
     if layer.class_name == 'ReduceMean':
         axes = sorted(a % rank for a in (layer.config.get('axes') or [])) if rank else []
@@ -150,10 +176,12 @@ def flatten(layer: SourceLayer) -> Spec:
         raise LayerProblem(f'Flatten(axis={layer.config.get("axis")}) is not converted', 'flatten from axis 1')
     if layer.class_name == 'Reshape':
         shape, _ = _const(layer, 1, 'the target shape')
-        if shape.ndim != 1 or len(shape) != 2 or (layer.config.get('out_rank') or 2) != 2:
+        if shape.ndim != 1 or len(shape) != 2:
             raise LayerProblem(f'Reshape to {shape.tolist()} is not converted (only flattening reshapes)', 'use Flatten')
     if rank <= 2:
         return IdentitySpec('already flat')
+    if layer.config.get('layout') != 'cf':  # the tensor is channels-last in ONNX too: the orders agree
+        return MoveSpec('Flatten')
     dims = (rank - 1, *range(1, rank - 1))  # channels-last (N, *spatial, C) -> (N, C, *spatial)
     return ChainSpec(MoveSpec('Permute', (('dims', dims),)), MoveSpec('Flatten'))
 
@@ -165,7 +193,8 @@ def merge(layer: SourceLayer) -> Spec:
     if layer.class_name == 'Add':
         return MergeSpec('add')
     rank, axis = layer.config.get('rank') or 2, int(layer.config.get('axis', 1))
-    if axis % rank != 1:
+    channel_axis = 1 if layer.config.get('layout') == 'cf' else rank - 1
+    if axis % rank != channel_axis:
         raise LayerProblem(f'Concat over axis {axis} is not converted', 'concatenate channels (axis 1)')
     return MergeSpec('concatenate', -1)
 
@@ -173,6 +202,7 @@ def merge(layer: SourceLayer) -> Spec:
 @OPS.register('BatchNormalization')
 def batch_norm(layer: SourceLayer) -> Spec:
     """float batch normalization (channels): HGQ2 QBatchNormalization."""
+    _channels_first(layer)
     gamma, beta, mean, var = (_const(layer, k, what)[0] for k, what in ((1, 'scale'), (2, 'bias'), (3, 'mean'), (4, 'variance')))
     return BatchNormSpec(gamma, beta, mean, var, float(layer.config.get('epsilon', 1e-5)))
 

@@ -26,6 +26,11 @@ from .qonnx import bipolar_weights, quant_format, quant_values
 QONNX_DOMAINS = ('qonnx.custom_op.general', 'finn.custom_op.general', 'onnx.brevitas', 'qonnx')
 
 
+def _array(value: np.ndarray) -> np.ndarray:
+    """Initializer values: floating point as float32, integers (shapes, indices) kept as int64."""
+    return value.astype(np.int64) if value.dtype.kind in 'iub' else value.astype(np.float32)
+
+
 def _attrs(node: Any) -> dict[str, Any]:
     from onnx import helper
 
@@ -70,7 +75,7 @@ def read_onnx(path: Path) -> SourceGraph:
     model = _load(path)
     g = model.graph
     try:
-        consts = {i.name: numpy_helper.to_array(i).astype(np.float32) for i in g.initializer}
+        consts = {i.name: _array(numpy_helper.to_array(i)) for i in g.initializer}
     except Exception as err:  # noqa: BLE001 - a malformed tensor
         raise SourceFileError('an initializer cannot be read', where=str(path), received=str(err)[:200]) from None
     shapes = _shapes(model)
@@ -79,7 +84,14 @@ def read_onnx(path: Path) -> SourceGraph:
     for node in g.node:
         attrs = _attrs(node)
         if node.op_type == 'Constant' and 'value' in attrs:
-            consts[node.output[0]] = numpy_helper.to_array(attrs['value']).astype(np.float32)
+            consts[node.output[0]] = _array(numpy_helper.to_array(attrs['value']))
+            continue
+        try:
+            value = fold_constant(node, attrs, consts, shapes)
+        except (ValueError, IndexError, TypeError) as err:
+            raise SourceFileError('a constant subgraph cannot be evaluated', where=f'{path}:{node.name} ({node.op_type})', received=str(err)[:200]) from None
+        if value is not None:
+            consts[node.output[0]] = value
             continue
         weight_quant = node.op_type in ('Quant', 'BipolarQuant') and node.input and node.input[0] in consts
         if weight_quant and all(i in consts for i in node.input):
@@ -143,15 +155,26 @@ def _graph(path: Path, g: Any, nodes: list, consts: dict, formats: dict, shapes:
     safe = _namer()
     layers: list[SourceLayer] = []
     inputs = []
+    layout: dict[str, str] = {}  # tensor -> 'cf' (ONNX channels-first, held channels-last) or 'same'
+    consumers: dict[str, list] = {}
+    for node, attrs in nodes:
+        for tensor in node.input:
+            consumers.setdefault(tensor, []).append((node, attrs))
     for value in g.input:
         if value.name in consts:
             continue
         dims = shapes.get(value.name) or []
         if len(dims) < 2 or any(d is None or d <= 0 for d in dims[1:]):
             raise SourceFileError('the graph input shape must be static apart from the batch', where=f'{path}:{value.name}', received=dims)
-        cl = [dims[0], *dims[2:], dims[1]] if len(dims) in (3, 4) else dims
+        # a channels-last input (Keras/tf2onnx) is transposed to channels-first before its first Conv: keep it as is
+        to_cf = [n.op_type == 'Transpose' and list(a.get('perm', [])) == to_channels_first(len(dims)) for n, a in consumers.get(value.name, [])]
+        layout[value.name] = 'same' if len(dims) not in (3, 4) or (to_cf and all(to_cf)) else 'cf'
+        cl = [dims[0], *dims[2:], dims[1]] if layout[value.name] == 'cf' else dims
         name = safe(value.name)
-        layers.append(SourceLayer(name, 'InputLayer', {'batch_shape': [None, *cl[1:]], 'channels_first_shape': dims, 'onnx_name': value.name}))
+        config = {'batch_shape': [None, *cl[1:]], 'onnx_name': value.name}
+        if layout[value.name] == 'cf':
+            config['channels_first_shape'] = dims
+        layers.append(SourceLayer(name, 'InputLayer', config))
         producer[value.name] = name
         inputs.append(name)
     for node, attrs in nodes:
@@ -169,14 +192,72 @@ def _graph(path: Path, g: Any, nodes: list, consts: dict, formats: dict, shapes:
             else:
                 raise SourceFileError('a node reads a tensor nothing produces', where=f'{path}:{name} ({node.op_type})', received=tensor)
         first = next((t for t in node.input if t and t not in consts), None)
+        lay = layout.get(first, 'same')
+        out_layout, change = lay, False
+        if node.op_type == 'Transpose':
+            perm = list(attrs.get('perm', []))
+            if lay == 'same' and perm == to_channels_first(len(perm)):
+                out_layout, change = 'cf', True
+            elif lay == 'cf' and perm == to_channels_last(len(perm)):
+                out_layout, change = 'same', True
         config = {**attrs, 'onnx_name': node.name, 'domain': node.domain, 'formats': const_inputs, 'rank': len(shapes.get(first) or []) or None,
-                  'out_rank': len(shapes.get(node.output[0]) or []) or None}
+                  'out_rank': len(shapes.get(node.output[0]) or []) or None, 'layout': lay, 'layout_change': change}
         layers.append(SourceLayer(name, node.op_type, config, weights, inbound))
         for out in node.output:
             producer[out] = name
+            layout[out] = out_layout
     outputs = []
     for value in g.output:
         if value.name not in producer:
             raise SourceFileError('a graph output is not produced by any node', where=str(path), received=value.name)
         outputs.append(producer[value.name])
     return SourceGraph(g.name or path.stem, _topological(layers, path), inputs, outputs, path, 'onnx')
+
+
+#: Ops that exporters use to compute shapes; folded to constants when every input is known.
+FOLDABLE = ('Shape', 'Gather', 'Cast', 'Slice', 'Concat', 'Unsqueeze', 'Squeeze', 'Mul', 'Div', 'Add', 'Sub', 'ReduceProd', 'Identity')
+
+
+def fold_constant(node: Any, attrs: dict, consts: dict[str, np.ndarray], shapes: dict) -> np.ndarray | None:
+    """The value of a shape-computing node whose inputs are all known (Shape: a static input shape, batch 1)."""
+    if node.op_type not in FOLDABLE or len(node.output) != 1:
+        return None
+    if node.op_type == 'Shape':
+        dims = shapes.get(node.input[0])
+        if not dims or any(d is None for d in dims[1:]):
+            return None
+        return np.array([1 if d is None else d for d in dims], dtype=np.int64)
+    args = [consts.get(i) if i else None for i in node.input]
+    if not args or args[0] is None or any(a is None for a, name in zip(args, node.input) if name):
+        return None
+    a = args[0]
+    op = node.op_type
+    if op == 'Gather':
+        return np.take(a, args[1].astype(np.int64), axis=int(attrs.get('axis', 0)))
+    if op == 'Cast' or op == 'Identity':
+        return a
+    if op == 'Slice':
+        starts, ends = args[1].astype(np.int64), args[2].astype(np.int64)
+        axes = args[3].astype(np.int64) if len(args) > 3 and args[3] is not None else np.arange(len(starts))
+        steps = args[4].astype(np.int64) if len(args) > 4 and args[4] is not None else np.ones_like(starts)
+        index = [slice(None)] * a.ndim
+        for s, e, ax, st in zip(starts, ends, axes, steps):
+            index[int(ax)] = slice(int(max(min(s, 2**62), -2**62)), int(max(min(e, 2**62), -2**62)), int(st))
+        return a[tuple(index)]
+    if op == 'Concat':
+        return np.concatenate([np.atleast_1d(x) for x in args], axis=int(attrs.get('axis', 0)))
+    if op in ('Unsqueeze', 'Squeeze'):
+        axes = tuple(int(x) for x in (args[1] if len(args) > 1 and args[1] is not None else attrs.get('axes', [])))
+        return np.expand_dims(a, axes) if op == 'Unsqueeze' else np.squeeze(a, axes or None)
+    if op == 'ReduceProd':
+        return np.prod(a, keepdims=bool(attrs.get('keepdims', 1)))
+    b = args[1]
+    return {'Mul': np.multiply, 'Div': np.floor_divide if a.dtype.kind in 'iu' else np.divide, 'Add': np.add, 'Sub': np.subtract}[op](a, b)
+
+
+def to_channels_first(rank: int) -> list[int]:
+    return [0, rank - 1, *range(1, rank - 1)]
+
+
+def to_channels_last(rank: int) -> list[int]:
+    return [0, *range(2, rank), 1]

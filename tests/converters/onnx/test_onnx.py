@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import hgqbridge
-from hgqbridge.converters.hgq.blocks import AveragePoolSpec, BatchNormSpec, ChainSpec
+from hgqbridge.converters.hgq.blocks import AveragePoolSpec, BatchNormSpec, ChainSpec, LeakyReluSpec
 from hgqbridge.converters.hgq.build import FloatActivationSpec, IdentitySpec, InputSpec, MergeSpec, MoveSpec, QuantizeSpec, WeightLayerSpec
 from hgqbridge.converters.onnx import OPS
 from hgqbridge.errors import SourceFileError, UnsupportedError
@@ -32,9 +32,13 @@ def channels_last(x: np.ndarray) -> np.ndarray:
 
 
 def _outputs(name: str, **kw: object) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(converted model's output, the golden output) on normal and stress inputs; NCHW inputs are transposed,
+    as the conversion report says, and channels-last ones (Keras exports) fed as they are."""
     conv = hgqbridge.import_model(ONNX / ENTRIES[name]['files'][0], **kw)
+    layout = channels_last if ENTRIES[name]['layout'] == 'channels_first' else (lambda x: x)
+    assert any('feed NCHW data' in line for line in conv.report.summary) == (ENTRIES[name]['layout'] == 'channels_first' and len(ENTRIES[name]['shape']) > 1)
     with np.load(ONNX / ENTRIES[name]['golden']) as g:
-        return [(conv.model.predict(channels_last(g[f'x_{k}']), verbose=0), g[f'{k}::output']) for k in ('normal', 'stress')]
+        return [(conv.model.predict(layout(g[f'x_{k}']), verbose=0), g[f'{k}::output']) for k in ('normal', 'stress')]
 
 
 @pytest.mark.parametrize('name', sorted(n for n, e in ENTRIES.items() if e['kind'] == 'float'))
@@ -111,22 +115,24 @@ ROWS = [
     ('InputLayer', {'batch_shape': [None, 4]}, {}, lambda s: s == InputSpec((None, 4))),
     ('Gemm', {'transB': 1, 'rank': 2}, W, lambda s: isinstance(s, WeightLayerSpec) and s.kernel.shape == (2, 3) and s.args == {'units': 3}),
     ('MatMul', {'rank': 2}, {'n/in1:0': W['n/in1:0']}, lambda s: isinstance(s, WeightLayerSpec) and s.bias is None),
-    ('Conv', {'pads': [1, 1, 1, 1], 'strides': [1, 1]}, CONV, lambda s: s.kernel.shape == (3, 3, 2, 4) and s.args['padding'] == 'same'),
+    ('Conv', {'pads': [1, 1, 1, 1], 'strides': [1, 1], 'layout': 'cf'}, CONV, lambda s: s.kernel.shape == (3, 3, 2, 4) and s.args['padding'] == 'same'),
     ('Relu', {}, {}, lambda s: s == FloatActivationSpec('relu')),
     ('Sigmoid', {}, {}, lambda s: s == FloatActivationSpec('sigmoid')),
     ('Tanh', {}, {}, lambda s: s == FloatActivationSpec('tanh')),
     ('Softmax', {'axis': -1}, {}, lambda s: s == FloatActivationSpec('softmax')),
+    ('LeakyRelu', {'alpha': 0.125}, {}, lambda s: s == LeakyReluSpec(0.125)),
     ('Identity', {}, {}, lambda s: isinstance(s, IdentitySpec)),
     ('Dropout', {}, {}, lambda s: isinstance(s, IdentitySpec)),
-    ('MaxPool', {'kernel_shape': [2, 2]}, {}, lambda s: isinstance(s, MoveSpec) and s.keras_class == 'MaxPooling2D'),
-    ('AveragePool', {'kernel_shape': [2]}, {}, lambda s: isinstance(s, AveragePoolSpec) and s.keras_class == 'AveragePooling1D'),
-    ('GlobalAveragePool', {'rank': 4}, {}, lambda s: isinstance(s, ChainSpec) and s.first.keras_class == 'GlobalAveragePooling2D'),
-    ('ReduceMean', {'rank': 3, 'axes': [2], 'keepdims': 0}, {}, lambda s: s.keras_class == 'GlobalAveragePooling1D'),
-    ('Flatten', {'rank': 4, 'axis': 1}, {}, lambda s: isinstance(s, ChainSpec) and s.first.args == (('dims', (3, 1, 2)),)),
+    ('MaxPool', {'kernel_shape': [2, 2], 'rank': 4, 'layout': 'cf'}, {}, lambda s: isinstance(s, MoveSpec) and s.keras_class == 'MaxPooling2D'),
+    ('AveragePool', {'kernel_shape': [2], 'rank': 3, 'layout': 'cf'}, {}, lambda s: isinstance(s, AveragePoolSpec) and s.keras_class == 'AveragePooling1D'),
+    ('GlobalAveragePool', {'rank': 4, 'layout': 'cf'}, {}, lambda s: isinstance(s, ChainSpec) and s.first.keras_class == 'GlobalAveragePooling2D'),
+    ('ReduceMean', {'rank': 3, 'axes': [2], 'keepdims': 0, 'layout': 'cf'}, {}, lambda s: s.keras_class == 'GlobalAveragePooling1D'),
+    ('Flatten', {'rank': 4, 'axis': 1, 'layout': 'cf'}, {}, lambda s: isinstance(s, ChainSpec) and s.first.args == (('dims', (3, 1, 2)),)),
     ('Reshape', {'rank': 2, 'out_rank': 2}, {'n/in1:0': np.array([-1, 8], np.float32)}, lambda s: isinstance(s, IdentitySpec)),
     ('Add', {}, {}, lambda s: s == MergeSpec('add')),
-    ('Concat', {'rank': 4, 'axis': 1}, {}, lambda s: s == MergeSpec('concatenate', -1)),
+    ('Concat', {'rank': 4, 'axis': 1, 'layout': 'cf'}, {}, lambda s: s == MergeSpec('concatenate', -1)),
     ('BatchNormalization', {'epsilon': 0.0}, {f'n/in{k}:0': np.ones(3, np.float32) for k in (1, 2, 3, 4)}, lambda s: isinstance(s, BatchNormSpec)),
+    ('Transpose', {'perm': [0, 3, 1, 2], 'layout_change': True}, {}, lambda s: isinstance(s, IdentitySpec)),
     ('Quant', {'signed': 1, 'narrow': 1, 'rounding_mode': 'ROUND'}, {'n/in1:0': np.float32(0.125), 'n/in2:0': np.float32(0), 'n/in3:0': np.float32(6)},
      lambda s: s == QuantizeSpec(FixedFormat(1, 2, 3, 'RND_CONV', 'SAT_SYM'))),
 ]
@@ -140,6 +146,17 @@ def test_handler(op: str, config: dict, weights: dict, check: object) -> None:
 
 def test_every_handler_has_a_row() -> None:
     assert sorted(OPS.names()) == sorted(r[0] for r in ROWS)
+
+
+def test_keras_export_transposes_and_shape_subgraph_are_folded() -> None:
+    """tf2onnx's Transpose pairs around convolutions become nothing, its Shape/Gather/Slice/Concat chain a constant."""
+    from hgqbridge.converters.onnx import read_onnx
+
+    graph = read_onnx(ONNX / 'keras_cnn.onnx')
+    ops = [layer.class_name for layer in graph]
+    assert 'Shape' not in ops and 'Gather' not in ops and ops.count('Transpose') == 2
+    conv = hgqbridge.import_model(ONNX / 'keras_cnn.onnx', dummy=True)
+    assert not any(type(l).__name__ == 'Permute' for l in conv.model.layers)  # channels-last in ONNX too: no reordering
 
 
 @pytest.mark.slow
