@@ -20,7 +20,7 @@ from .qonnx import quant_format
 
 OPS: Registry[Callable[[SourceLayer], Spec]] = Registry('ONNX op')
 OPS.refuse('Trunc', 'QONNX Trunc (average-pool rescaling) is not converted yet', 'export the model without Trunc nodes')
-OPS.refuse('IntQuant', 'QONNX IntQuant is not converted yet', 'use Quant with a power-of-two scale')
+OPS.refuse('BipolarQuant', 'BipolarQuant on activations is a comparison (x >= 0), not a rounding of x', 'use Quant on activations (BipolarQuant is converted on weights)')
 for _op in ('LSTM', 'GRU', 'RNN', 'Loop', 'If', 'Scan'):
     OPS.refuse(_op, 'control flow and recurrent ops are not converted', 'export a feed-forward graph')
 
@@ -207,7 +207,7 @@ def batch_norm(layer: SourceLayer) -> Spec:
     return BatchNormSpec(gamma, beta, mean, var, float(layer.config.get('epsilon', 1e-5)))
 
 
-@OPS.register('Quant')
+@OPS.register('Quant', 'IntQuant')
 def quant(layer: SourceLayer) -> Spec:
     """exact: QONNX Quant with a power-of-two scale and zero zero-point is kif(signed, b - signed - f, f), SAT[_SYM]."""
     consts = {f'c{k}': v for k in (1, 2, 3) if (v := layer.weights.get(f'{layer.name}/in{k}:0')) is not None}

@@ -1,6 +1,6 @@
 """QONNX quantizers as fixed-point formats (https://github.com/fastmachinelearning/qonnx, docs/qonnx-custom-ops).
 
-``Quant(x, scale, zeropt, bitwidth; signed, narrow, rounding_mode)`` computes
+``Quant`` / ``IntQuant(x, scale, zeropt, bitwidth; signed, narrow, rounding_mode)`` (the same op) computes
 ``clip(round(x / scale + zeropt), min, max) - zeropt) * scale`` with min/max the integer range of ``bitwidth``
 bits (``narrow`` drops the most negative code, or the top one when unsigned). With a power-of-two scale
 ``2^-f`` and a zero zero-point that is exactly the fixed-point quantizer ``kif(signed, bitwidth - signed - f,
@@ -18,7 +18,8 @@ import numpy as np
 from hgqbridge.errors import LayerProblem
 from hgqbridge.fixed import FixedFormat, FormatArray
 
-ROUNDING = {'ROUND': 'RND_CONV', 'FLOOR': 'TRN'}
+#: QONNX rounding modes that are fixed-point rounding modes (HALF_UP, UP, DOWN, CEIL... round away from or toward zero)
+ROUNDING = {'ROUND': 'RND_CONV', 'HALF_EVEN': 'RND_CONV', 'FLOOR': 'TRN'}
 
 
 def _po2_exponents(scale: np.ndarray) -> np.ndarray:

@@ -93,11 +93,11 @@ def read_onnx(path: Path) -> SourceGraph:
         if value is not None:
             consts[node.output[0]] = value
             continue
-        weight_quant = node.op_type in ('Quant', 'BipolarQuant') and node.input and node.input[0] in consts
+        weight_quant = node.op_type in ('Quant', 'IntQuant', 'BipolarQuant') and node.input and node.input[0] in consts
         if weight_quant and all(i in consts for i in node.input):
             name = node.name or node.output[0]
             try:
-                if node.op_type == 'Quant':
+                if node.op_type in ('Quant', 'IntQuant'):
                     fmt = quant_format(consts, node.input, attrs, weight=True)
                     consts[node.output[0]] = quant_values(consts[node.input[0]], fmt)
                     formats[node.output[0]] = fmt

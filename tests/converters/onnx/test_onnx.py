@@ -16,7 +16,7 @@ import hgqbridge
 from hgqbridge.converters.hgq.blocks import AveragePoolSpec, BatchNormSpec, ChainSpec, LeakyReluSpec
 from hgqbridge.converters.hgq.build import FloatActivationSpec, IdentitySpec, InputSpec, MergeSpec, MoveSpec, QuantizeSpec, WeightLayerSpec
 from hgqbridge.converters.onnx import OPS
-from hgqbridge.errors import SourceFileError, UnsupportedError
+from hgqbridge.errors import LayerProblem, SourceFileError, UnsupportedError
 from hgqbridge.fixed import FixedFormat
 from hgqbridge.graph import SourceLayer
 
@@ -135,6 +135,8 @@ ROWS = [
     ('Transpose', {'perm': [0, 3, 1, 2], 'layout_change': True}, {}, lambda s: isinstance(s, IdentitySpec)),
     ('Quant', {'signed': 1, 'narrow': 1, 'rounding_mode': 'ROUND'}, {'n/in1:0': np.float32(0.125), 'n/in2:0': np.float32(0), 'n/in3:0': np.float32(6)},
      lambda s: s == QuantizeSpec(FixedFormat(1, 2, 3, 'RND_CONV', 'SAT_SYM'))),
+    ('IntQuant', {'signed': 0, 'narrow': 0, 'rounding_mode': 'FLOOR'}, {'n/in1:0': np.float32(0.25), 'n/in2:0': np.float32(0), 'n/in3:0': np.float32(4)},
+     lambda s: s == QuantizeSpec(FixedFormat(0, 2, 2, 'TRN', 'SAT'))),
 ]
 
 
@@ -142,6 +144,22 @@ ROWS = [
 def test_handler(op: str, config: dict, weights: dict, check: object) -> None:
     inbound = ['a', 'b'] if op in ('Add', 'Concat') else ['a']
     assert check(OPS.get(op)(SourceLayer('n', op, config, weights, inbound)))  # type: ignore[misc,operator]
+
+
+@pytest.mark.parametrize(
+    'attrs, consts, message',
+    [
+        ({'rounding_mode': 'HALF_UP'}, (0.25, 0, 4), 'HALF_UP'),
+        ({'signed': 0, 'narrow': 1}, (0.25, 0, 4), 'narrow unsigned'),
+        ({}, (0.3, 0, 4), 'not a power of two'),
+        ({}, (0.25, 1, 4), 'zero-point'),
+        ({}, (0.25, 0, 4.5), 'bitwidth'),
+    ],
+)
+def test_quant_refusals(attrs: dict, consts: tuple, message: str) -> None:
+    weights = {f'n/in{k}:0': np.float32(v) for k, v in zip((1, 2, 3), consts)}
+    with pytest.raises(LayerProblem, match=message):
+        OPS.get('Quant')(SourceLayer('n', 'Quant', attrs, weights, ['a']))  # type: ignore[misc]
 
 
 def test_every_handler_has_a_row() -> None:
