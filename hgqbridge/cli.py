@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
 
     c = sub.add_parser('convert', help='convert a QKeras or Keras model file into an HGQ2 .keras model')
-    c.add_argument('source', type=Path, help='SOURCE.h5, SOURCE.json with --weights, SOURCE.keras, or a SavedModel folder')
+    c.add_argument('source', type=Path, help='SOURCE.h5, SOURCE.json with --weights, SOURCE.keras, SOURCE.onnx, or a SavedModel folder')
     c.add_argument('--weights', type=Path, help='weights .h5 for a .json architecture')
     c.add_argument('-o', '--output', type=Path, required=True, help='output .keras file')
     c.add_argument('--verify', nargs='?', const='', metavar='GOLDEN', help='compare with golden outputs (default SOURCE.golden.npz)')
