@@ -15,7 +15,7 @@ from hgqbridge.graph import SourceLayer
 
 from ..hgq.blocks import SeparableSpec
 from ..hgq.build import Spec
-from .layers import LAYERS, _channels_last, _ints, weight_spec
+from .layers import LAYERS, _channels_last, _ints, _padding, weight_spec
 
 F32 = np.float32
 
@@ -23,12 +23,10 @@ F32 = np.float32
 def _conv_args(layer: SourceLayer, rank: int) -> dict:
     cfg = layer.config
     _channels_last(layer)
-    if cfg.get('padding', 'valid') not in ('valid', 'same'):
-        raise LayerProblem(f'padding={cfg.get("padding")!r} is not converted', "use 'valid' or 'same'")
     return {
         'kernel_size': _ints(cfg.get('kernel_size'), 'kernel_size'),
         'strides': _ints(cfg.get('strides', 1), 'strides'),
-        'padding': cfg.get('padding', 'valid'),
+        'padding': _padding(layer),
         'dilation_rate': _ints(cfg.get('dilation_rate', 1), 'dilation_rate'),
     }
 

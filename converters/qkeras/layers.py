@@ -100,6 +100,13 @@ def _channels_last(layer: SourceLayer) -> None:
         raise LayerProblem(f'data_format={layer.config["data_format"]!r} is not converted', 'save the model channels_last')
 
 
+def _padding(layer: SourceLayer) -> str:
+    padding = layer.config.get('padding', 'valid')
+    if padding not in ('valid', 'same'):
+        raise LayerProblem(f'padding={padding!r} is not converted', "use 'valid' or 'same'")
+    return padding
+
+
 def _ints(value: object, what: str) -> tuple[int, ...]:
     values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
     if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
@@ -125,9 +132,7 @@ def reshape(layer: SourceLayer) -> Spec:
 def max_pooling(layer: SourceLayer) -> Spec:
     _channels_last(layer)
     cfg = layer.config
-    padding = cfg.get('padding', 'valid')
-    if padding not in ('valid', 'same'):
-        raise LayerProblem(f'padding={padding!r} is not converted', "use 'valid' or 'same'")
+    padding = _padding(layer)
     strides = cfg.get('strides') or cfg.get('pool_size')
     args = (('pool_size', _ints(cfg.get('pool_size', 2), 'pool_size')), ('strides', _ints(strides, 'strides')), ('padding', padding))
     return MoveSpec(layer.class_name, args)
@@ -224,8 +229,7 @@ def conv(layer: SourceLayer) -> Spec:
     filters = cfg.get('filters')
     if not isinstance(filters, int) or filters < 1:
         raise LayerProblem(f'filters must be a positive integer, got {filters!r}', 're-save the model')
-    if cfg.get('padding', 'valid') not in ('valid', 'same'):
-        raise LayerProblem(f'padding={cfg.get("padding")!r} is not converted', "use 'valid' or 'same'")
+    _padding(layer)
     if cfg.get('groups', 1) != 1:
         raise LayerProblem(f'groups={cfg.get("groups")} is not converted', 'use groups=1')
     if cfg.get('mask') is not None:

@@ -10,7 +10,7 @@ from hgqbridge.graph import SourceLayer
 
 from ..hgq.blocks import AveragePoolSpec, BatchNormSpec
 from ..hgq.build import Spec
-from .layers import LAYERS, _channels_last, _ints
+from .layers import LAYERS, _channels_last, _ints, _padding
 from .quantizers import FloatActivation, parse_quantizer, weight_plan
 
 #: QBatchNormalization's default quantizers (qkeras/qnormalization.py), used when the config omits one.
@@ -99,9 +99,7 @@ def average_pooling(layer: SourceLayer) -> Spec:
     """exact for power-of-two areas with valid padding (QKeras average_quantizer must hold 1/area); else measured (float32 division)."""
     _channels_last(layer)
     cfg = layer.config
-    padding = cfg.get('padding', 'valid')
-    if padding not in ('valid', 'same'):
-        raise LayerProblem(f'padding={padding!r} is not converted', "use 'valid' or 'same'")
+    padding = _padding(layer)
     pool = _ints(cfg.get('pool_size', 2), 'pool_size')
     rank = 1 if layer.class_name.endswith('1D') else 2
     pool = pool * rank if len(pool) == 1 else pool

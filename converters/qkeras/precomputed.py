@@ -17,7 +17,7 @@ import numpy as np
 from hgqbridge.errors import LayerProblem
 from hgqbridge.fixed import FixedFormat, FormatArray
 
-from .qbase import WEIGHT_POSITIONS, FormatQuantizer, WeightPlan, check_common
+from .qbase import FormatQuantizer, WeightPlan, check_common, effective_alpha
 from .weights import binary, po2, relu_po2, ternary
 
 class PrecomputedQuantizer(FormatQuantizer):
@@ -37,7 +37,7 @@ class PrecomputedQuantizer(FormatQuantizer):
 
     def float_rounded(self, position: str) -> bool:
         """True when the scale is not a power of two ('auto', a number like 0.75): QKeras's float32 sums round."""
-        alpha = _alpha(getattr(self, 'alpha', None), position)
+        alpha = effective_alpha(getattr(self, 'alpha', None), position)
         if alpha is None or alpha == 'auto_po2':
             return False
         return alpha == 'auto' or not (float(alpha) > 0 and float(np.log2(float(alpha))).is_integer())
@@ -47,17 +47,6 @@ class PrecomputedQuantizer(FormatQuantizer):
         if not np.all(np.isfinite(q)):
             raise LayerProblem(f'QKeras computes non-finite {position} values with this quantizer', 'fix the quantizer arguments')
         return q, FormatArray.covering(q)
-
-
-def _alpha(alpha: Any, position: str) -> Any:
-    """QKeras's _set_trainable_parameter: alpha None on a kernel becomes 'auto_po2'."""
-    if alpha is None and position in WEIGHT_POSITIONS:
-        return 'auto_po2'
-    if isinstance(alpha, str) and alpha not in ('auto', 'auto_po2'):
-        raise LayerProblem(f'unknown alpha {alpha!r}', "use None, a number, 'auto' or 'auto_po2'")
-    if alpha is not None and not isinstance(alpha, str) and not (isinstance(alpha, (int, float)) and np.isfinite(alpha)):
-        raise LayerProblem(f'alpha must be a number or a string, got {alpha!r}', 'fix the quantizer in the model')
-    return alpha
 
 
 @dataclass(frozen=True)
@@ -130,7 +119,7 @@ class Binary(PrecomputedQuantizer):
     use_stochastic_rounding: bool = False
 
     def values(self, w: np.ndarray, position: str) -> np.ndarray:
-        return binary(w, bool(self.use_01), _alpha(self.alpha, position))
+        return binary(w, bool(self.use_01), effective_alpha(self.alpha, position))
 
 
 @dataclass(frozen=True)
@@ -145,7 +134,7 @@ class StochasticBinary(PrecomputedQuantizer):
     use_real_sigmoid: bool = True
 
     def values(self, w: np.ndarray, position: str) -> np.ndarray:
-        return binary(w, False, _alpha(self.alpha, position))
+        return binary(w, False, effective_alpha(self.alpha, position))
 
 
 @dataclass(frozen=True)
@@ -161,7 +150,7 @@ class Ternary(PrecomputedQuantizer):
     number_of_unrolls: int = 5
 
     def values(self, w: np.ndarray, position: str) -> np.ndarray:
-        alpha = _alpha(self.alpha, position)
+        alpha = effective_alpha(self.alpha, position)
         if isinstance(alpha, str) and self.threshold is not None:
             raise LayerProblem(f'ternary with alpha={alpha!r} takes no threshold (QKeras asserts it)', 'remove threshold')
         if self.threshold is not None and not isinstance(self.threshold, (int, float)):

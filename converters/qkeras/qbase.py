@@ -54,3 +54,18 @@ def check_common(bits: Any, qnoise_factor: Any) -> None:
             f'qnoise_factor={qnoise_factor} mixes float and quantized values at inference',
             'set qnoise_factor=1 (the default) before saving',
         )
+
+
+def effective_alpha(alpha: Any, position: str) -> Any:
+    """A quantizer's alpha as QKeras uses it: None on a kernel becomes 'auto_po2' (``_set_trainable_parameter``);
+    anything but None, 'auto', 'auto_po2' or a non-zero finite number is a LayerProblem."""
+    if alpha is None and position in WEIGHT_POSITIONS:
+        return 'auto_po2'
+    if isinstance(alpha, str):
+        if alpha not in ('auto', 'auto_po2'):
+            raise LayerProblem(f'unknown alpha {alpha!r}', "use None, a number, 'auto' or 'auto_po2'")
+        return alpha
+    numeric = isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
+    if alpha is not None and not (numeric and np.isfinite(alpha) and alpha != 0):
+        raise LayerProblem(f"alpha must be None, a non-zero finite number, 'auto' or 'auto_po2', got {alpha!r}", 'fix the quantizer in the model')
+    return alpha

@@ -26,7 +26,7 @@ from ..hgq.blocks import ClippedQuantizeSpec, LeakyQuantizeSpec
 from ..hgq.build import Spec
 from .grammar import parse_string
 from .precomputed import Binary, QuantizedPo2, QuantizedReluPo2, StochasticBinary, StochasticTernary, Ternary
-from .qbase import WEIGHT_POSITIONS, ActivationPlan, FormatQuantizer, WeightPlan, check_common, check_integer
+from .qbase import ActivationPlan, FormatQuantizer, WeightPlan, check_common, check_integer, effective_alpha
 from .weights import auto_scaled_bits, scaled_bits, sign_bits
 
 @dataclass(frozen=True)
@@ -63,12 +63,7 @@ class QuantizedBits(FormatQuantizer):
     semantics: str = '0.9.0'  # 'head' for configs written by QKeras HEAD / qkeras-v3 (they carry post_training_scale)
 
     def effective_alpha(self, position: str) -> Any:
-        if self.alpha is None and position in WEIGHT_POSITIONS:
-            return 'auto_po2'  # what QKeras does silently on kernels (qlayers.py _set_trainable_parameter)
-        numeric = isinstance(self.alpha, (int, float)) and not isinstance(self.alpha, bool)
-        if self.alpha is not None and not isinstance(self.alpha, str) and not (numeric and np.isfinite(self.alpha) and self.alpha != 0):
-            raise LayerProblem(f'alpha must be None, a non-zero finite number, \'auto\' or \'auto_po2\', got {self.alpha!r}', 'fix the quantizer in the model')
-        return self.alpha
+        return effective_alpha(self.alpha, position)
 
     def float_rounded(self, position: str) -> bool:
         """True when the weights get a non-power-of-two scale, so QKeras's float32 sums over them round."""
@@ -102,9 +97,7 @@ class QuantizedBits(FormatQuantizer):
             if not isinstance(alpha, str) or not np.all(np.isfinite(frozen)) or frozen.size not in (1, w.shape[-1]):
                 raise LayerProblem(f'post_training_scale {self.post_training_scale!r} needs an auto alpha and one finite scale per output channel',
                                    'fix the quantizer in the model')
-        if isinstance(alpha, str):
-            if alpha not in ('auto', 'auto_po2'):
-                raise LayerProblem(f'unknown alpha {alpha!r}', "use 1, a number, 'auto' or 'auto_po2'")
+        if isinstance(alpha, str):  # 'auto' or 'auto_po2' (effective_alpha refuses anything else)
             q = auto_scaled_bits(w, self.bits, self.integer, bool(self.keep_negative), alpha, self.semantics == 'head', frozen)
         else:
             q = scaled_bits(w, self.bits, self.integer, int(self.symmetric), bool(self.keep_negative), float(alpha))
