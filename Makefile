@@ -9,7 +9,7 @@ REF    := .qkeras-ref
 REF3   := .qkeras-v3-ref
 REFO   := .onnx-ref
 
-.PHONY: demo test test-fast install qkeras-ref fixtures bench clean
+.PHONY: demo test test-fast install qkeras-ref wheel-smoke fixtures bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,17 @@ qkeras-ref: $(REF)/.installed $(REF3)/.installed $(REFO)/.installed
 demo: install
 	$(BIN)/hgqbridge demo
 
-test: install qkeras-ref
-	$(BIN)/python -m pytest
+# Each step is timed (.ci/timed); the table at the end shows the install, every pytest group and the wheel smoke test.
+test:
+	@rm -rf .timings
+	@.ci/timed 'install (venv + references)' $(MAKE) --no-print-directory install qkeras-ref
+	@.ci/timed pytest $(BIN)/python -m pytest
+	@.ci/timed 'wheel smoke test' $(MAKE) --no-print-directory wheel-smoke
+	@$(BIN)/python .ci/timings.py
+
+# Build the sdist and wheel, install the wheel into a fresh venv, run it outside the source tree.
+wheel-smoke: install
+	PYTHON=$(PYTHON) .ci/wheel-smoke
 
 # Locally, without the slow cases (C++ compilation, the QKeras re-run); CI always runs `make test`.
 test-fast: install
@@ -62,4 +71,4 @@ bench: install
 	$(BIN)/python bench/finetune.py
 
 clean:
-	rm -rf $(VENV) $(REF) $(REF3) $(REFO) .pytest_cache demo-out-*
+	rm -rf $(VENV) $(REF) $(REF3) $(REFO) .pytest_cache .timings build dist demo-out-*

@@ -18,7 +18,7 @@ class _Report:
         return json.dumps(self.to_dict(), indent=2, default=_jsonable)
 
     def save(self, path: Path) -> Path:
-        from .io import atomic_write_text
+        from .outputs import atomic_write_text
 
         atomic_write_text(path, self.to_json() + '\n')
         return path
@@ -68,6 +68,7 @@ class LayerMatch:
     max_abs_diff: float
     exact_required: bool  # False for float layers (softmax), whose error is only measured
     reason: str = ''  # why it is not required to be exact
+    max_ulps: float = 0.0  # max |diff| in units in the last place (float32) of the tensor's largest magnitude
 
     @property
     def bit_exact(self) -> bool:
@@ -104,7 +105,8 @@ class VerifyReport(_Report):
                 lines.append(f'          first diverging layer: {self.first_divergence[kind]}')
             for m in matches:
                 if not m.exact_required:
-                    lines.append(f'          {m.layer}: {m.reason}, not required to be exact; max |diff| {m.max_abs_diff:.3g}')
+                    lines.append(f'          {m.layer}: {m.reason}, not required to be exact; max |diff| {m.max_abs_diff:.3g}'
+                                 f' ({m.max_ulps:.3g} ulp of its largest value)')
         if self.missing:
             lines.append(f'  not compared (no counterpart): {", ".join(self.missing)}')
         return '\n'.join(lines)

@@ -76,15 +76,22 @@ def load_golden(path: Path) -> dict[str, np.ndarray]:
     return golden
 
 
+def ulps_of_max(ref: np.ndarray, diff: float) -> float:
+    """``diff`` in units in the last place (float32) of ``ref``'s largest magnitude: the scale-free size of a float
+    error, which a float32 tensor's rounding (summation order, FMA) makes CPU-dependent."""
+    peak = float(np.max(np.abs(ref))) if ref.size else 0.0
+    return diff / float(np.spacing(np.float32(peak)) if peak > 0 else np.finfo(np.float32).tiny)
+
+
 def compare_tensors(name: str, ref: np.ndarray, got: np.ndarray, reason: str = '') -> LayerMatch:
     """Compare one tensor; ``reason`` (why it cannot be exact) makes the comparison a measurement only."""
     exact_required = not reason
     if ref.size != got.size:
-        return LayerMatch(name, int(ref.size), int(ref.size), float('inf'), exact_required, reason)
+        return LayerMatch(name, int(ref.size), int(ref.size), float('inf'), exact_required, reason, float('inf'))
     got = got.reshape(ref.shape).astype(ref.dtype)
     differ = ref != got
     diff = float(np.max(np.abs(ref.astype(np.float64) - got.astype(np.float64)))) if differ.any() else 0.0
-    return LayerMatch(name, int(ref.size), int(np.count_nonzero(differ)), diff, exact_required, reason)
+    return LayerMatch(name, int(ref.size), int(np.count_nonzero(differ)), diff, exact_required, reason, ulps_of_max(ref, diff))
 
 
 def verify(conversion: Any, golden_path: Path) -> VerifyReport:

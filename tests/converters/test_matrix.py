@@ -26,6 +26,7 @@ def test_check_predicts_export(name: str, target: str, conversions: dict, golden
         assert not (tmp_path / 'prj').exists()
         return
     exported = hgqbridge.export(model, target, tmp_path / 'prj', golden_inputs[name], rtl=False)  # RTL: test_export.py
-    may_round = any('[float32-sums]' in i.reason for i in report.items)
-    assert exported.ok or may_round, exported.to_text()
+    warned = {i.layer for i in report.items if '[float32-sums]' in i.reason}
+    if not exported.ok:  # only where check warned that the float32 Keras model itself rounds, and first there
+        assert warned and set(exported.first_divergence.values()) <= warned, exported.to_text()
     assert (tmp_path / 'prj' / 'hgqbridge_export.json').is_file()

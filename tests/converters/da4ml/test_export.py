@@ -57,8 +57,9 @@ def test_float32_rule_matches_what_verification_measures(conversions: dict) -> N
 
     fired = [i.layer for i in hgqbridge.check(conversions['digits_cnn'].model, 'da4ml').items if '[float32-sums]' in i.reason]
     report = verify(conversions['digits_cnn'], QKERAS / 'digits_cnn.golden.npz')
-    rounded = [m.layer for m in report.results['normal'] if m.mismatches and m.reason.startswith('non-power-of-two')]
-    assert fired == rounded == ['dense']
+    scaled = [m.layer for m in report.results['normal'] if m.reason.startswith('non-power-of-two')]
+    differ = [m.layer for ms in report.results.values() for m in ms if m.mismatches and not m.exact_required]
+    assert fired == scaled == ['dense'] and set(differ) <= {'dense', 'softmax'}  # where the float32 sums may round (CPU-dependent)
 
 
 @pytest.mark.slow

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +11,9 @@ import pytest
 import hgqbridge
 from hgqbridge.errors import HGQBridgeError, UnsupportedError
 
-from ...conftest import ROOT
+from hgqbridge.verify import ulps_of_max
+
+from ...conftest import FLOAT_ULPS, ISAS, ROOT, record, rerun_reference
 
 KERAS = ROOT / 'fixtures' / 'keras'
 ENTRIES = {e['name']: e for m in ('manifest_keras2.json', 'manifest_keras3.json') for e in json.loads((KERAS / m).read_text())['models']}
@@ -31,16 +30,18 @@ def _golden(name: str) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize('name', sorted(ENTRIES))
 def test_dummy_quantizers_reproduce_the_float_model(name: str) -> None:
-    """Every layer's output within 1e-5 of the framework's own, relative to that tensor's largest magnitude."""
+    """Every layer's output within FLOAT_ULPS units in the last place of that tensor's largest magnitude (float32
+    rounding differs by CPU and by kernel, so the framework's own float tensors are not reproduced bit for bit)."""
     conv = hgqbridge.import_model(*_files(name), dummy=True)
     report = hgqbridge.verify(conv, KERAS / ENTRIES[name]['golden'])
     golden = _golden(name)
     compared = 0
     for kind in ('normal', 'stress'):
         for match in report.results[kind]:
-            scale = float(np.max(np.abs(golden[f'{kind}::{match.layer}']))) or 1.0
-            assert match.max_abs_diff / scale <= 1e-5, (kind, match)
+            assert match.max_ulps <= FLOAT_ULPS, (kind, match)
             compared += 1
+    worst = max(m.max_ulps for ms in report.results.values() for m in ms)
+    record(f'{name} with dummy quantizers vs its Keras goldens: within {worst:g} ulp (bound {FLOAT_ULPS})')
     layers = {k.split('::')[1] for k in golden if k.startswith('normal::')}
     assert compared == 2 * len(layers) and not report.missing
     assert conv.report.framework == 'keras' and 'dummy quantizers' in ' '.join(conv.report.summary)
@@ -79,7 +80,8 @@ def test_fold_batchnorm_into_the_dense_before_it() -> None:
     assert 'bn1' not in names and 'fc1' in names
     golden = _golden('k2_jet_bn')
     out = conv.model.predict(golden['x_normal'], verbose=0)
-    assert np.max(np.abs(out - golden['normal::softmax'])) <= 1e-5
+    worst = ulps_of_max(golden['normal::softmax'], float(np.max(np.abs(out - golden['normal::softmax']))))
+    assert worst <= FLOAT_ULPS, worst
     assert 'folded into the layer before it: bn1' in conv.report.to_text()
 
 
@@ -119,17 +121,13 @@ def test_quantized_float_model_exports_bit_exact(name: str, tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('isa', ISAS)
 @pytest.mark.parametrize('version', ['2', '3'])
-def test_goldens_are_what_keras_computes_today(version: str) -> None:
-    """Re-run the Keras that wrote the fixtures (Keras 2: tf_keras in the QKeras reference folder) on them."""
-    env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'}
-    if version == '2':
-        env |= {'TF_USE_LEGACY_KERAS': '1', 'PYTHONPATH': str(ROOT / '.qkeras-ref')}
-    out = subprocess.run([sys.executable, str(KERAS / 'make_fixtures.py'), '--keras', version, '--check'], capture_output=True,
-                         text=True, env=env, timeout=900)
-    lines = [line for line in out.stdout.splitlines() if line.startswith('{')]
-    assert out.returncode == 0 and lines, out.stdout[-2000:] + out.stderr[-2000:]
-    result = json.loads(lines[-1])
+def test_goldens_are_what_keras_computes_today(version: str, isa: str) -> None:
+    """Re-run the Keras that wrote the fixtures (Keras 2: tf_keras in the QKeras reference folder) on them. Every
+    tensor of a float model is float32 arithmetic, so it is compared within fixtures/goldens.py's ulp bound."""
+    env = {'TF_USE_LEGACY_KERAS': '1', 'PYTHONPATH': str(ROOT / '.qkeras-ref')} if version == '2' else {}
+    result = rerun_reference(KERAS / 'make_fixtures.py', env, isa, '--keras', version)
     assert result['keras'].startswith(version + '.')
     names = {e['name'] for e in json.loads((KERAS / f'manifest_keras{version}.json').read_text())['models']}
-    assert set(result['results']) == names and all(not r['different'] and r['tensors'] > 0 for r in result['results'].values())
+    assert set(result['results']) == names

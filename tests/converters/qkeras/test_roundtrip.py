@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +10,7 @@ import pytest
 
 import hgqbridge
 
-from ...conftest import MANIFEST, MANIFEST_V3, MODELS, QKERAS, QKERAS_V3, ROOT, golden_path
+from ...conftest import ISAS, MANIFEST, MANIFEST_V3, MODELS, QKERAS, QKERAS_V3, ROOT, golden_path, rerun_reference
 
 REF_ENV = ROOT / '.qkeras-ref'
 REF_V3 = ROOT / '.qkeras-v3-ref'
@@ -91,35 +88,23 @@ def test_sequential_json_with_input_format(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_goldens_are_what_qkeras_computes_today() -> None:
-    """Re-run the real QKeras 0.9.0 (own --target folder, subprocess) on the committed fixtures."""
+@pytest.mark.parametrize('isa', ISAS)
+def test_goldens_are_what_qkeras_computes_today(isa: str) -> None:
+    """Re-run the real QKeras 0.9.0 (own --target folder, subprocess) on the committed fixtures, as on three CPUs."""
     assert (REF_ENV / 'qkeras').is_dir(), f'the QKeras reference environment is missing: run `make qkeras-ref` (creates {REF_ENV})'
-    env = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'PYTHONPATH': str(REF_ENV), 'TF_CPP_MIN_LOG_LEVEL': '3'}
-    out = subprocess.run(
-        [sys.executable, str(QKERAS / 'make_fixtures.py'), '--check'], capture_output=True, text=True, env=env, timeout=900
-    )
-    lines = [l for l in out.stdout.splitlines() if l.startswith('{')]
-    assert out.returncode == 0 and lines, out.stdout[-2000:] + out.stderr[-2000:]
-    result = json.loads(lines[-1])
+    result = rerun_reference(QKERAS / 'make_fixtures.py', {'TF_USE_LEGACY_KERAS': '1', 'PYTHONPATH': str(REF_ENV)}, isa)
     assert result['qkeras'] == '0.9.0'
     assert set(result['results']) == {e['name'] for e in MANIFEST['models']} | {'quantizers'}
-    assert all(not r['different'] and r['tensors'] > 0 for r in result['results'].values())
 
 
 @pytest.mark.slow
-def test_v3_goldens_are_what_qkeras_v3_computes_today() -> None:
+@pytest.mark.parametrize('isa', ISAS)
+def test_v3_goldens_are_what_qkeras_v3_computes_today(isa: str) -> None:
     """Re-run the real qkeras-v3 (own --target folder, subprocess, on keras 3) on the committed .keras fixtures."""
     assert (REF_V3 / 'qkeras').is_dir(), f'the qkeras-v3 reference is missing: run `make qkeras-ref` (creates {REF_V3})'
-    env = {**os.environ, 'PYTHONPATH': str(REF_V3), 'TF_CPP_MIN_LOG_LEVEL': '3'}
-    out = subprocess.run(
-        [sys.executable, str(QKERAS_V3 / 'make_fixtures.py'), '--check'], capture_output=True, text=True, env=env, timeout=900
-    )
-    lines = [l for l in out.stdout.splitlines() if l.startswith('{')]
-    assert out.returncode == 0 and lines, out.stdout[-2000:] + out.stderr[-2000:]
-    result = json.loads(lines[-1])
+    result = rerun_reference(QKERAS_V3 / 'make_fixtures.py', {'PYTHONPATH': str(REF_V3)}, isa)
     assert result['qkeras'].startswith(str(REF_V3))
     assert set(result['results']) == {e['name'] for e in MANIFEST_V3['models']}
-    assert all(not r['different'] and r['tensors'] > 0 for r in result['results'].values())
 
 
 @pytest.mark.parametrize('name', sorted(MODELS))
