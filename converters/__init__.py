@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hgqbridge.datafiles import check_input_shape
 from hgqbridge.errors import HGQBridgeError, SourceFileError
-from hgqbridge.io import check_input_shape
 from hgqbridge.fixed import FixedFormat
+from hgqbridge.limits import Limits
 
 from .hgq.driver import Conversion
 
@@ -19,6 +20,7 @@ from .hgq.driver import Conversion
 def import_model(
     path: Path, weights: Path | None = None, input_format: FixedFormat | None = None, *,
     bits: int | None = None, dummy: bool = False, calibration: dict[str, np.ndarray] | None = None, fold_batchnorm: bool = False,
+    limits: Limits = Limits(),
 ) -> Conversion:
     """Read a source model file and convert it; the reader is chosen by the file suffix.
 
@@ -30,17 +32,17 @@ def import_model(
 
     suffix = path.suffix.lower()
     if path.is_dir():
-        graph = qkeras.read_savedmodel(path)
+        graph = qkeras.read_savedmodel(path, limits)
     elif suffix in ('.h5', '.hdf5'):
-        graph = qkeras.read_h5(path)
+        graph = qkeras.read_h5(path, limits)
     elif suffix == '.json':
-        graph = qkeras.read_json(path, weights)
+        graph = qkeras.read_json(path, weights, limits)
     elif suffix == '.keras':
-        graph = qkeras.read_keras(path)
+        graph = qkeras.read_keras(path, limits)
     elif suffix == '.onnx':
         from . import onnx as onnx_import
 
-        graph = onnx_import.read_onnx(path)
+        graph = onnx_import.read_onnx(path, limits)
     else:
         raise SourceFileError(
             f'unknown model file type {suffix or "(none)"!r}', where=str(path),
@@ -67,13 +69,13 @@ def import_model(
     else:
         layout = ''
     if not (dummy or bits is not None or is_float_graph(graph)):
-        conv = convert(graph, input_format)
+        conv = convert(graph, input_format, None, limits)
         if fold_batchnorm:
             conv.report.summary.append(f'batch normalization folded into the layer before it: {", ".join(folded) or "none could be"}')
         conv.report.summary.extend([layout] if layout else [])
         return conv
     policy = FloatPolicy(bits or 8, dummy)
-    conv = convert(graph, input_format, policy)
+    conv = convert(graph, input_format, policy, limits)
     x = None if calibration is None else check_input_shape(calibration['x'], tuple(conv.model.inputs[0].shape[1:]), 'calibration data x')
     if x is not None and not dummy:
         calibrate_policy(conv.model, x, policy)
@@ -81,7 +83,7 @@ def import_model(
     if fold_batchnorm:
         conv.report.summary.append(f'batch normalization folded into the layer before it: {", ".join(folded) or "none could be"}')
     if x is not None and not dummy:
-        reference = convert(graph, input_format, FloatPolicy(policy.bits, dummy=True)).model
+        reference = convert(graph, input_format, FloatPolicy(policy.bits, dummy=True), limits).model
         x_eval = calibration.get('x_val', x)
         y_eval = calibration.get('y_val') if 'x_val' in calibration else calibration.get('y')
         conv.report.summary.extend(comparison(reference, conv.model, check_input_shape(x_eval, tuple(conv.model.inputs[0].shape[1:]), 'x_val'), y_eval))

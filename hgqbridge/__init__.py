@@ -22,12 +22,13 @@ from . import finetune as _finetune_module
 from . import verify as _verify_module
 from .errors import HGQBridgeError
 from .fixed import FixedFormat
+from .limits import Limits
 
 if TYPE_CHECKING:
     from .report import CheckReport, ExportReport, VerifyReport
 
 __version__ = '0.1.0'
-__all__ = ['FixedFormat', 'HGQBridgeError', 'check', 'convert', 'export', 'finetune', 'import_model', 'verify']
+__all__ = ['FixedFormat', 'HGQBridgeError', 'Limits', 'check', 'convert', 'export', 'finetune', 'import_model', 'verify']
 
 
 def _quiet_tf() -> None:
@@ -38,30 +39,36 @@ def _quiet_tf() -> None:
 def import_model(
     path: str | Path, weights: str | Path | None = None, input_format: str | FixedFormat | None = None, *,
     bits: int | None = None, dummy: bool = False, calibration: str | Path | dict | None = None, fold_batchnorm: bool = False,
+    limits: Limits | None = None,
 ) -> Any:
     """Read and convert a source model; returns a ``Conversion`` (``.model``, ``.report``, tensor map).
+    ``limits`` (``hgqbridge.Limits``) raises the budgets that protect against hostile files.
 
     Float (plain Keras) models are quantized with ``bits``-bit weights and activations (default 8), activation
     ranges from ``calibration`` (an ``.npz`` path or a dict with ``x``, optionally ``y``/``x_val``/``y_val``);
     ``dummy=True`` gives the float model itself in HGQ2 layers (dummy quantizers)."""
     _quiet_tf()
     from .converters import import_model as _import
-    from .io import load_data
+    from .datafiles import load_data
 
     try:
         fmt = FixedFormat.parse(input_format) if isinstance(input_format, str) else input_format
     except ValueError as err:
         raise HGQBridgeError('invalid input format', received=input_format, fix=f'{err}; e.g. fixed<16,6>') from None
-    data = load_data(Path(calibration)) if isinstance(calibration, (str, Path)) else calibration
-    return _import(Path(path), Path(weights) if weights else None, fmt, bits=bits, dummy=dummy, calibration=data, fold_batchnorm=fold_batchnorm)
+    limits = limits or Limits()
+    data = load_data(Path(calibration), limits=limits) if isinstance(calibration, (str, Path)) else calibration
+    return _import(Path(path), Path(weights) if weights else None, fmt, bits=bits, dummy=dummy, calibration=data, fold_batchnorm=fold_batchnorm,
+                   limits=limits)
 
 
 def convert(
     path: str | Path, weights: str | Path | None = None, input_format: str | FixedFormat | None = None, *,
     bits: int | None = None, dummy: bool = False, calibration: str | Path | dict | None = None, fold_batchnorm: bool = False,
+    limits: Limits | None = None,
 ) -> Any:
     """Read a source model file and return the equivalent ``keras.Model`` made of ``hgq.layers``."""
-    return import_model(path, weights, input_format, bits=bits, dummy=dummy, calibration=calibration, fold_batchnorm=fold_batchnorm).model
+    return import_model(path, weights, input_format, bits=bits, dummy=dummy, calibration=calibration, fold_batchnorm=fold_batchnorm,
+                        limits=limits).model
 
 
 def verify(conversion: Any, golden: str | Path) -> VerifyReport:

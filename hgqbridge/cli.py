@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
-from .errors import HGQBridgeError, SourceFileError
+from .errors import HGQBridgeError
 
 EPILOG = """examples:
   hgqbridge convert fixtures/qkeras/jet_tagger.h5 -o model.keras --verify
@@ -27,59 +29,49 @@ EPILOG = """examples:
 """
 
 
-def load_model(path: Path) -> Any:
-    """Load an HGQ2 ``.keras`` model (Keras safe mode: no Lambda code runs)."""
-    from . import _quiet_tf
-
-    _quiet_tf()
-    import hgq  # noqa: F401  (registers the hgq layers for deserialisation)
-    import keras
-
-    if not path.is_file():
-        raise SourceFileError('the model file does not exist' if not path.exists() else 'the model path is not a file', where=str(path))
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as err:  # Keras raises ValueError/TypeError/OSError/zip errors for broken files
-        raise SourceFileError('cannot load the HGQ2 model', where=str(path), received=f'{type(err).__name__}: {str(err)[:200]}',
-                              fix='pass a .keras file written by hgqbridge convert') from None
-
-
-def save_model(model: Any, path: Path, force: bool) -> None:
-    from .io import atomic_path
-
-    if path.suffix != '.keras':
-        raise HGQBridgeError('the output model must be a .keras file', where=str(path), fix='name it MODEL.keras')
-    with atomic_path(path, force) as tmp:
-        model.save(tmp)
-
-
 def _print_report(report: Any, as_json: bool, save: Path | None = None) -> None:
     print(report.to_json() if as_json else report.to_text())
     if save is not None:
         report.save(save)
 
 
+def _limits(a: argparse.Namespace) -> Any:
+    from .limits import Limits
+
+    return Limits.parse(a.limit)
+
+
 def cmd_convert(a: argparse.Namespace) -> int:
     from . import import_model, verify
+    from .models import save_model
+    from .verify import load_golden
+    from .outputs import check_output
 
-    conv = import_model(a.source, a.weights, a.input_format, bits=a.bits, dummy=a.dummy, calibration=a.calibration,
-                        fold_batchnorm=a.fold_batchnorm)
-    print(conv.report.to_text())
-    status = 0
+    golden = None
     if a.verify is not None:
         golden = Path(a.verify) if a.verify else a.source.with_name(a.source.name.split('.')[0] + '.golden.npz')
+    inputs = tuple(p for p in (a.source, a.weights, a.calibration, golden) if p is not None)
+    check_output(a.output, a.force, inputs)  # before the work, not after
+    if golden is not None:
+        load_golden(golden)  # a broken golden file is refused before the conversion, too
+    conv = import_model(a.source, a.weights, a.input_format, bits=a.bits, dummy=a.dummy, calibration=a.calibration,
+                        fold_batchnorm=a.fold_batchnorm, limits=_limits(a))
+    print(conv.report.to_text())
+    status = 0
+    if golden is not None:
         report = verify(conv, golden)
         print(report.to_text())
         status = 0 if report.bit_exact else 1
-    save_model(conv.model, a.output, a.force)
+    save_model(conv.model, a.output, a.force, inputs)
     print(f'wrote {a.output}')
     return status
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
     from .converters.hgq.inspect import inspect_dict, inspect_text
+    from .models import load_model
 
-    model = load_model(a.model)
+    model = load_model(a.model, _limits(a))
     print(json.dumps(inspect_dict(model), indent=2) if a.json else inspect_text(model))
     return 0
 
@@ -90,33 +82,42 @@ def _target_options(a: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_check(a: argparse.Namespace) -> int:
     from . import check
+    from .models import load_model
 
-    report = check(load_model(a.model), a.target, **_target_options(a))
+    report = check(load_model(a.model, _limits(a)), a.target, **_target_options(a))
     _print_report(report, a.json)
     return 0 if report.deployable else 1
 
 
 def cmd_export(a: argparse.Namespace) -> int:
     from . import export
-    from .io import load_data
+    from .datafiles import load_data
+    from .models import load_model
+    from .outputs import check_output
 
-    x = load_data(a.data)['x']
-    report = export(load_model(a.model), a.target, a.output, x, force=a.force, rtl=False if a.no_rtl else None, **_target_options(a))
+    check_output(a.output, a.force, (a.model, a.data))
+    limits = _limits(a)
+    x = load_data(a.data, limits=limits)['x']
+    report = export(load_model(a.model, limits), a.target, a.output, x, force=a.force, rtl=False if a.no_rtl else None,
+                    inputs=(a.model, a.data), **_target_options(a))
     _print_report(report, a.json)
     return 0 if report.ok else 1
 
 
 def cmd_finetune(a: argparse.Namespace) -> int:
     from . import finetune
-    from .io import check_output, load_data
+    from .datafiles import load_data
+    from .models import load_model
+    from .outputs import check_output
 
-    data = load_data(a.data, ('x', 'y', 'x_val', 'y_val'))
-    if not a.resume:
-        check_output(a.output, a.force)
+    if not (a.resume and a.output.is_dir()):
+        check_output(a.output, a.force, (a.model, a.data))
+    limits = _limits(a)
+    data = load_data(a.data, ('x', 'y', 'x_val', 'y_val'), limits)
     result = finetune(
-        load_model(a.model), data['x'], data['y'], data['x_val'], data['y_val'], epochs=a.epochs, tolerance=a.tolerance,
+        load_model(a.model, limits), data['x'], data['y'], data['x_val'], data['y_val'], epochs=a.epochs, tolerance=a.tolerance,
         metric=a.metric, beta_min=a.beta_min, beta_max=a.beta_max, learning_rate=a.learning_rate, out_dir=a.output,
-        resume=a.resume, diagnose=a.diagnose,
+        resume=a.resume, diagnose=a.diagnose, force=a.force,
     )
     chosen = result.chosen
     if chosen is None:
@@ -151,8 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument('--limit', action='append', metavar='NAME=N', help='raise a budget for untrusted files, e.g. layers=5000 '
+                        '(layers, elements, weight_bytes, data_bytes, read_seconds, read_memory; see SECURITY.md)')
+    common.add_argument('--debug', action='store_true', help='print the traceback of an internal error')
 
-    c = sub.add_parser('convert', help='convert a QKeras or Keras model file into an HGQ2 .keras model')
+    c = sub.add_parser('convert', parents=[common], help='convert a QKeras or Keras model file into an HGQ2 .keras model')
     c.add_argument('source', type=Path, help='SOURCE.h5, SOURCE.json with --weights, SOURCE.keras, SOURCE.onnx, or a SavedModel folder')
     c.add_argument('--weights', type=Path, help='weights .h5 for a .json architecture')
     c.add_argument('-o', '--output', type=Path, required=True, help='output .keras file')
@@ -162,17 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('--calibration', type=Path, metavar='DATA', help='float layers: .npz with x (and y, x_val, y_val) to set activation ranges')
     c.add_argument('--dummy', action='store_true', help='float layers: HGQ2 dummy quantizers, i.e. the float model itself')
     c.add_argument('--fold-batchnorm', action='store_true', help='fold float BatchNormalization into the Dense/Conv before it')
-    c.add_argument('--force', action='store_true', help='overwrite the output')
+    c.add_argument('--force', action='store_true', help='replace an output that hgqbridge wrote earlier')
     c.set_defaults(run=cmd_convert)
 
-    i = sub.add_parser('inspect', help='per layer: input/weight/output fixed-point formats and EBOPs')
+    i = sub.add_parser('inspect', parents=[common], help='per layer: input/weight/output fixed-point formats and EBOPs')
     i.add_argument('model', type=Path)
     i.add_argument('--json', action='store_true')
     i.set_defaults(run=cmd_inspect)
 
     for name, helptext, run in (('check', 'can the target deploy this model? every layer, with reason and fix', cmd_check),
                                 ('export', 'write the firmware project and prove it bit-exact', cmd_export)):
-        s = sub.add_parser(name, help=helptext)
+        s = sub.add_parser(name, parents=[common], help=helptext)
         s.add_argument('model', type=Path)
         s.add_argument('--target', required=True, help='hls4ml:vitis | hls4ml:vivado | hls4ml:oneapi | hls4ml:quartus | hls4ml:catapult | da4ml')
         s.add_argument('--io-type', default='io_parallel', choices=('io_parallel', 'io_stream'))
@@ -182,11 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == 'export':
             s.add_argument('-o', '--output', type=Path, required=True, help='project folder')
             s.add_argument('--data', type=Path, required=True, help='.npz with array x (inputs to compare on)')
-            s.add_argument('--force', action='store_true', help='replace an existing project folder')
+            s.add_argument('--force', action='store_true', help='replace a project folder that hgqbridge wrote earlier')
             s.add_argument('--no-rtl', action='store_true', help='da4ml: skip the verilator simulation of the Verilog')
         s.set_defaults(run=run)
 
-    f = sub.add_parser('finetune', help='heterogeneous-bit-width fine-tuning (EBOPs-regularised)')
+    f = sub.add_parser('finetune', parents=[common], help='heterogeneous-bit-width fine-tuning (EBOPs-regularised)')
     f.add_argument('model', type=Path)
     f.add_argument('--data', type=Path, required=True, help='.npz with x, y, x_val, y_val')
     f.add_argument('-o', '--output', type=Path, required=True, help='output folder: model.keras, pareto.json, checkpoints, pictures')
@@ -198,21 +203,51 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument('--learning-rate', type=float, default=3e-3)
     f.add_argument('--resume', action='store_true', help='continue an interrupted run in the same output folder')
     f.add_argument('--diagnose', action='store_true', help='also train with float (dummy) quantizers to locate a problem')
-    f.add_argument('--force', action='store_true')
+    f.add_argument('--force', action='store_true', help='replace an output folder that hgqbridge wrote earlier')
     f.set_defaults(run=cmd_finetune)
 
-    d = sub.add_parser('demo', help='the whole path on a shipped QKeras jet tagger, ending with a table')
+    d = sub.add_parser('demo', parents=[common], help='the whole path on a shipped QKeras jet tagger, ending with a table')
     d.add_argument('-o', '--output', type=Path, help='a new folder for everything the demo writes (default demo-out-<time>)')
     d.add_argument('--epochs', type=int, default=40, help='fine-tuning epochs')
     d.set_defaults(run=cmd_demo)
 
-    s = sub.add_parser('support', help='print the support matrix (generated from the registries)')
+    s = sub.add_parser('support', parents=[common], help='print the support matrix (generated from the registries)')
     s.set_defaults(run=cmd_support)
     return p
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (what ``kill``, ``timeout`` and a cancelled CI job send) or SIGHUP, raised like Ctrl-C so that every
+    ``finally`` runs: temporary folders are removed and the reader child is killed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # let the clean-up finish
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def _failure(err: BaseException, debug: bool) -> str:
+    """The one line for an exception that is not an HGQBridgeError."""
+    if isinstance(err, OSError):
+        return f'{err.strerror or err}' + (f': {err.filename}' if err.filename else '') + ' (a file system problem, not a bug)'
+    if isinstance(err, MemoryError):
+        return 'out of memory; the model or the data is larger than this machine holds (see --limit and SECURITY.md)'
+    if isinstance(err, RecursionError):
+        return 'the model is nested too deeply to process (a file built to exhaust the stack?)'
+    where = '' if debug else '; rerun with --debug for the traceback'
+    return (f'internal error, a bug in hgqbridge: {type(err).__name__}: {" ".join(str(err).split())[:300]}; please report it on '
+            f'the hgqbridge issue tracker with this line and the command{where}')
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, 'debug', False))
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return int(args.run(args))
     except HGQBridgeError as err:
@@ -220,9 +255,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # output piped into `head`
         return 0
-    except KeyboardInterrupt:
-        print(f'hgqbridge {args.command}: interrupted', file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
+        print(f'hgqbridge {args.command}: interrupted ({signal.Signals(signum).name}); no output was written or replaced, '
+              'and no temporary file is left', file=sys.stderr)
+        return 128 + int(signum)
+    except Exception as err:  # noqa: BLE001 - the top-level guard: one line, never a traceback unless asked
+        if debug:
+            traceback.print_exc()
+        print(f'hgqbridge {args.command}: error: {_failure(err, debug)}', file=sys.stderr)
+        return 2
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == '__main__':

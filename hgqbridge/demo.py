@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import HGQBridgeError, OutputExistsError
+from .errors import HGQBridgeError
 
 TARGETS = ('hls4ml:vitis', 'da4ml')
 
@@ -61,12 +61,11 @@ def run_demo(out: Path | None, epochs: int) -> int:
     from . import import_model, verify
     from .converters.hgq.inspect import compute_ebops
     from .finetune import finetune, metric_value
-    from .io import load_data
+    from .datafiles import load_data
+    from .outputs import output_folder
 
     out = out or Path(f'demo-out-{time.strftime("%Y%m%d-%H%M%S")}')
-    if out.exists():
-        raise OutputExistsError('the demo writes into a new folder, and this one exists', where=str(out), fix='pass -o NEW_FOLDER')
-    out.mkdir(parents=True)
+    output_folder(out, force=False)
     src = fixtures_dir()
     t_start = time.perf_counter()
 

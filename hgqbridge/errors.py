@@ -37,6 +37,10 @@ class DataFileError(HGQBridgeError):
     """A data file (.npz) is missing arrays, or holds the wrong shape, dtype or non-finite values."""
 
 
+class LimitError(HGQBridgeError):
+    """A file declares a size beyond a budget of ``hgqbridge.limits.Limits``."""
+
+
 class OutputExistsError(HGQBridgeError):
     """An output already exists and --force was not given."""
 
@@ -68,8 +72,8 @@ class ProblemsError(HGQBridgeError):
 
     def __init__(self, what: str, problems: list[Problem], *, where: str | None = None):
         self.problems = problems
-        listing = ' | '.join(p.line() for p in problems)
-        super().__init__(f'{what} ({len(problems)} problem{"s" * (len(problems) != 1)}): {listing}', where=where)
+        listing = ''.join(f'\n  {p.line()}' for p in problems)
+        super().__init__(f'{what} ({len(problems)} problem{"s" * (len(problems) != 1)}):{listing}', where=where)
 
 
 class UnsupportedError(ProblemsError):

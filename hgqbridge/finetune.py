@@ -124,7 +124,7 @@ def dummy_copy(model: Any) -> Any:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    from .io import atomic_write_text
+    from .outputs import atomic_write_text
 
     atomic_write_text(path, json.dumps(value, indent=2, default=float) + '\n')
 
@@ -162,16 +162,23 @@ def finetune(
     diagnose: bool = False,
     verbose: int = 1,
     seed: int | None = 0,
+    force: bool = False,
 ) -> FinetuneResult:
-    """Fine-tune a copy of ``model``; ``seed`` (Keras's global seed) makes runs repeatable, None leaves it."""
+    """Fine-tune a copy of ``model``; ``seed`` (Keras's global seed) makes runs repeatable, None leaves it.
+    ``out_dir``: a new folder (or, with ``force``, one an earlier run wrote); ``resume`` continues in it."""
     import keras
     from hgq.utils.sugar import FreeEBOPs, PieceWiseSchedule
 
     from .converters.hgq.inspect import calibrate
+    from .datafiles import check_training_data
+    from .outputs import output_folder
 
+    shapes = tuple(model.inputs[0].shape[1:]), tuple(model.outputs[0].shape[1:])
+    data = check_training_data({'x': x, 'y': y, 'x_val': x_val, 'y_val': y_val}, *shapes, metric, 'training data')
+    x, y, x_val, y_val = data['x'], data['y'], data['x_val'], data['y_val']
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    out = Path(out_dir) if out_dir is not None else None
+    out = output_folder(Path(out_dir), force, resume) if out_dir is not None else None
     work = copy_model(model)
     baseline = metric_value(metric, y_val, work.predict([x_val], verbose=0))
     baseline_ebops = calibrate(work, x)
@@ -181,8 +188,7 @@ def finetune(
     if out is not None:
         (out / 'checkpoints').mkdir(parents=True, exist_ok=True)
         if resume and (out / 'state.json').exists():
-            state = json.loads((out / 'state.json').read_text())
-            work.load_weights(out / 'last.weights.h5')
+            state = _resume_state(out, work, epochs)
     history = [EpochRecord(**r) for r in state['history']]
     snapshots: dict[int, list[np.ndarray]] = {}  # epoch -> weights, for front members and the last good epoch
     last_good: list[np.ndarray] = work.get_weights()  # the imported weights, or where a resumed run stopped
@@ -239,6 +245,31 @@ def finetune(
         result.out_dir = str(out)
         _write_outputs(result, model, out)
     return result
+
+
+def _resume_state(out: Path, work: Any, epochs: int) -> dict[str, Any]:
+    """The state of an interrupted run, checked before it is trusted (a broken folder is an error, not a traceback)."""
+    from .errors import DataFileError
+
+    def broken(why: str) -> DataFileError:
+        return DataFileError(f'the interrupted run cannot be resumed: {why}', where=str(out), fix='run again without --resume (with --force)')
+
+    try:
+        state = json.loads((out / 'state.json').read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise broken('state.json is not readable JSON') from None
+    fields = {f for f in EpochRecord.__dataclass_fields__}
+    ok = (isinstance(state, dict) and isinstance(state.get('next_epoch'), int) and 0 <= state['next_epoch'] <= epochs
+          and isinstance(state.get('beta_scale'), (int, float)) and np.isfinite(state['beta_scale']) and state['beta_scale'] > 0
+          and isinstance(state.get('history'), list) and isinstance(state.get('events'), list)
+          and all(isinstance(r, dict) and set(r) == fields for r in state['history']) and len(state['history']) == state['next_epoch'])
+    if not ok:
+        raise broken('state.json does not describe a run of this length')
+    try:
+        work.load_weights(out / 'last.weights.h5')
+    except Exception as err:  # noqa: BLE001 - h5py/Keras errors of a truncated or foreign weights file
+        raise broken(f'last.weights.h5 does not fit the model ({type(err).__name__})') from None
+    return state
 
 
 def _update_front(history: list[EpochRecord], snapshots: dict, out: Path | None, work: Any, epoch: int) -> None:

@@ -46,12 +46,15 @@ def check(model: Any, target: str, **options: Any) -> CheckReport:
     return run_rules(model, t, _rules(t))
 
 
-def export(model: Any, target: str, out_dir: Path, x: np.ndarray, force: bool = False, rtl: bool | None = None, **options: Any) -> ExportReport:
+def export(model: Any, target: str, out_dir: Path, x: np.ndarray, force: bool = False, rtl: bool | None = None, inputs: tuple = (),
+           **options: Any) -> ExportReport:
     """Check first (refuse an undeployable model with every reason), then export and compare. ``rtl`` (da4ml):
     also verilate and compare the Verilog; None does so whenever a usable verilator is installed."""
-    from .io import check_input_shape
+    from .datafiles import check_input_shape
+    from .outputs import check_output
 
     t = parse_target(target, **options)
+    check_output(out_dir, force, inputs)
     x = check_input_shape(np.asarray(x), tuple(model.inputs[0].shape[1:]), where=f'{model.name} input')
     report = check(model, target, **options)
     if not report.deployable:
@@ -60,4 +63,4 @@ def export(model: Any, target: str, out_dir: Path, x: np.ndarray, force: bool = 
         from .converters.da4ml.export import export as run
     else:
         from .converters.hls4ml.export import export as run
-    return run(model, t, out_dir, x, force, rtl)
+    return run(model, t, out_dir, x, force, rtl, inputs)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .datafiles import check_input_shape
 from .errors import DataFileError
 from .report import LayerMatch, VerifyReport
 
@@ -60,16 +61,14 @@ def source_tensors(conversion: Any, x: np.ndarray, names: list[str]) -> dict[str
 
 
 def load_golden(path: Path) -> dict[str, np.ndarray]:
+    from .datafiles import read_npz
+
     if not path.exists():
         raise DataFileError(
             'no golden outputs for verification', where=str(path),
             fix='write them with the source framework (see fixtures/qkeras/make_fixtures.py) or pass --golden',
         )
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            golden = {k: np.asarray(npz[k]) for k in npz.files}
-    except (OSError, ValueError, EOFError) as err:
-        raise DataFileError('the golden file is not a readable .npz', where=str(path), received=str(err)[:200]) from None
+    golden = read_npz(path, 'golden file')
     if 'x_normal' not in golden:
         raise DataFileError('the golden file has no x_normal array', where=str(path), received=sorted(golden)[:8])
     golden.setdefault('x_stress', stress_inputs(golden['x_normal']))
@@ -102,9 +101,10 @@ def verify(conversion: Any, golden_path: Path) -> VerifyReport:
     results: dict[str, list[LayerMatch]] = {}
     first: dict[str, str | None] = {}
     missing: set[str] = set()
+    shape = tuple(conversion.model.inputs[0].shape[1:])
     for kind in INPUT_SETS:
         names = [n for n in order if f'{kind}::{n}' in golden]
-        got = source_tensors(conversion, golden[f'x_{kind}'], names)
+        got = source_tensors(conversion, check_input_shape(golden[f'x_{kind}'], shape, f'{golden_path}: x_{kind}'), names)
         matches = [compare_tensors(n, golden[f'{kind}::{n}'], got[n], inexact.get(n, '')) for n in names if n in got]
         missing.update(n for n in names if n not in got)
         results[kind] = matches

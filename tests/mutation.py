@@ -1,9 +1,12 @@
-"""Mutation fuzzing of model files: mutants of the committed fixtures, and a worker that converts them.
+"""Mutation fuzzing of model and data files: mutants of the committed fixtures, and a worker that runs them.
 
-``mutants(seed, n)`` makes ``n`` deterministic mutants (bit flips, truncation, zeroed blocks, swapped JSON
-fields) of a few small fixtures in every source format. The worker (``python -m tests.mutation CASES.json``)
-runs ``hgqbridge convert`` on each mutant in its own output folder and prints one JSON line per case
-(``start`` before, the outcome after), so the parent can enforce a per-case time limit by killing it.
+``mutants(seed, n, mode)`` makes ``n`` deterministic mutants (bit flips, truncation, zeroed blocks, swapped JSON
+fields) of a few small fixtures in every source format, or of data and golden files. The worker
+(``python -m tests.mutation CASES.json``) runs each mutant in its own folder and prints one JSON line per case
+(``start`` before, the outcome after), so the parent can enforce a per-case time limit by killing it. Modes:
+``convert`` runs ``hgqbridge convert`` end to end; ``parse`` runs what reads the file (the reader code the HDF5
+child runs, called here directly so that thousands of mutants take a minute) and every layer handler;
+``data`` reads a mutated data file (``--data``/``--calibration``) and a mutated golden file.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ SOURCES = [
     (['../onnx/qonnx_mlp.onnx'], 0),
 ]
 KINDS = ('flip', 'truncate', 'zero', 'swap')
+#: The parse mode reads a SavedModel one case in 29 (TensorFlow's checkpoint reader takes most of a second).
+PARSE_SOURCES = [s for s in SOURCES if 'savedmodel' not in s[0][0]] * 4 + [s for s in SOURCES if 'savedmodel' in s[0][0]]
+#: Data and golden files (a data file's arrays, a golden's per-layer outputs), for the ``data`` mode.
+DATA_SOURCES = [(['jet_tagger.data.npz'], 0), (['zoo_bits_symmetric.golden.npz'], 0), (['../keras/k3_skip.data.npz'], 0)]
 
 
 @dataclass
@@ -38,6 +45,7 @@ class Case:
     kind: str
     files: list[str]  # the (mutated) model files, in the case's folder
     folder: str
+    mode: str = 'convert'  # 'convert', 'parse' or 'data'
 
 
 def _mutate(data: bytes, kind: str, rng: random.Random) -> bytes:
@@ -79,14 +87,15 @@ def _swap_json(text: str, rng: random.Random) -> str:
     return json.dumps(doc)
 
 
-def mutants(seed: int, n: int, where: Path) -> list[Case]:
-    """``n`` mutants under ``where`` (one folder each), deterministic for a seed."""
+def mutants(seed: int, n: int, where: Path, mode: str = 'convert', first: int = 0) -> list[Case]:
+    """``n`` mutants under ``where`` (one folder each), deterministic for a seed; indices from ``first``."""
     rng = random.Random(seed)
+    sources = {'data': DATA_SOURCES, 'parse': PARSE_SOURCES}.get(mode, SOURCES)
     cases = []
-    for index in range(n):
-        files, target = SOURCES[index % len(SOURCES)]
-        kind = KINDS[(index // len(SOURCES)) % len(KINDS)]
-        folder = where / f'case{index:03d}'
+    for index in range(first, first + n):
+        files, target = sources[index % len(sources)]
+        kind = KINDS[(index // len(sources)) % len(KINDS)]
+        folder = where / f'case{index:05d}'
         (folder / 'in').mkdir(parents=True)
         paths = []
         for k, name in enumerate(files):
@@ -105,29 +114,75 @@ def mutants(seed: int, n: int, where: Path) -> list[Case]:
                 else:
                     member.write_bytes(_mutate(data, 'flip' if kind == 'swap' else kind, rng))
             paths.append(str(dst))
-        cases.append(Case(index, kind, paths, str(folder)))
+        cases.append(Case(index, kind, paths, str(folder), mode))
     return cases
 
 
-def run(cases: list[Case]) -> None:
-    """Worker: convert each case with the CLI, print its outcome as one JSON line."""
+def _convert(case: Case) -> str:
+    """``hgqbridge convert`` on the mutant, as a user runs it."""
     import contextlib
 
-    import hgqbridge
     from hgqbridge.cli import main
 
+    out = Path(case.folder) / 'out'
+    args = ['convert', case.files[0], '-o', str(out / 'model.keras')] + (['--weights', case.files[1]] if len(case.files) > 1 else [])
+    with contextlib.redirect_stdout(sys.stderr):
+        code = main(args)
+    return 'converted' if code == 0 else 'refused' if code == 2 else f'exit {code}'
+
+
+def _parse(case: Case) -> str:
+    """The reader (the same functions the HDF5 child runs) and every layer handler, without building a model."""
+    from hgqbridge.converters.hgq.driver import parse_all
+    from hgqbridge.converters.onnx import OPS, read_onnx
+    from hgqbridge.converters.qkeras import LAYERS
+    from hgqbridge.converters.qkeras.keras3_reader import load_keras
+    from hgqbridge.converters.qkeras.reader import graph_from_config, load_h5, load_json
+    from hgqbridge.converters.qkeras.savedmodel_reader import load_savedmodel
+
+    path = Path(case.files[0])
+    if path.suffix == '.onnx':
+        graph, registry = read_onnx(path), OPS
+    elif path.is_dir():
+        graph, registry = graph_from_config(*load_savedmodel(path), path), LAYERS
+    else:
+        load = {'.h5': lambda: load_h5(path), '.keras': lambda: load_keras(path), '.json': lambda: load_json(path, Path(case.files[1]))}
+        graph, registry = graph_from_config(*load[path.suffix](), path), LAYERS
+    parse_all(graph, registry)
+    return 'parsed'
+
+
+def _data(case: Case) -> str:
+    from hgqbridge.datafiles import load_data
+    from hgqbridge.verify import load_golden
+
+    path = Path(case.files[0])
+    load_golden(path) if 'golden' in path.name else load_data(path)
+    return 'parsed'
+
+
+def run(cases: list[Case]) -> None:
+    """Worker: run each case, print its outcome as one JSON line."""
+    import hgqbridge
+
     proto = sys.stdout  # protocol lines only; whatever the CLI prints goes to stderr
+    steps = {'convert': _convert, 'parse': _parse, 'data': _data}
+    import h5py  # noqa: F401  (the imports first, so that the per-case limit measures the case alone)
+    import onnx  # noqa: F401
+    import tensorflow  # noqa: F401
+
+    import hgqbridge.converters.onnx
+    import hgqbridge.converters.qkeras  # noqa: F401
+
+    print(json.dumps({'ready': True}), file=proto, flush=True)
     for case in cases:
         print(json.dumps({'start': case.index}), file=proto, flush=True)
         out = Path(case.folder) / 'out'
         out.mkdir()
-        args = ['convert', case.files[0], '-o', str(out / 'model.keras')] + (['--weights', case.files[1]] if len(case.files) > 1 else [])
         try:
-            with contextlib.redirect_stdout(sys.stderr):
-                code = main(args)
-            outcome = 'converted' if code == 0 else 'refused' if code == 2 else f'exit {code}'
-        except hgqbridge.HGQBridgeError as err:  # main() prints these; reaching here would be a CLI bug
-            outcome = f'uncaught HGQBridgeError: {err}'
+            outcome = steps[case.mode](case)
+        except hgqbridge.HGQBridgeError as err:
+            outcome = 'refused' if case.mode != 'convert' else f'uncaught HGQBridgeError: {err}'  # main() prints these itself
         except BaseException as err:  # noqa: BLE001 - the point is to report anything else
             outcome = f'{type(err).__name__}: {str(err)[:300]}'
         left = sorted(p.name for p in out.iterdir())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +12,13 @@ import pytest
 
 from hgqbridge.cli import main
 
-from .conftest import QKERAS
+from .conftest import QKERAS, ROOT
 
 
 def test_help_is_instant_and_imports_no_framework() -> None:
     code = 'import sys, hgqbridge.cli as c; c.build_parser().format_help(); print([m for m in ("tensorflow", "keras", "hgq", "hls4ml") if m in sys.modules])'
-    t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
-    assert out.stdout.strip() == '[]', out.stdout + out.stderr
-    assert time.perf_counter() - t0 < 10
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == '[]', out.stdout + out.stderr  # how fast that is: bench/, not a timed test
     assert main.__module__ == 'hgqbridge.cli'
 
 
@@ -65,7 +62,8 @@ def _run(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
         (['convert', str(QKERAS / 'jet_tagger.data.npz'), '-o', 'x.keras'], 'unknown model file type'),
         (['convert', str(QKERAS / 'jet_tagger.h5'), '-o', 'x.keras', '--input-format', 'int8'], 'expected fixed'),
         (['inspect', 'nowhere.keras'], 'does not exist'),
-        (['check', str(QKERAS / 'jet_tagger.h5'), '--target', 'da4ml'], 'cannot load the HGQ2 model'),
+        (['check', str(QKERAS / 'jet_tagger.h5'), '--target', 'da4ml'], 'an HGQ2 model is a .keras file'),
+        (['check', str(ROOT / 'fixtures' / 'qkeras_v3' / 'v3_mlp.keras'), '--target', 'da4ml'], 'cannot load the HGQ2 model'),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args: list[str], message: str, capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch) -> None:
@@ -91,9 +89,13 @@ def test_no_overwrite_without_force(tmp_path: Path, capsys: pytest.CaptureFixtur
     out.write_text('precious')
     code, err = _run(['convert', str(QKERAS / 'jet_tagger.h5'), '-o', str(out)], capsys)
     assert code == 2 and 'already exists' in err and out.read_text() == 'precious'
-    assert main(['convert', str(QKERAS / 'jet_tagger.h5'), '-o', str(out), '--force']) == 0
-    assert out.stat().st_size > 1000
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['m.keras']  # no temporary left behind
+    code, err = _run(['convert', str(QKERAS / 'jet_tagger.h5'), '-o', str(out), '--force'], capsys)
+    assert code == 2 and 'replaces only what hgqbridge wrote' in err and out.read_text() == 'precious'
+    ours = tmp_path / 'ours.keras'
+    assert main(['convert', str(QKERAS / 'jet_tagger.h5'), '-o', str(ours)]) == 0
+    assert main(['convert', str(QKERAS / 'jet_tagger.h5'), '-o', str(ours), '--force']) == 0
+    assert ours.stat().st_size > 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['m.keras', 'ours.keras']  # no temporary left behind
 
 
 def test_data_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -107,5 +109,5 @@ def test_data_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
     }
     for name, (arrays, message) in cases.items():
         np.savez(tmp_path / name, **arrays)
-        code, err = _run(['export', str(model), '--target', 'da4ml', '-o', str(tmp_path / name / 'prj'), '--data', str(tmp_path / name)], capsys)
+        code, err = _run(['export', str(model), '--target', 'da4ml', '-o', str(tmp_path / f'prj_{name}'), '--data', str(tmp_path / name)], capsys)
         assert code == 2 and message in err, err

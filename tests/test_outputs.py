@@ -1,14 +1,14 @@
-"""Outputs are atomic and never overwritten silently; data files are checked before use."""
+"""Outputs: checked before the work, atomic, marked, and replaced only when hgqbridge wrote them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from hgqbridge.errors import DataFileError, OutputExistsError
-from hgqbridge.io import atomic_path, check_input_shape, load_data
+from hgqbridge.errors import OutputExistsError
+from hgqbridge.errors import HGQBridgeError
+from hgqbridge.outputs import MARKER, atomic_path, check_output, output_folder, written_by_hgqbridge
 
 
 def test_atomic_path_replaces_only_on_success(tmp_path: Path) -> None:
@@ -27,30 +27,56 @@ def test_atomic_path_replaces_only_on_success(tmp_path: Path) -> None:
         pass
 
 
-@pytest.mark.parametrize(
-    'arrays, message',
-    [
-        ({'y': np.zeros(2)}, 'lacks array'),
-        ({'x': np.array([[np.inf]])}, 'NaN or Inf'),
-        ({'x': np.array(['a', 'b'])}, 'must be numeric'),
-    ],
-)
-def test_load_data_errors(tmp_path: Path, arrays: dict, message: str) -> None:
-    path = tmp_path / 'd.npz'
-    np.savez(path, **arrays)
-    with pytest.raises(DataFileError, match=message):
-        load_data(path)
+def test_force_replaces_only_what_hgqbridge_wrote(tmp_path: Path) -> None:
+    mine = tmp_path / 'mine'
+    mine.mkdir()
+    (mine / 'notes.txt').write_text('mine')
+    with pytest.raises(OutputExistsError, match='replaces only what hgqbridge wrote'):
+        check_output(mine, force=True)
+    ours = tmp_path / 'ours'
+    with atomic_path(ours, force=False, what='test') as tmp:
+        tmp.mkdir()
+    assert (ours / MARKER).is_file() and written_by_hgqbridge(ours)
+    check_output(ours, force=True)  # ours: may be replaced
+    (tmp_path / 'empty').mkdir()
+    check_output(tmp_path / 'empty', force=False)  # an empty folder holds nothing to lose
 
 
-def test_load_data_not_npz(tmp_path: Path) -> None:
-    (tmp_path / 'd.npz').write_bytes(b'garbage')
-    with pytest.raises(DataFileError, match='not a readable'):
-        load_data(tmp_path / 'd.npz')
-    with pytest.raises(DataFileError, match='does not exist'):
-        load_data(tmp_path / 'none.npz')
+def test_a_keras_file_is_marked(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / 'm.keras'
+    with atomic_path(path, force=False) as tmp, zipfile.ZipFile(tmp, 'w') as archive:
+        archive.writestr('config.json', '{}')
+    assert written_by_hgqbridge(path)
+    plain = tmp_path / 'plain.keras'
+    with zipfile.ZipFile(plain, 'w') as archive:
+        archive.writestr('config.json', '{}')
+    assert not written_by_hgqbridge(plain)
 
 
-def test_check_input_shape() -> None:
-    assert check_input_shape(np.zeros((3, 4), dtype=np.float64), (4,), 'm').dtype == np.float32
-    with pytest.raises(DataFileError, match=r'expects \(N, 4\)'):
-        check_input_shape(np.zeros((3, 5)), (4,), 'm')
+@pytest.mark.parametrize('where', ['.', '..', '/', 'HOME'])
+def test_protected_places(where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work = tmp_path / 'a' / 'b'
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv('HOME', str(tmp_path / 'a'))
+    with pytest.raises(HGQBridgeError, match='refusing to write the output there'):
+        check_output(tmp_path / 'a' if where == 'HOME' else Path(where), force=True)
+
+
+def test_an_input_is_never_an_output(tmp_path: Path) -> None:
+    source = tmp_path / 'model.h5'
+    source.write_bytes(b'x')
+    for target in (source, tmp_path):
+        with pytest.raises(HGQBridgeError, match='an input of this command'):
+            check_output(target, force=True, inputs=[source])
+
+
+def test_resume_only_in_a_folder_hgqbridge_wrote(tmp_path: Path) -> None:
+    (tmp_path / 'x').mkdir()
+    (tmp_path / 'x' / 'f').write_text('')
+    with pytest.raises(HGQBridgeError, match='--resume continues only'):
+        output_folder(tmp_path / 'x', force=False, resume=True)
+    made = output_folder(tmp_path / 'y', force=False)
+    assert output_folder(made, force=False, resume=True) == made

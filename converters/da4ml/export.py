@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from hgqbridge.errors import ExportError
-from hgqbridge.io import atomic_path
+from hgqbridge.outputs import atomic_path
 from hgqbridge.report import ExportReport
 
 from ..hgq import firmware
@@ -50,7 +50,8 @@ def layer_outputs(inputs: firmware.FirmwareInputs, data: np.ndarray) -> dict[str
     return out
 
 
-def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool = False, rtl: bool | None = None) -> ExportReport:
+def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool = False, rtl: bool | None = None,
+           sources: tuple = ()) -> ExportReport:
     """``rtl``: also verilate the Verilog and compare it (None: whenever a usable verilator is installed)."""
     from da4ml.codegen import HLSModel, RTLModel
 
@@ -66,7 +67,7 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
     name = ''.join(c if c.isalnum() else '_' for c in model.name)
     env = verilator_env() if rtl is not False else None
     notes = inputs.notes + ['RND_CONV quantizers use the exact half-to-even decomposition of converters/da4ml/rounding.py']
-    with atomic_path(out_dir, force) as tmp:
+    with atomic_path(out_dir, force, sources, what=f'{target} project') as tmp:
         t0 = time.perf_counter()
         RTLModel(comb, name, tmp / 'vhdl', flavor='vhdl', print_latency=False).write()
         HLSModel(comb, name, tmp / 'hls', flavor='vitis', print_latency=False).write()

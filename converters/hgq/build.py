@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from hgqbridge.fixed import FixedFormat, FormatArray
+from hgqbridge.limits import Limits
 
 Format = FixedFormat | FormatArray
 
@@ -74,6 +75,7 @@ class FloatPolicy:
 class BuildContext:
     input_format: FixedFormat = DEFAULT_INPUT_FORMAT
     policy: FloatPolicy | None = None  # set for float source models (plain Keras): how their float parts are quantized
+    limits: Limits = field(default_factory=Limits)
     refs: dict[str, TensorRef] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
     inexact: dict[str, str] = field(default_factory=dict)  # layer -> why it cannot match the source bit for bit
@@ -340,6 +342,11 @@ class MergeSpec:
 Spec = InputSpec | QuantizeSpec | IdentitySpec | MoveSpec | FloatActivationSpec | WeightLayerSpec | MergeSpec
 
 
+def _elements(tensor: Any) -> float:
+    """Values per sample of a symbolic Keras tensor (its batch axis left out)."""
+    return float(np.prod([d for d in tuple(tensor.shape)[1:] if d is not None], dtype=np.float64))
+
+
 def build_model(graph: Any, specs: dict[str, Spec], ctx: BuildContext) -> Any:
     """The HGQ2 functional model for ``graph`` (a SourceGraph) given one spec per source layer."""
     import keras
@@ -348,14 +355,21 @@ def build_model(graph: Any, specs: dict[str, Spec], ctx: BuildContext) -> Any:
 
     tensors: dict[str, Tensor] = {}
     for layer in graph.layers:
+        where = f'{graph.path}:{graph.name}/{layer.name} ({layer.class_name})'
+        inputs = [tensors[n] for n in layer.inbound]
+        for t in inputs:  # a per-element input quantizer allocates as many values as its input has
+            ctx.limits.check('elements', _elements(t.value), f'the input of this layer ({tuple(t.value.shape)})', where)
         try:
-            tensors[layer.name] = specs[layer.name].build(layer.name, [tensors[n] for n in layer.inbound], ctx)
+            tensors[layer.name] = specs[layer.name].build(layer.name, inputs, ctx)
         except (ValueError, TypeError) as err:  # Keras/HGQ2 refusing a shape or argument the saved config implies
             raise SourceFileError(
                 'the layer cannot be built from its saved config (its shapes or arguments do not fit the graph)',
-                where=f'{graph.path}:{graph.name}/{layer.name} ({layer.class_name})', received=' '.join(str(err).split())[:300],
+                where=where, received=' '.join(str(err).split())[:300],
                 fix='check that the file is an unmodified model saved by its framework',
             ) from None
+        except RecursionError:
+            raise SourceFileError('the model is too deep for Keras to build', where=where, fix='split it, or lower the number of layers') from None
+        ctx.limits.check('elements', _elements(tensors[layer.name].value), f'the output of this layer ({tuple(tensors[layer.name].value.shape)})', where)
     outputs = [materialize(tensors[n], ctx) for n in graph.outputs]
     for name, t in zip(graph.outputs, outputs):
         ctx.ref(name, ctx.refs.get(t.source, TensorRef(t.source)))

@@ -9,6 +9,7 @@ from typing import Any
 from hgqbridge.errors import LayerProblem, Problem, UnsupportedError
 from hgqbridge.fixed import FixedFormat
 from hgqbridge.graph import SourceGraph
+from hgqbridge.limits import Limits
 from hgqbridge.registry import Registry
 from hgqbridge.report import ConversionReport, LayerNote
 
@@ -44,14 +45,18 @@ def parse_all(graph: SourceGraph, layers: Registry[Callable[..., Spec]]) -> dict
             specs[layer.name] = handler(layer)
         except LayerProblem as err:
             problems.append(Problem(where, err.reason, err.fix))
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as err:  # a config no handler foresaw
+            problems.append(Problem(where, f'its saved config cannot be read ({type(err).__name__}: {" ".join(str(err).split())[:200]})',
+                                    'check that the file is an unmodified model saved by its framework'))
     if problems:
         raise UnsupportedError('the model cannot be converted exactly', problems, where=str(graph.path))
     return specs
 
 
-def convert_graph(graph: SourceGraph, layers: Registry, input_format: FixedFormat | None = None, policy: FloatPolicy | None = None) -> Conversion:
+def convert_graph(graph: SourceGraph, layers: Registry, input_format: FixedFormat | None = None, policy: FloatPolicy | None = None,
+                  limits: Limits = Limits()) -> Conversion:
     specs = parse_all(graph, layers)
-    ctx = BuildContext(input_format or DEFAULT_INPUT_FORMAT, policy)
+    ctx = BuildContext(input_format or DEFAULT_INPUT_FORMAT, policy, limits)
     model = build_model(graph, specs, ctx)
     notes = [
         LayerNote(layer.name, layer.class_name, _target(model, layer.name, ctx.refs.get(layer.name)), ctx.notes.get(layer.name, []))

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from hgqbridge.errors import ExportError
-from hgqbridge.io import atomic_path
+from hgqbridge.outputs import atomic_path
 from hgqbridge.report import ExportReport
 
 from ..hgq import firmware
@@ -26,13 +26,14 @@ STRATEGY_NAMES = {'latency': 'Latency', 'resource': 'Resource', 'distributed_ari
 DEFAULT_PRECISION = 'ap_fixed<1,0>'
 
 
-def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool = False, rtl: bool | None = None) -> ExportReport:
+def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool = False, rtl: bool | None = None,
+           sources: tuple = ()) -> ExportReport:
     """``rtl`` is da4ml's option and has no meaning here."""
     import hls4ml
 
     inputs, ebops, seconds = firmware.start(model, x)
     notes = list(inputs.notes)
-    with atomic_path(out_dir, force) as tmp:
+    with atomic_path(out_dir, force, sources, what=f'{target} project') as tmp:
         t0 = time.perf_counter()
         config = {
             'Model': {'Precision': DEFAULT_PRECISION, 'ReuseFactor': target.reuse_factor, 'Strategy': STRATEGY_NAMES[target.strategy]},

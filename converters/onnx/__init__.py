@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hgqbridge.fixed import FixedFormat
 from hgqbridge.graph import SourceGraph
+from hgqbridge.limits import Limits
 
 from ..hgq.build import FloatPolicy
 from ..hgq.driver import Conversion
@@ -14,5 +15,6 @@ from .reader import read_onnx
 __all__ = ['OPS', 'convert_graph', 'read_onnx']
 
 
-def convert_graph(graph: SourceGraph, input_format: FixedFormat | None = None, policy: FloatPolicy | None = None) -> Conversion:
-    return _convert(graph, OPS, input_format, policy)
+def convert_graph(graph: SourceGraph, input_format: FixedFormat | None = None, policy: FloatPolicy | None = None,
+                  limits: Limits = Limits()) -> Conversion:
+    return _convert(graph, OPS, input_format, policy, limits)

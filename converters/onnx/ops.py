@@ -48,6 +48,8 @@ def gemm(layer: SourceLayer) -> Spec:
     if (cfg.get('rank') or 2) != 2:
         raise LayerProblem(f'a {layer.class_name} on a rank-{cfg.get("rank")} tensor is not converted', 'flatten first')
     kernel, kfmt = _const(layer, 1, 'the weight matrix')
+    if kernel.ndim != 2:
+        raise LayerProblem(f'the weight matrix must be 2-D, got shape {kernel.shape}', 're-export the model')
     if cfg.get('transB', 0):
         kernel = kernel.T
         kfmt = None if kfmt is None else _transposed(kfmt)
@@ -110,8 +112,8 @@ def activation(layer: SourceLayer) -> Spec:
 @OPS.register('LeakyRelu')
 def leaky_relu(layer: SourceLayer) -> Spec:
     """exact for a power-of-two slope: a Keras LeakyReLU (ONNX's default slope is 0.01)."""
-    slope = float(layer.config.get('alpha', 0.01))
-    if not np.isfinite(slope) or slope < 0:
+    slope = layer.config.get('alpha', 0.01)
+    if not isinstance(slope, (int, float)) or isinstance(slope, bool) or not np.isfinite(slope) or slope < 0:
         raise LayerProblem(f'LeakyRelu alpha must be a non-negative number, got {slope}', '')
     return LeakyReluSpec(slope)
 
@@ -204,7 +206,13 @@ def batch_norm(layer: SourceLayer) -> Spec:
     """float batch normalization (channels): HGQ2 QBatchNormalization."""
     _channels_first(layer)
     gamma, beta, mean, var = (_const(layer, k, what)[0] for k, what in ((1, 'scale'), (2, 'bias'), (3, 'mean'), (4, 'variance')))
-    return BatchNormSpec(gamma, beta, mean, var, float(layer.config.get('epsilon', 1e-5)))
+    epsilon = layer.config.get('epsilon', 1e-5)
+    if not isinstance(epsilon, (int, float)) or not np.isfinite(epsilon) or epsilon < 0:
+        raise LayerProblem(f'epsilon must be a non-negative number, got {epsilon!r}', 're-export the model')
+    if np.any(var + epsilon <= 0):
+        raise LayerProblem(f'{int(np.sum(var + epsilon <= 0))} channel(s) have variance + epsilon <= 0, which makes the scale NaN or infinite',
+                           're-train or re-export the model (a variance is never negative)')
+    return BatchNormSpec(gamma, beta, mean, var, float(epsilon))
 
 
 @OPS.register('Quant', 'IntQuant')

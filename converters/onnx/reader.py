@@ -19,11 +19,14 @@ import numpy as np
 
 from hgqbridge.errors import LayerProblem, SourceFileError
 from hgqbridge.graph import SourceGraph, SourceLayer
+from hgqbridge.limits import Limits
 
 from ..qkeras.reader import _check_file, _topological
 from .qonnx import bipolar_weights, quant_format, quant_values
 
 QONNX_DOMAINS = ('qonnx.custom_op.general', 'finn.custom_op.general', 'onnx.brevitas', 'qonnx')
+STANDARD_DOMAINS = ('', 'ai.onnx')
+QONNX_OPS = ('Quant', 'IntQuant', 'BipolarQuant', 'Trunc')
 
 
 def _array(value: np.ndarray) -> np.ndarray:
@@ -37,22 +40,85 @@ def _attrs(node: Any) -> dict[str, Any]:
     out = {}
     for attr in node.attribute:
         value = helper.get_attribute_value(attr)
-        out[attr.name] = value.decode() if isinstance(value, bytes) else list(value) if isinstance(value, (list, tuple)) else value
+        out[attr.name] = value.decode('utf-8', 'replace') if isinstance(value, bytes) else list(value) if isinstance(value, (list, tuple)) else value
     return out
 
 
-def _load(path: Path) -> Any:
+def _load(path: Path, limits: Limits) -> Any:
     import onnx
 
     _check_file(path, 'ONNX file')
+    limits.check('weight_bytes', path.stat().st_size, 'the ONNX file', str(path))
     try:
         model = onnx.load(str(path), load_external_data=False)
+    except RecursionError:
+        raise SourceFileError('the ONNX graph is nested too deeply to read', where=str(path)) from None
     except Exception as err:  # google.protobuf DecodeError and friends: a corrupted file
         raise SourceFileError('the file is not a readable ONNX model', where=str(path), received=f'{type(err).__name__}: {str(err)[:200]}',
                               fix='export the model again (torch.onnx.export, tf2onnx, qonnx)') from None
     if not model.graph.node:
         raise SourceFileError('the ONNX graph has no nodes', where=str(path))
+    limits.check('layers', len(model.graph.node), 'the number of ONNX nodes', str(path))
+    _refuse_outside_data(model, path)
+    _refuse_unknown_domains(model, path)
     return model
+
+
+def _tensors(graph: Any, where: str) -> Any:
+    """Every TensorProto of a graph and its subgraphs, with where it is: initializers, sparse initializers and
+    tensor attributes of nodes."""
+    from onnx import AttributeProto
+
+    for t in graph.initializer:
+        yield t, f'{where}initializer {t.name}'
+    for sparse in graph.sparse_initializer:
+        yield sparse.values, f'{where}sparse initializer {sparse.values.name}'
+        yield sparse.indices, f'{where}sparse initializer {sparse.values.name} (indices)'
+    for node in graph.node:
+        for attr in node.attribute:
+            at = f'{where}node {node.name or node.op_type} attribute {attr.name}'
+            if attr.type == AttributeProto.TENSOR:
+                yield attr.t, at
+            for t in attr.tensors:
+                yield t, at
+            if attr.type == AttributeProto.SPARSE_TENSOR:
+                yield attr.sparse_tensor.values, at
+                yield attr.sparse_tensor.indices, at
+            for s in attr.sparse_tensors:
+                yield s.values, at
+                yield s.indices, at
+            for sub in ([attr.g] if attr.type == AttributeProto.GRAPH else []) + list(attr.graphs):
+                yield from _tensors(sub, f'{at} subgraph: ')
+
+
+def _refuse_outside_data(model: Any, path: Path) -> None:
+    """External data (a tensor whose bytes live in another file) is never read, wherever it is declared."""
+    from onnx import TensorProto
+
+    found = [at for t, at in _tensors(model.graph, '') if t.data_location == TensorProto.EXTERNAL or len(t.external_data)]
+    if found:  # (local functions, where more tensors could hide, are refused before anything is read)
+        raise SourceFileError('the ONNX file refers to tensor data stored in other files, which hgqbridge never reads', where=str(path),
+                              received='; '.join(found[:3]) + (f' and {len(found) - 3} more' if len(found) > 3 else ''),
+                              fix='save the model with its weights inside (onnx.save(model, path, save_as_external_data=False))')
+
+
+def _refuse_unknown_domains(model: Any, path: Path) -> None:
+    """Ops are standard only in the standard domain; QONNX ops only in QONNX's. A model-local function can
+    redefine any op name, so a model with local functions is refused too."""
+    if len(model.functions):
+        names = ', '.join(f'{f.domain}:{f.name}' for f in model.functions)
+        raise SourceFileError('the ONNX model defines its own functions (which may redefine standard ops); they are not converted',
+                              where=str(path), received=names[:200], fix='export without local functions (inline them)')
+    bad = []
+    for node in model.graph.node:
+        standard = node.domain in STANDARD_DOMAINS and node.op_type not in QONNX_OPS
+        qonnx = node.domain in QONNX_DOMAINS and node.op_type in QONNX_OPS
+        if not (standard or qonnx):
+            bad.append(f'{node.name or node.output[0]} ({node.domain or "ai.onnx"}:{node.op_type})')
+    if bad:
+        raise SourceFileError(f'{len(bad)} ONNX node(s) belong to a domain whose ops hgqbridge does not know, so they are not read as '
+                              'standard ops', where=str(path), received='; '.join(bad[:5]),
+                              fix='export with standard ONNX ops (QONNX Quant/BipolarQuant in the qonnx.custom_op.general domain)')
 
 
 def _shapes(model: Any) -> dict[str, list[int | None]]:
@@ -69,10 +135,19 @@ def _shapes(model: Any) -> dict[str, list[int | None]]:
     return out
 
 
-def read_onnx(path: Path) -> SourceGraph:
+def read_onnx(path: Path, limits: Limits = Limits()) -> SourceGraph:
+    """The ONNX graph as a SourceGraph; anything malformed in it is one SourceFileError."""
+    model = _load(path, limits)
+    try:
+        return _read(model, path, limits)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as err:
+        raise SourceFileError('the ONNX graph is malformed', where=str(path), received=f'{type(err).__name__}: {str(err)[:200]}',
+                              fix='export the model again') from None
+
+
+def _read(model: Any, path: Path, limits: Limits) -> SourceGraph:
     from onnx import numpy_helper
 
-    model = _load(path)
     g = model.graph
     try:
         consts = {i.name: _array(numpy_helper.to_array(i)) for i in g.initializer}
@@ -87,8 +162,8 @@ def read_onnx(path: Path) -> SourceGraph:
             consts[node.output[0]] = _array(numpy_helper.to_array(attrs['value']))
             continue
         try:
-            value = fold_constant(node, attrs, consts, shapes)
-        except (ValueError, IndexError, TypeError) as err:
+            value = fold_constant(node, attrs, consts, shapes, limits)
+        except (ValueError, IndexError, TypeError, OverflowError) as err:
             raise SourceFileError('a constant subgraph cannot be evaluated', where=f'{path}:{node.name} ({node.op_type})', received=str(err)[:200]) from None
         if value is not None:
             consts[node.output[0]] = value
@@ -218,7 +293,19 @@ def _graph(path: Path, g: Any, nodes: list, consts: dict, formats: dict, shapes:
 FOLDABLE = ('Shape', 'Gather', 'Cast', 'Slice', 'Concat', 'Unsqueeze', 'Squeeze', 'Mul', 'Div', 'Add', 'Sub', 'ReduceProd', 'Identity')
 
 
-def fold_constant(node: Any, attrs: dict, consts: dict[str, np.ndarray], shapes: dict) -> np.ndarray | None:
+def _folded_size(op: str, args: list[np.ndarray | None], attrs: dict) -> float:
+    """How many values folding would produce, computed from the shapes alone (before numpy allocates them)."""
+    present = [a for a in args if a is not None]
+    if op in ('Mul', 'Div', 'Add', 'Sub'):
+        return float(np.prod(np.broadcast_shapes(*(a.shape for a in present)), dtype=np.float64))
+    if op == 'Concat':
+        return float(sum(max(a.size, 1) for a in present))
+    if op == 'Gather' and len(present) > 1:
+        return float(present[0].size) * max(present[1].size, 1)
+    return float(present[0].size) if present else 0.0
+
+
+def fold_constant(node: Any, attrs: dict, consts: dict[str, np.ndarray], shapes: dict, limits: Limits = Limits()) -> np.ndarray | None:
     """The value of a shape-computing node whose inputs are all known (Shape: a static input shape, batch 1)."""
     if node.op_type not in FOLDABLE or len(node.output) != 1:
         return None
@@ -232,6 +319,7 @@ def fold_constant(node: Any, attrs: dict, consts: dict[str, np.ndarray], shapes:
         return None
     a = args[0]
     op = node.op_type
+    limits.check('elements', _folded_size(op, args, attrs), f'folding the constant {node.output[0]!r} ({op})', node.name or op)
     if op == 'Gather':
         return np.take(a, args[1].astype(np.int64), axis=int(attrs.get('axis', 0)))
     if op == 'Cast' or op == 'Identity':

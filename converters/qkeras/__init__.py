@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hgqbridge.fixed import FixedFormat
 from hgqbridge.graph import SourceGraph
+from hgqbridge.limits import Limits
 
 from ..hgq.build import FloatPolicy
 from ..hgq.driver import Conversion
@@ -18,5 +19,6 @@ from .savedmodel_reader import read_savedmodel
 __all__ = ['LAYERS', 'QUANTIZERS', 'convert_graph', 'fold_batchnorm', 'read_h5', 'read_json', 'read_keras', 'read_savedmodel']
 
 
-def convert_graph(graph: SourceGraph, input_format: FixedFormat | None = None, policy: FloatPolicy | None = None) -> Conversion:
-    return _convert(graph, LAYERS, input_format, policy)
+def convert_graph(graph: SourceGraph, input_format: FixedFormat | None = None, policy: FloatPolicy | None = None,
+                  limits: Limits = Limits()) -> Conversion:
+    return _convert(graph, LAYERS, input_format, policy, limits)

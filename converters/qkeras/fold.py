@@ -35,8 +35,8 @@ def _fold(conv: SourceLayer, bn: SourceLayer) -> SourceLayer | None:
         return None
     gamma = bn.weight('gamma') if bn.config.get('scale', True) else np.ones_like(mean)
     beta = bn.weight('beta') if bn.config.get('center', True) else np.zeros_like(mean)
-    if gamma is None or beta is None:
-        return None
+    if gamma is None or beta is None or np.any(var.astype(np.float64) + float(bn.config.get('epsilon', 1e-3)) <= 0):
+        return None  # left to the batch-normalization handler, which names the problem
     inv = (gamma.astype(F32) / np.sqrt(var.astype(F32) + F32(bn.config.get('epsilon', 1e-3)))).astype(F32)
     b = np.zeros_like(mean, dtype=F32) if bias is None else bias.astype(F32)
     weights = {f'{conv.name}/kernel:0': (kernel.astype(F32) * inv).astype(F32), f'{conv.name}/bias:0': ((b - mean.astype(F32)) * inv + beta.astype(F32)).astype(F32)}

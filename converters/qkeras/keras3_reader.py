@@ -14,6 +14,7 @@ import io
 import json
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,11 @@ import numpy as np
 from hgqbridge.errors import SourceFileError
 from hgqbridge.graph import SourceGraph
 
-from .reader import _check_file, graph_from_config, read_dataset
+from hgqbridge.limits import Limits
+
+from .reader import _check_file, graph_from_config, read_dataset, scan_h5
 
 MEMBERS = ('config.json', 'model.weights.h5')
-MAX_UNCOMPRESSED = 2 << 30  # 2 GiB: a larger member is refused (zip bombs)
 
 _BN = ('gamma', 'beta', 'moving_mean', 'moving_variance')
 #: Variable names, in creation order, per layer class ('sub/...' names live in the sub-layer's group).
@@ -113,14 +115,14 @@ def _to_keras2(config: dict, path: Path) -> dict:
     return config
 
 
-def read_keras(path: Path) -> SourceGraph:
+def read_keras(path: Path, limits: Limits = Limits()) -> SourceGraph:
     """A Keras-3 ``.keras`` zip (QKeras-v3 or Keras 3); parsed in a child process, as every HDF5 input is."""
     from .isolated import isolated
 
-    return graph_from_config(*isolated('keras', path), path)
+    return graph_from_config(*isolated('keras', path, None, limits), path, limits)
 
 
-def load_keras(path: Path) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
+def load_keras(path: Path, limits: Limits = Limits()) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
     """(model config in Keras-2 shape, weights) of a ``.keras`` zip."""
     import h5py
 
@@ -135,29 +137,62 @@ def load_keras(path: Path) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
             if missing:
                 raise SourceFileError('the .keras archive lacks required members', where=str(path), received=missing,
                                       fix='re-save the model with model.save("m.keras")')
-            big = [m for m in MEMBERS if infos[m].file_size > MAX_UNCOMPRESSED]
-            if big:
-                raise SourceFileError('a .keras member is larger than 2 GiB uncompressed', where=str(path), received=big)
+            for member in MEMBERS:  # zip bombs: a member's declared size is checked before it is inflated
+                limits.check('weight_bytes', infos[member].file_size, f'the .keras member {member}, uncompressed,', str(path))
             text, blob = archive.read('config.json'), archive.read('model.weights.h5')
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as err:  # RuntimeError: encrypted members
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as err:  # RuntimeError: encrypted
         raise SourceFileError('the .keras archive is corrupted', where=str(path), received=str(err)[:200]) from None
     try:
         config = json.loads(text.decode('utf-8'))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SourceFileError('config.json in the .keras archive is not valid JSON', where=str(path), received=str(err)[:200]) from None
+    except RecursionError:
+        raise SourceFileError('config.json in the .keras archive is nested too deeply to read', where=str(path)) from None
     if not isinstance(config, dict):
         raise SourceFileError('config.json is not a Keras model config', where=str(path), received=type(config).__name__)
     config = _to_keras2(config, path)
     weights: dict[str, dict[str, np.ndarray]] = {}
     try:
         with h5py.File(io.BytesIO(blob), 'r') as f:
+            scan_h5(f, f'{path}:model.weights.h5')
             layers_group = f.get('layers')
             groups = weight_groups(config['config']['layers'])
             for layer in config['config']['layers']:
                 name, cls = layer.get('name') or (layer.get('config') or {}).get('name'), layer.get('class_name')
                 group = layers_group.get(groups[str(name)]) if layers_group is not None and str(name) in groups else None
                 if group is not None and isinstance(layer.get('config'), dict):
-                    weights[str(name)] = _layer_weights(group, str(cls), layer['config'], f'{path}:{name} ({cls})', len(blob) + (1 << 20))
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+                    weights[str(name)] = _layer_weights(group, str(cls), layer['config'], f'{path}:{name} ({cls})', min(len(blob) + (1 << 20), limits.weight_bytes))
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SystemError) as err:
         raise SourceFileError('model.weights.h5 in the .keras archive is corrupted', where=str(path), received=str(err)[:200]) from None
     return config, {k: v for k, v in weights.items() if v}
+
+
+def scan_keras(path: Path, limits: Limits = Limits()) -> tuple[dict, dict]:
+    """The config of any ``.keras`` archive (an HGQ2 model to load with Keras), after the archive and its weights
+    file passed the checks every reader makes: member sizes, no links or external data in the HDF5."""
+    import h5py
+
+    _check_file(path, 'model file')
+    limits.check('weight_bytes', path.stat().st_size, 'the model file', str(path))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = {i.filename: i for i in archive.infolist()}
+            for member in MEMBERS:
+                if member not in infos:
+                    raise SourceFileError('the .keras archive lacks a required member', where=str(path), received=member,
+                                          fix='pass a model saved with model.save("m.keras")')
+                limits.check('weight_bytes', infos[member].file_size, f'the .keras member {member}, uncompressed,', str(path))
+            text, blob = archive.read('config.json'), archive.read('model.weights.h5')
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as err:
+        raise SourceFileError('the .keras archive is corrupted', where=str(path), received=str(err)[:200]) from None
+    try:
+        config = json.loads(text.decode('utf-8'))
+        with h5py.File(io.BytesIO(blob), 'r') as f:
+            scan_h5(f, f'{path}:model.weights.h5')
+    except RecursionError:
+        raise SourceFileError('config.json in the .keras archive is nested too deeply to read', where=str(path)) from None
+    except (UnicodeDecodeError, json.JSONDecodeError, OSError, ValueError, RuntimeError, SystemError) as err:
+        raise SourceFileError('the .keras archive is corrupted', where=str(path), received=str(err)[:200]) from None
+    if not isinstance(config, dict):
+        raise SourceFileError('config.json is not a Keras model config', where=str(path), received=type(config).__name__)
+    return config, {}

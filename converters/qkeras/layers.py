@@ -142,7 +142,11 @@ def max_pooling(layer: SourceLayer) -> Spec:
 def zero_padding(layer: SourceLayer) -> Spec:
     _channels_last(layer)
     padding = layer.config.get('padding', 1)
-    nested = tuple(_ints(p, 'padding') for p in padding) if isinstance(padding, list) and padding and isinstance(padding[0], list) else _ints(padding, 'padding')
+    if isinstance(padding, list) and padding and isinstance(padding[0], list):
+        nested: tuple = tuple(_ints(p, 'padding') for p in padding)
+    else:
+        flat = _ints(padding, 'padding')
+        nested = flat * 2 if len(flat) == 1 and layer.class_name == 'ZeroPadding1D' else flat  # Keras: an int pads both sides
     return MoveSpec(layer.class_name, (('padding', nested),))
 
 
@@ -185,6 +189,12 @@ def weight_spec(
     """The HGQ2 weight layer for a source layer: its ``{position}_quantizer`` applied to ``kernel`` (then reshaped
     to ``kernel_shape``, e.g. a depthwise kernel as a grouped convolution's), ``bias_quantizer`` to ``bias``, and
     the source's ``activation=`` (a quantizer, or relu/linear) unless ``activation`` is False."""
+    if args.get('kernel_size') is not None:  # Keras allocates the config's kernel shape before any weight is assigned
+        shape = kernel_shape or kernel.shape
+        size = tuple(args['kernel_size'])
+        want = size * (len(shape) - 2) if len(size) == 1 else size
+        if want != tuple(shape[: len(shape) - 2]):
+            raise LayerProblem(f'kernel_size {size} does not match the saved kernel of shape {kernel.shape}', 'pass the weights saved with this model')
     kq = parse_quantizer(layer.config.get(f'{position}_quantizer'), position)
     bq = parse_quantizer(layer.config.get('bias_quantizer'), 'bias')
     kernel, kernel_fmt = weight_plan(kq, kernel, position)

@@ -63,6 +63,9 @@ def batch_normalization(layer: SourceLayer) -> Spec:
     epsilon = cfg.get('epsilon', 1e-3)
     if not isinstance(epsilon, (int, float)) or not epsilon >= 0:
         raise LayerProblem(f'epsilon must be a non-negative number, got {epsilon!r}', 're-save the model')
+    if np.any(params['variance'].astype(np.float64) + float(epsilon) <= 0):
+        raise LayerProblem(f'{int(np.sum(params["variance"] + epsilon <= 0))} channel(s) have moving_variance + epsilon <= 0, which '
+                           'makes the scale NaN or infinite', 're-train or re-save the model (a variance is never negative)')
     return BatchNormSpec(params['gamma'], params['beta'], params['mean'], params['variance'], float(epsilon), axis)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -40,8 +41,8 @@ MAX_BITS = 64
 
 def check_integer(integer: Any) -> int:
     """A quantizer's ``integer`` argument as an int, or a LayerProblem (NaN, infinity, fractions, absurd sizes)."""
-    ok = isinstance(integer, (int, float)) and not isinstance(integer, bool) and np.isfinite(integer) and float(integer).is_integer()
-    if not ok or abs(int(integer)) > MAX_BITS:
+    whole = isinstance(integer, int) or (isinstance(integer, float) and math.isfinite(integer) and integer.is_integer())
+    if isinstance(integer, bool) or not whole or abs(integer) > MAX_BITS:
         raise LayerProblem(f'integer must be a whole number from -{MAX_BITS} to {MAX_BITS}, got {integer!r}', 'fix the quantizer in the model')
     return int(integer)
 

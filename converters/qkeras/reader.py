@@ -14,6 +14,7 @@ import numpy as np
 
 from hgqbridge.errors import SourceFileError
 from hgqbridge.graph import SourceGraph, SourceLayer
+from hgqbridge.limits import Limits
 
 H5_MAGIC = b'\x89HDF\r\n\x1a\n'
 
@@ -23,6 +24,8 @@ def _check_file(path: Path, what: str) -> None:
         raise SourceFileError(f'{what} does not exist', where=str(path), fix='check the path')
     if path.is_dir():
         raise SourceFileError(f'{what} is a directory, not a file', where=str(path), fix='pass the model file itself')
+    if not path.is_file():
+        raise SourceFileError(f'{what} is not a regular file (a pipe or device?)', where=str(path), fix='pass the model file itself')
     if path.stat().st_size == 0:
         raise SourceFileError(f'{what} is empty', where=str(path), fix='re-save the model')
 
@@ -35,9 +38,41 @@ def _open_h5(path: Path, what: str) -> Any:
         if fh.read(8) != H5_MAGIC:
             raise SourceFileError(f'{what} is not an HDF5 file', where=str(path), fix='pass a Keras-2 .h5 file')
     try:
-        return h5py.File(path, 'r')
-    except (OSError, ValueError, RuntimeError) as err:
+        f = h5py.File(path, 'r')
+    except (OSError, ValueError, RuntimeError, SystemError) as err:
         raise SourceFileError(f'{what} cannot be opened (truncated or corrupted HDF5)', where=str(path), received=str(err)) from None
+    try:
+        scan_h5(f, str(path))
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def scan_h5(f: Any, where: str) -> None:
+    """Refuse every way an HDF5 file can make the library read outside it, before anything is read: external
+    and soft links, datasets with external storage, virtual datasets. Keras never writes any of them."""
+    import h5py
+
+    problems: list[str] = []
+
+    def visit(name: str, link: Any) -> None:
+        if isinstance(link, h5py.ExternalLink):
+            problems.append(f'{name} is an external link to {link.filename}:{link.path}')
+        elif isinstance(link, h5py.SoftLink):
+            problems.append(f'{name} is a soft link to {link.path}')
+        else:
+            node = f[name]
+            if isinstance(node, h5py.Dataset) and (node.external or node.is_virtual):
+                problems.append(f'{name} is a dataset stored outside the file' + (f' ({node.external[0][0]})' if node.external else ' (virtual)'))
+
+    try:
+        f.visititems_links(visit)
+    except (OSError, ValueError, RuntimeError, KeyError, SystemError) as err:
+        raise SourceFileError('the HDF5 structure cannot be walked (corrupted)', where=where, received=str(err)[:200]) from None
+    if problems:
+        raise SourceFileError('the HDF5 file refers to data outside itself, which hgqbridge never follows', where=where,
+                              received='; '.join(problems[:3]), fix='re-save the model with Keras (it writes no links or external data)')
 
 
 def _decode(value: Any) -> str:
@@ -63,23 +98,30 @@ def size_limit(path: Path) -> int:
     return path.stat().st_size + (1 << 20)
 
 
-def read_weights(group: Any, path: Path) -> dict[str, dict[str, np.ndarray]]:
+def read_weights(group: Any, path: Path, limits: Limits = Limits()) -> dict[str, dict[str, np.ndarray]]:
     """``{layer name: {weight name: array}}`` from a Keras-2 weights group (attrs ``layer_names``/``weight_names``)."""
     if 'layer_names' not in group.attrs:
         raise SourceFileError('the weights have no layer_names attribute; this is not a Keras-2 weights file', where=str(path))
     out: dict[str, dict[str, np.ndarray]] = {}
+    total = 0
     try:
-        for layer_name in (_decode(n) for n in group.attrs['layer_names']):
+        layer_names = [_decode(n) for n in group.attrs['layer_names']]
+        limits.check('layers', len(layer_names), 'the number of layers with weights', str(path))
+        for layer_name in layer_names:
             layer_group = group[layer_name]
             names = [_decode(n) for n in layer_group.attrs.get('weight_names', [])]
-            out[layer_name] = {n: read_dataset(layer_group[n], size_limit(path), path) for n in names}
-    except (KeyError, OSError, ValueError, RuntimeError) as err:
-        raise SourceFileError('the weights file is incomplete or corrupted', where=str(path), received=str(err)) from None
+            out[layer_name] = {n: read_dataset(layer_group[n], min(size_limit(path), limits.weight_bytes), path) for n in names}
+            total += sum(v.nbytes for v in out[layer_name].values())
+            limits.check('weight_bytes', total, 'the weights together', str(path))
+    except (KeyError, OSError, ValueError, RuntimeError, SystemError) as err:
+        raise SourceFileError('the weights file is incomplete or corrupted', where=str(path), received=str(err)[:200]) from None
     return out
 
 
 def _inbound(layer: dict, where: str, path: Path) -> list[str]:
     nodes = layer.get('inbound_nodes') or []
+    if not isinstance(nodes, list):
+        raise SourceFileError('malformed inbound_nodes', where=f'{path}:{where}', received=type(nodes).__name__)
     if len(nodes) > 1:
         raise SourceFileError(
             'a layer used more than once (shared layer) is not supported', where=f'{path}:{where}', received=f'{len(nodes)} calls'
@@ -92,7 +134,7 @@ def _inbound(layer: dict, where: str, path: Path) -> list[str]:
         raise SourceFileError('malformed inbound_nodes', where=f'{path}:{where}', received=nodes) from None
 
 
-def graph_from_config(config: dict, weights: dict[str, dict[str, np.ndarray]], path: Path) -> SourceGraph:
+def graph_from_config(config: dict, weights: dict[str, dict[str, np.ndarray]], path: Path, limits: Limits = Limits()) -> SourceGraph:
     """Turn a Keras-2 ``model_config`` (Functional or Sequential) plus weights into a SourceGraph."""
     if not isinstance(config, dict) or not isinstance(config.get('config'), dict):
         raise SourceFileError('the JSON is not a Keras model config', where=str(path), fix='pass a file written by model.save or model.to_json')
@@ -100,6 +142,7 @@ def graph_from_config(config: dict, weights: dict[str, dict[str, np.ndarray]], p
     layers_cfg = body.get('layers')
     if not isinstance(layers_cfg, list) or not all(isinstance(x, dict) for x in layers_cfg):
         raise SourceFileError('the model config has no list of layers', where=str(path), received=cls)
+    limits.check('layers', len(layers_cfg), 'the number of layers', str(path))
     layers: list[SourceLayer] = []
     sequential = cls == 'Sequential'
     input_shapes: dict[str, tuple[int | None, ...]] = {}
@@ -124,6 +167,8 @@ def graph_from_config(config: dict, weights: dict[str, dict[str, np.ndarray]], p
         if layer.class_name == 'InputLayer':
             shape = layer.config.get('batch_input_shape') or layer.config.get('batch_shape')
             input_shapes[layer.name] = tuple(shape) if isinstance(shape, list) else (None,)
+            dims = [d for d in input_shapes[layer.name][1:] if isinstance(d, int) and not isinstance(d, bool)]
+            limits.check('elements', float(np.prod(dims, dtype=np.float64)), f'the input {layer.name!r} ({input_shapes[layer.name]})', str(path))
     names = {layer.name for layer in layers}
     if sequential:
         inputs, outputs = [layers[0].name], [layers[-1].name]
@@ -145,23 +190,51 @@ def graph_from_config(config: dict, weights: dict[str, dict[str, np.ndarray]], p
 
 
 def _topological(layers: list[SourceLayer], path: Path) -> list[SourceLayer]:
-    done: dict[str, SourceLayer] = {}
-    pending = list(layers)
-    while pending:
-        ready = [layer for layer in pending if all(n in done for n in layer.inbound)]
-        if not ready:
-            raise SourceFileError('the model graph has a cycle', where=str(path), received=[x.name for x in pending][:5])
-        for layer in ready:
-            done[layer.name] = layer
-        pending = [layer for layer in pending if layer.name not in done]
-    return list(done.values())
+    """The layers in an order where every layer follows its inputs: level by level (a layer's level is one more
+    than its latest input's), file order within a level. Kahn's algorithm, so linear in the size of the graph."""
+    index = {layer.name: n for n, layer in enumerate(layers)}
+    if len(index) != len(layers):
+        names = [layer.name for layer in layers]
+        raise SourceFileError('two layers have the same name', where=str(path), received=sorted({n for n in names if names.count(n) > 1})[:5])
+    waiting = [len(set(layer.inbound)) for layer in layers]
+    users: list[list[int]] = [[] for _ in layers]
+    for n, layer in enumerate(layers):
+        for source in set(layer.inbound):
+            users[index[source]].append(n)
+    level = [n for n, count in enumerate(waiting) if count == 0]
+    order: list[SourceLayer] = []
+    while level:
+        order.extend(layers[n] for n in level)
+        following = []
+        for n in level:
+            for user in users[n]:
+                waiting[user] -= 1
+                if waiting[user] == 0:
+                    following.append(user)
+        level = sorted(following)
+    if len(order) != len(layers):
+        stuck = [layer.name for n, layer in enumerate(layers) if waiting[n] > 0]
+        raise SourceFileError('the model graph has a cycle', where=str(path), received=stuck[:5])
+    return order
 
 
 Weights = dict[str, dict[str, np.ndarray]]
 
 
-def load_h5(path: Path) -> tuple[dict, Weights]:
+#: What h5py raises on a corrupted file (SystemError: its lock releasing with an HDF5 error pending).
+H5_ERRORS = (OSError, ValueError, RuntimeError, SystemError, KeyError, TypeError)
+
+
+def load_h5(path: Path, limits: Limits = Limits()) -> tuple[dict, Weights]:
     """(model config, weights) of a full Keras-2 model file written by ``model.save('m.h5')``."""
+    try:
+        return _load_h5(path, limits)
+    except H5_ERRORS as err:
+        raise SourceFileError('the model file is corrupted (HDF5)', where=str(path), received=f'{type(err).__name__}: {str(err)[:200]}',
+                              fix='re-save the model') from None
+
+
+def _load_h5(path: Path, limits: Limits) -> tuple[dict, Weights]:
     with _open_h5(path, 'model file') as f:
         if 'model_config' not in f.attrs:
             raise SourceFileError(
@@ -171,10 +244,10 @@ def load_h5(path: Path) -> tuple[dict, Weights]:
             )
         config = _load_json(_decode(f.attrs['model_config']), path)
         group = f['model_weights'] if 'model_weights' in f else f
-        return config, read_weights(group, path)
+        return config, read_weights(group, path, limits)
 
 
-def load_json(path: Path, weights_path: Path | None) -> tuple[dict, Weights]:
+def load_json(path: Path, weights_path: Path | None, limits: Limits = Limits()) -> tuple[dict, Weights]:
     """(model config, weights) of an architecture ``.json`` (``model.to_json()``) and its weights ``.h5``."""
     _check_file(path, 'architecture file')
     try:
@@ -186,22 +259,26 @@ def load_json(path: Path, weights_path: Path | None) -> tuple[dict, Weights]:
         raise SourceFileError('the JSON is not a Keras model config', where=str(path), fix='pass a file written by model.to_json()')
     if weights_path is None:
         raise SourceFileError('a .json architecture needs its weights', where=str(path), fix='add --weights SOURCE_weights.h5')
-    with _open_h5(weights_path, 'weights file') as f:
-        return config, read_weights(f['model_weights'] if 'model_weights' in f else f, weights_path)
+    try:
+        with _open_h5(weights_path, 'weights file') as f:
+            return config, read_weights(f['model_weights'] if 'model_weights' in f else f, weights_path, limits)
+    except H5_ERRORS as err:
+        raise SourceFileError('the weights file is corrupted (HDF5)', where=str(weights_path), received=f'{type(err).__name__}: {str(err)[:200]}',
+                              fix='re-save the weights') from None
 
 
-def read_h5(path: Path) -> SourceGraph:
+def read_h5(path: Path, limits: Limits = Limits()) -> SourceGraph:
     """A full Keras-2 model file written by ``model.save('m.h5')`` (HDF5 parsed in a child process)."""
     from .isolated import isolated
 
-    return graph_from_config(*isolated('h5', path), path)
+    return graph_from_config(*isolated('h5', path, None, limits), path, limits)
 
 
-def read_json(path: Path, weights_path: Path | None) -> SourceGraph:
+def read_json(path: Path, weights_path: Path | None, limits: Limits = Limits()) -> SourceGraph:
     """An architecture ``.json`` (``model.to_json()``) plus its weights ``.h5`` (HDF5 parsed in a child process)."""
     from .isolated import isolated
 
-    return graph_from_config(*isolated('json', path, weights_path), path)
+    return graph_from_config(*isolated('json', path, weights_path, limits), path, limits)
 
 
 def _load_json(text: str, path: Path) -> dict:
@@ -209,6 +286,8 @@ def _load_json(text: str, path: Path) -> dict:
         value = json.loads(text)
     except json.JSONDecodeError as err:
         raise SourceFileError('the model architecture is not valid JSON', where=str(path), received=str(err)) from None
+    except RecursionError:
+        raise SourceFileError('the model architecture is nested too deeply to read', where=str(path), fix='re-save the model') from None
     if not isinstance(value, dict):
         raise SourceFileError('the JSON is not a Keras model config', where=str(path), received=type(value).__name__)
     return value

@@ -18,6 +18,7 @@ import numpy as np
 
 from hgqbridge.errors import SourceFileError
 from hgqbridge.graph import SourceGraph
+from hgqbridge.limits import Limits
 
 from .reader import graph_from_config
 
@@ -39,21 +40,38 @@ def _untuple(node: Any) -> Any:
     return [_untuple(v) for v in node] if isinstance(node, list) else node
 
 
-def _model_config(path: Path) -> dict:
+def _inside(path: Path) -> None:
+    """Every file and folder the reader may open lies inside the SavedModel folder (no link leads out of it)."""
+    root = path.resolve()
+    for item in [path / 'keras_metadata.pb', path / 'variables', *(path / 'variables').glob('*')]:
+        if item.is_symlink() or (item.exists() and root not in item.resolve().parents):
+            raise SourceFileError('the SavedModel folder holds a link to a file outside it, which hgqbridge never follows',
+                                  where=str(item), fix='copy the real files into the folder')
+        if item.exists() and not (item.is_file() or item.is_dir()):
+            raise SourceFileError('the SavedModel folder holds something that is not a regular file', where=str(item))
+
+
+def _model_config(path: Path, limits: Limits) -> dict:
     from tensorflow.python.keras.protobuf import saved_metadata_pb2
 
     meta = saved_metadata_pb2.SavedMetadata()
+    limits.check('weight_bytes', (path / 'keras_metadata.pb').stat().st_size, 'keras_metadata.pb', str(path))
     try:
         meta.ParseFromString((path / 'keras_metadata.pb').read_bytes())
         root = next(n for n in meta.nodes if n.node_path == 'root')
         info = json.loads(root.metadata)
+    except RecursionError:
+        raise SourceFileError('the SavedModel metadata is nested too deeply to read', where=str(path), fix='re-save the model') from None
     except Exception as err:  # protobuf DecodeError, StopIteration, JSONDecodeError: all mean a broken file
         raise SourceFileError('keras_metadata.pb is not a readable tf.keras SavedModel metadata file', where=str(path),
                               received=f'{type(err).__name__}: {str(err)[:200]}', fix='re-save the model with model.save(folder)') from None
     if not isinstance(info, dict) or not isinstance(info.get('config'), dict):
         raise SourceFileError('the SavedModel metadata holds no model config (a subclassed model?)', where=str(path),
                               fix='save a Functional or Sequential model, or use model.save("m.h5")')
-    return {'class_name': info.get('class_name'), 'config': _untuple(info['config'])}
+    try:
+        return {'class_name': info.get('class_name'), 'config': _untuple(info['config'])}
+    except RecursionError:
+        raise SourceFileError('the SavedModel metadata is nested too deeply to read', where=str(path), fix='re-save the model') from None
 
 
 def _layer_variables(graph: Any, node_id: int, prefix: str, depth: int = 0) -> dict[str, str]:
@@ -71,17 +89,30 @@ def _layer_variables(graph: Any, node_id: int, prefix: str, depth: int = 0) -> d
     return out
 
 
-def read_savedmodel(path: Path) -> SourceGraph:
-    """A SavedModel folder written by tf.keras (QKeras 0.9.0) ``model.save(folder)``."""
+def read_savedmodel(path: Path, limits: Limits = Limits()) -> SourceGraph:
+    """A SavedModel folder written by tf.keras (QKeras 0.9.0) ``model.save(folder)``; read in the child process that
+    reads every HDF5 file (TensorFlow's checkpoint reader is C++ too: a broken checkpoint must not take the run down)."""
+    from .isolated import isolated
+
+    if not is_savedmodel(path):
+        raise SourceFileError('the folder is not a tf.keras SavedModel (no keras_metadata.pb)', where=str(path),
+                              fix='pass a .h5/.json/.keras file, or a folder written by tf.keras model.save(folder)')
+    return graph_from_config(*isolated('savedmodel', path, None, limits), path, limits)
+
+
+def load_savedmodel(path: Path, limits: Limits = Limits()) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
+    """(model config, weights) of a SavedModel folder."""
     import tensorflow as tf
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
     if not is_savedmodel(path):
         raise SourceFileError('the folder is not a tf.keras SavedModel (no keras_metadata.pb)', where=str(path),
                               fix='pass a .h5/.json/.keras file, or a folder written by tf.keras model.save(folder)')
-    config = _model_config(path)
+    _inside(path)
+    config = _model_config(path, limits)
     try:
         reader = tf.train.load_checkpoint(str(path / 'variables' / 'variables'))
+        shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
         objects = trackable_object_graph_pb2.TrackableObjectGraph()
         objects.ParseFromString(reader.get_tensor('_CHECKPOINTABLE_OBJECT_GRAPH'))
     except Exception as err:  # tf.errors.*, DecodeError: a missing or corrupted checkpoint
@@ -97,9 +128,13 @@ def read_savedmodel(path: Path) -> SourceGraph:
         raise SourceFileError('the SavedModel object graph does not match its model config', where=str(path),
                               received=f'{len(named)} layer nodes for {len(names)} layers')
     weights: dict[str, dict[str, np.ndarray]] = {}
+    total = 0
     for child in named:
         name = names[int(child.local_name.split('-')[1])]
         variables = _layer_variables(objects, child.node_id, f'{name}/')
+        for key in variables.values():  # sizes from the checkpoint index, before any tensor is read
+            total += int(np.prod(shapes.get(key, []), dtype=np.float64)) * max(getattr(dtypes.get(key), 'size', 8), 1)
+        limits.check('weight_bytes', total, 'the SavedModel variables together', str(path))
         if variables:
             weights[str(name)] = {k: np.asarray(reader.get_tensor(key)) for k, key in variables.items()}
-    return graph_from_config(config, weights, path)
+    return config, weights

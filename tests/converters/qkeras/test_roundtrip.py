@@ -110,7 +110,7 @@ def test_v3_goldens_are_what_qkeras_v3_computes_today(isa: str) -> None:
 @pytest.mark.parametrize('name', sorted(MODELS))
 def test_saved_keras_file_is_identical(name: str, conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
     """What `hgqbridge convert -o model.keras` writes loads back (safe mode) and computes the same values."""
-    from hgqbridge.cli import load_model, save_model
+    from hgqbridge.models import load_model, save_model
 
     model = conversions[name].model
     save_model(model, tmp_path / 'm.keras', force=False)
