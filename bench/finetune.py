@@ -33,7 +33,7 @@ def machine() -> dict:
 def run_case(name: str, epochs: int) -> dict:
     import numpy as np
     from hgqbridge.converters.da4ml.export import trace
-    from hgqbridge.converters.hgq import firmware
+    from hgqbridge.converters.deploy import firmware
 
     import hgqbridge
     from hgqbridge.errors import HGQBridgeError

@@ -1,20 +1,106 @@
-"""Framework-specific code, installed as ``hgqbridge.converters``: readers and layer handlers per source
-framework (qkeras/), the HGQ2 model builder (hgq/), and the exporters with their support rules (hls4ml/,
-da4ml/)."""
+"""The one door between the core (``hgqbridge/``) and the converters, installed as ``hgqbridge.converters``.
+
+The core imports nothing else from here; it never names a framework. Two tables say what exists:
+
+* ``SOURCES``: every source format, each with the suffixes (or folders) it reads, its reader, the registries
+  whose handlers convert its layers, and the passes it opts into;
+* ``TARGETS``: every export target, each declared in its own folder (``converters/<target>/__init__.py``).
+
+A new source or target is one folder plus one row here. Below the tables, the steps every conversion, check and
+export takes: read, normalise (passes), convert (the HGQ2 builder), calibrate and compare (float sources).
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hgqbridge.datafiles import check_input_shape
-from hgqbridge.errors import HGQBridgeError, SourceFileError
+from hgqbridge.errors import HGQBridgeError, ProblemsError, SourceFileError
 from hgqbridge.fixed import FixedFormat
+from hgqbridge.graph import SourceGraph
 from hgqbridge.limits import Limits
+from hgqbridge.registry import Registry
+from hgqbridge.report import CheckReport, ExportReport
 
-from .hgq.driver import Conversion
+from . import da4ml, hls4ml, keras, onnx, qkeras
+from .deploy.rules import run_rules
+from .deploy.target import Target
+from .hgq.driver import Conversion, convert_graph, is_float_graph
+from .hgq.policy import FloatPolicy, calibrate_policy, comparison, policy_summary
+from .passes.fold_batchnorm import FoldBatchNorm, FoldTable
+
+
+@dataclass(frozen=True)
+class Source:
+    """A source format: ``read(path, weights, limits, registries)`` makes its SourceGraph."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    is_folder: Callable[[Path], bool] | None
+    read: Callable[[Path, Path | None, Limits, tuple[Registry, ...]], SourceGraph]
+    registries: tuple[Registry, ...]
+    fold: FoldTable | None = None
+    usage: str = ''
+
+
+def _read_keras(path: Path, weights: Path | None, limits: Limits, registries: tuple[Registry, ...]) -> SourceGraph:
+    order = {name: entry.weights for reg in registries for name in reg.names() if (entry := reg.entry(name)) is not None and entry.weights}
+    return keras.read(path, weights, limits, order)
+
+
+def _read_onnx(path: Path, weights: Path | None, limits: Limits, registries: tuple[Registry, ...]) -> SourceGraph:
+    if weights is not None:
+        raise SourceFileError('--weights goes with a .json architecture only', where=str(weights), fix='drop --weights')
+    return onnx.read_onnx(path, limits)
+
+
+SOURCES: tuple[Source, ...] = (
+    Source('Keras and QKeras', keras.SUFFIXES, keras.is_savedmodel, _read_keras, (keras.LAYERS, qkeras.LAYERS),
+           FoldTable('BatchNormalization', {'Dense': 2, 'Conv1D': 3, 'Conv2D': 4}),
+           'a Keras-2/QKeras .h5 file, SOURCE.json --weights SOURCE_weights.h5, a Keras-3/QKeras-v3 .keras file, a tf.keras SavedModel folder'),
+    Source('ONNX and QONNX', onnx.SUFFIXES, None, _read_onnx, (onnx.OPS,), None, 'an ONNX/QONNX .onnx file'),
+)
+TARGETS: dict[str, Target] = {target.name: target for target in (hls4ml.TARGET, da4ml.TARGET)}
+
+
+def registries() -> list[Registry]:
+    """Every registry the support matrix lists: each source's layer registries and QKeras's quantizers."""
+    return [*(reg for source in SOURCES for reg in source.registries), qkeras.QUANTIZERS]
+
+
+def source_for(path: Path) -> Source:
+    """The source that reads ``path``: by its suffix, or, for a folder, the source that reads folders."""
+    for source in SOURCES:
+        if (source.is_folder is not None) if path.is_dir() else path.suffix.lower() in source.suffixes:
+            return source
+    raise SourceFileError(f'unknown model file type {path.suffix.lower() or "(none)"!r}', where=str(path),
+                          fix='pass ' + ', or '.join(s.usage for s in SOURCES))
+
+
+# ---- the steps of an import ------------------------------------------------------------------------------------------
+
+
+def read(path: Path, weights: Path | None = None, limits: Limits = Limits()) -> tuple[SourceGraph, Source]:
+    """Read a source model file into a SourceGraph (the reader is chosen by the file's suffix or folder)."""
+    source = source_for(path)
+    return source.read(path, weights, limits, source.registries), source
+
+
+def normalize(graph: SourceGraph, source: Source, fold_batchnorm: bool) -> SourceGraph:
+    """The passes a user asked for that the source opts into: batch-norm folding."""
+    if not fold_batchnorm:
+        return graph
+    if source.fold is None:
+        return graph
+    graph, changed = FoldBatchNorm(source.fold).apply(graph)
+    if not changed:
+        graph.notes.append('batch normalization folded into the layer before it: none could be')
+    return graph
 
 
 def import_model(
@@ -22,69 +108,64 @@ def import_model(
     bits: int | None = None, dummy: bool = False, calibration: dict[str, np.ndarray] | None = None, fold_batchnorm: bool = False,
     limits: Limits = Limits(),
 ) -> Conversion:
-    """Read a source model file and convert it; the reader is chosen by the file suffix.
-
-    ``fold_batchnorm`` folds float batch normalizations into the Dense/Conv before them. A float model (no QKeras
-    layer), or any model when ``bits``/``dummy`` is given, is quantized by a ``FloatPolicy``: ``dummy`` keeps it float; otherwise ``bits``-bit (default 8) weights and activations, the
-    activations' integer bits from ``calibration['x']`` when given. With calibration data the report shows
-    the float and the quantized model side by side."""
-    from . import qkeras
-
-    suffix = path.suffix.lower()
-    if path.is_dir():
-        graph = qkeras.read_savedmodel(path, limits)
-    elif suffix in ('.h5', '.hdf5'):
-        graph = qkeras.read_h5(path, limits)
-    elif suffix == '.json':
-        graph = qkeras.read_json(path, weights, limits)
-    elif suffix == '.keras':
-        graph = qkeras.read_keras(path, limits)
-    elif suffix == '.onnx':
-        from . import onnx as onnx_import
-
-        graph = onnx_import.read_onnx(path, limits)
-    else:
-        raise SourceFileError(
-            f'unknown model file type {suffix or "(none)"!r}', where=str(path),
-            fix='pass a Keras-2/QKeras .h5 file, SOURCE.json --weights SOURCE_weights.h5, a Keras-3/QKeras-v3 .keras file, a tf.keras SavedModel folder, or an ONNX/QONNX .onnx file',
-        )
-    from .hgq.build import FloatPolicy
-    from .hgq.float_model import calibrate_policy, comparison, is_float_graph, policy_summary
-
-    convert = qkeras.convert_graph
-    if graph.framework == 'onnx':
-        from . import onnx as onnx_import
-
-        convert = onnx_import.convert_graph
-    elif is_float_graph(graph):
-        graph = replace(graph, framework='keras')
-    folded: list[str] = []
-    if fold_batchnorm:
-        graph, folded = qkeras.fold_batchnorm(graph)
-
+    """Read, normalise and convert a source model. A float source (no layer carries the source's own quantizers),
+    or any model when ``bits``/``dummy`` is given, is quantized by a ``FloatPolicy``: ``dummy`` keeps it float;
+    otherwise ``bits``-bit (default 8) weights and activations, the activations' integer bits from
+    ``calibration['x']`` when given, and the report shows the float and the quantized model side by side."""
     if bits is not None and (not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= 32):
         raise HGQBridgeError('bits must be an integer from 2 to 32', received=bits, fix='e.g. --bits 8')
-    if graph.framework == 'onnx' and any(len(layer.config.get('channels_first_shape', ())) in (3, 4) for layer in graph):
-        layout = 'the HGQ2 model is channels-last: feed NCHW data as x.transpose(0, 2, 3, 1) (NCW as x.transpose(0, 2, 1))'
-    else:
-        layout = ''
-    if not (dummy or bits is not None or is_float_graph(graph)):
-        conv = convert(graph, input_format, None, limits)
-        if fold_batchnorm:
-            conv.report.summary.append(f'batch normalization folded into the layer before it: {", ".join(folded) or "none could be"}')
-        conv.report.summary.extend([layout] if layout else [])
-        return conv
+    graph, source = read(path, weights, limits)
+    graph = normalize(graph, source, fold_batchnorm)
+    regs = source.registries
+    if not (dummy or bits is not None or is_float_graph(graph, regs)):
+        return convert_graph(graph, regs, input_format, None, limits)
     policy = FloatPolicy(bits or 8, dummy)
-    conv = convert(graph, input_format, policy, limits)
-    x = None if calibration is None else check_input_shape(calibration['x'], tuple(conv.model.inputs[0].shape[1:]), 'calibration data x')
+    conv = convert_graph(graph, regs, input_format, policy, limits)
+    shape = tuple(conv.model.inputs[0].shape[1:])
+    x = None if calibration is None else check_input_shape(calibration['x'], shape, 'calibration data x')
     if x is not None and not dummy:
         calibrate_policy(conv.model, x, policy)
-    conv.report.summary.extend(policy_summary(policy, None if x is None or dummy else len(x)) + ([layout] if layout else []))
-    if fold_batchnorm:
-        conv.report.summary.append(f'batch normalization folded into the layer before it: {", ".join(folded) or "none could be"}')
-    if x is not None and not dummy:
-        reference = convert(graph, input_format, FloatPolicy(policy.bits, dummy=True), limits).model
+    conv.report.summary.extend(policy_summary(policy, None if x is None or dummy else len(x)))
+    if x is not None and not dummy and calibration is not None:
+        reference = convert_graph(graph, regs, input_format, FloatPolicy(policy.bits, dummy=True), limits).model
         x_eval = calibration.get('x_val', x)
         y_eval = calibration.get('y_val') if 'x_val' in calibration else calibration.get('y')
-        conv.report.summary.extend(comparison(reference, conv.model, check_input_shape(x_eval, tuple(conv.model.inputs[0].shape[1:]), 'x_val'), y_eval))
+        conv.report.summary.extend(comparison(reference, conv.model, check_input_shape(x_eval, shape, 'x_val'), y_eval))
     return conv
+
+
+# ---- targets: check and export -----------------------------------------------------------------------------------------
+
+
+def parse_target(text: str, options: dict[str, Any]) -> tuple[Target, Any]:
+    """``NAME[:VARIANT]`` and the options the user gave (None: not given) -> the target and its own options."""
+    name, _, variant = text.strip().lower().partition(':')
+    target = TARGETS.get(name)
+    if target is None:
+        raise HGQBridgeError('unknown target', received=text, fix=f'use one of {" | ".join(t.usage for t in TARGETS.values())}')
+    return target, target.parse(variant, options)
+
+
+def check(model: Any, text: str, options: dict[str, Any]) -> CheckReport:
+    """Which layers the target can deploy, with the reason and the fix; the model is not modified."""
+    target, spec = parse_target(text, options)
+    return run_rules(model, spec, target.rules)
+
+
+def export(model: Any, text: str, out_dir: Path, x: np.ndarray, force: bool, sources: tuple[Path, ...], options: dict[str, Any]) -> ExportReport:
+    """Check first (refuse an undeployable model with every reason), then write the project and prove it."""
+    from hgqbridge.outputs import check_output
+
+    target, spec = parse_target(text, options)
+    check_output(out_dir, force, sources)
+    x = check_input_shape(np.asarray(x), tuple(model.inputs[0].shape[1:]), f'{model.name} input')
+    report = run_rules(model, spec, target.rules)
+    if not report.deployable:
+        raise ProblemsError(f'the model cannot be deployed on {spec}', [p for p in report.problems() if p.severity == 'error'], where=model.name)
+    return target.export(model, spec, out_dir, x, force, sources)
+
+
+def scan_model(path: Path, limits: Limits) -> dict:
+    """The config of an HGQ2 ``.keras`` model, read by the isolated reader after the checks every read makes."""
+    config, _ = keras.isolated('scan', path, None, limits)
+    return config

@@ -77,19 +77,22 @@ def verify(conversion: Any, golden: str | Path) -> VerifyReport:
 
 
 def check(model: Any, target: str, **options: Any) -> CheckReport:
-    """Which layers of an HGQ2 model the target (``hls4ml:vitis``, ``da4ml``, ...) can deploy, and why not."""
+    """Which layers of an HGQ2 model the target (``hls4ml:vitis``, ``da4ml``, ...) can deploy, and why not.
+    ``options``: the target's own (hls4ml: ``io_type``, ``strategy``, ``reuse_factor``). The model is not modified."""
     _quiet_tf()
-    from .targets import check as _check
+    from .converters import check as _check
 
-    return _check(model, target, **options)
+    return _check(model, target, options)
 
 
-def export(model: Any, target: str, out_dir: str | Path, x: Any, force: bool = False, **options: Any) -> ExportReport:
-    """Write the firmware project for ``target`` and prove it bit-exact to ``model`` on ``x`` and 4 x ``x``."""
+def export(model: Any, target: str, out_dir: str | Path, x: Any, force: bool = False, sources: tuple[Path, ...] = (),
+           **options: Any) -> ExportReport:
+    """Write the firmware project for ``target`` and prove it bit-exact to ``model`` on ``x`` and 4 x ``x``
+    (``options``: the target's own, e.g. ``rtl=False`` for da4ml). The model is not modified."""
     _quiet_tf()
-    from .targets import export as _export
+    from .converters import export as _export
 
-    return _export(model, target, Path(out_dir), x, force=force, **options)
+    return _export(model, target, Path(out_dir), x, force, tuple(sources), options)
 
 
 def finetune(model: Any, x: Any, y: Any, x_val: Any, y_val: Any, **options: Any) -> Any:

@@ -68,7 +68,7 @@ def cmd_convert(a: argparse.Namespace) -> int:
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
-    from .converters.hgq.inspect import inspect_dict, inspect_text
+    from .inspect import inspect_dict, inspect_text
     from .models import load_model
 
     model = load_model(a.model, _limits(a))
@@ -77,7 +77,9 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 
 
 def _target_options(a: argparse.Namespace) -> dict[str, Any]:
-    return {'io_type': a.io_type, 'strategy': a.strategy, 'reuse_factor': a.reuse_factor}
+    """The target options the user gave (None: not given; each target says which it takes)."""
+    rtl = False if getattr(a, 'no_rtl', False) else None
+    return {'io_type': a.io_type, 'strategy': a.strategy, 'reuse_factor': a.reuse_factor, 'rtl': rtl}
 
 
 def cmd_check(a: argparse.Namespace) -> int:
@@ -98,8 +100,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     check_output(a.output, a.force, (a.model, a.data))
     limits = _limits(a)
     x = load_data(a.data, limits=limits)['x']
-    report = export(load_model(a.model, limits), a.target, a.output, x, force=a.force, rtl=False if a.no_rtl else None,
-                    inputs=(a.model, a.data), **_target_options(a))
+    report = export(load_model(a.model, limits), a.target, a.output, x, force=a.force, sources=(a.model, a.data), **_target_options(a))
     _print_report(report, a.json)
     return 0 if report.ok else 1
 
@@ -179,10 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 ('export', 'write the firmware project and prove it bit-exact', cmd_export)):
         s = sub.add_parser(name, parents=[common], help=helptext)
         s.add_argument('model', type=Path)
-        s.add_argument('--target', required=True, help='hls4ml:vitis | hls4ml:vivado | hls4ml:oneapi | hls4ml:quartus | hls4ml:catapult | da4ml')
-        s.add_argument('--io-type', default='io_parallel', choices=('io_parallel', 'io_stream'))
-        s.add_argument('--strategy', default='latency', choices=('latency', 'resource', 'distributed_arithmetic'))
-        s.add_argument('--reuse-factor', type=int, default=1)
+        s.add_argument('--target', required=True, help='an export target: hls4ml:BACKEND (vitis, vivado, oneapi, quartus, catapult) or da4ml; '
+                       'hgqbridge support lists them')
+        s.add_argument('--io-type', help='hls4ml: io_parallel (default) or io_stream')
+        s.add_argument('--strategy', help='hls4ml: latency (default), resource or distributed_arithmetic')
+        s.add_argument('--reuse-factor', type=int, help='hls4ml: the reuse factor (default 1)')
         s.add_argument('--json', action='store_true', help='print the report as JSON')
         if name == 'export':
             s.add_argument('-o', '--output', type=Path, required=True, help='project folder')

@@ -17,26 +17,27 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataFileError
+from .errors import DataFileError, HGQBridgeError
 from .limits import Limits
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def regular_file(path: Path, what: str) -> int:
-    """The size of ``path``, which must be an existing, non-empty regular file (not a folder, FIFO or device)."""
+def regular_file(path: Path, what: str, error: type[HGQBridgeError] = DataFileError) -> int:
+    """The size of ``path``, which must be an existing, non-empty regular file (not a folder, FIFO or device);
+    ``error`` is the class of the error raised otherwise (SourceFileError for a model file)."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise DataFileError(f'the {what} does not exist', where=str(path), fix='check the path') from None
+        raise error(f'the {what} does not exist', where=str(path), fix='check the path') from None
     except OSError as err:
-        raise DataFileError(f'the {what} cannot be opened', where=str(path), received=err.strerror) from None
+        raise error(f'the {what} cannot be opened', where=str(path), received=err.strerror) from None
     if stat.S_ISDIR(info.st_mode):
-        raise DataFileError(f'the {what} is a directory, not a file', where=str(path), fix='pass an .npz file with an array x')
+        raise error(f'the {what} is a directory, not a file', where=str(path), fix='pass the file itself')
     if not stat.S_ISREG(info.st_mode):
-        raise DataFileError(f'the {what} is not a regular file (a pipe or device?)', where=str(path), fix='pass an .npz file on disk')
+        raise error(f'the {what} is not a regular file (a pipe or device?)', where=str(path), fix='pass a file on disk')
     if info.st_size == 0:
-        raise DataFileError(f'the {what} is empty', where=str(path), fix='save it again with numpy.savez')
+        raise error(f'the {what} is empty', where=str(path), fix='save it again')
     return info.st_size
 
 

@@ -59,7 +59,7 @@ def _rtl(result: dict[str, Any]) -> str:
 
 def run_demo(out: Path | None, epochs: int) -> int:
     from . import import_model, verify
-    from .converters.hgq.inspect import compute_ebops
+    from .inspect import compute_ebops
     from .finetune import finetune, metric_value
     from .datafiles import load_data
     from .outputs import output_folder

@@ -60,11 +60,13 @@ class Problem:
 
 
 class LayerProblem(Exception):
-    """Raised inside a handler for one layer; the driver turns it into a Problem and goes on."""
+    """Raised inside a handler (or a spec while it builds) for one layer; the driver turns it into a Problem and
+    goes on. ``fix`` is required: a problem always says what to do."""
 
-    def __init__(self, reason: str, fix: str = ''):
-        self.reason, self.fix = reason, fix
-        super().__init__(reason)
+    def __init__(self, reason: str, fix: str, *, received: object = None):
+        self.reason = reason if received is None else f'{reason}; received {received!r}'
+        self.fix = fix
+        super().__init__(self.reason)
 
 
 class ProblemsError(HGQBridgeError):
@@ -78,10 +80,6 @@ class ProblemsError(HGQBridgeError):
 
 class UnsupportedError(ProblemsError):
     """The source model uses layers or quantizers that cannot be converted exactly."""
-
-
-class VerificationError(HGQBridgeError):
-    """A converted or exported model does not reproduce its reference bit for bit."""
 
 
 class ExportError(HGQBridgeError):

@@ -25,6 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from .inspect import calibrate, fixed_point_quantizers, set_beta
+from .models import copy_model
+
 BACK_OFF = 0.1  # beta multiplier after a collapse
 
 
@@ -91,15 +94,6 @@ def pareto_front(points: list[tuple[int, float]]) -> list[int]:
     return keep
 
 
-def copy_model(model: Any) -> Any:
-    """A deep copy of an HGQ2 model (through Keras's own serialisation; no custom code is loaded)."""
-    import keras
-
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
-
-
 def dummy_copy(model: Any) -> Any:
     """The same network with every quantizer replaced by HGQ2's ``dummy`` (float) quantizer."""
     import keras
@@ -137,9 +131,8 @@ def _save_weights(model: Any, path: Path) -> None:
 
 def _widen(model: Any) -> None:
     """One more fractional bit for every fixed-point quantizer (after a collapse from the imported weights)."""
-    for layer in model._flatten_layers():
-        inner = getattr(layer, 'quantizer', None)
-        if inner is not None and hasattr(inner, '_f') and hasattr(inner._f, 'assign'):
+    for inner in fixed_point_quantizers(model):
+        if hasattr(inner._f, 'assign'):
             inner._f.assign(inner._f + 1.0)
 
 
@@ -169,7 +162,6 @@ def finetune(
     import keras
     from hgq.utils.sugar import FreeEBOPs, PieceWiseSchedule
 
-    from .converters.hgq.inspect import calibrate
     from .datafiles import check_training_data
     from .outputs import output_folder
 
@@ -198,9 +190,7 @@ def finetune(
 
     class Beta(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            for layer in work._flatten_layers():
-                if getattr(layer, '_beta', None) is not None:
-                    layer._beta.assign(keras.ops.convert_to_tensor(beta_of(epoch), dtype=layer._beta.dtype))
+            set_beta(work, beta_of(epoch))
 
     for epoch in range(state['next_epoch'], epochs):
         fit = work.fit(x, y, initial_epoch=epoch, epochs=epoch + 1, batch_size=batch_size, verbose=0, callbacks=[Beta(), FreeEBOPs()])

@@ -10,11 +10,36 @@ as in HGQ2; the bounds lie on the grid, so the order does not matter.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 ROUND_MODES = ('TRN', 'RND', 'RND_CONV')
 OVERFLOW_MODES = ('SAT', 'SAT_SYM', 'WRAP')
+
+def quantize_kif(x: np.ndarray, k: Any, i: Any, f: Any, round_mode: str, overflow: str) -> np.ndarray:
+    """The exact fixed-point quantization of ``x`` (float64) with per-element ``k, i, f`` (broadcast against x):
+    saturate (SAT: ``[-k 2^i, 2^i - 2^-f]``, SAT_SYM: ``±(2^i - 2^-f)``), round (TRN floor, RND half up, RND_CONV
+    half to even), or wrap (WRAP: modulo ``2^(k+i+f)`` steps). Elements of zero or negative width are 0."""
+    x = np.asarray(x, dtype=np.float64)
+    k, i, f = (np.asarray(a, dtype=np.float64) for a in np.broadcast_arrays(k, i, f, x)[:3])
+    step = 2.0**-f
+    if overflow != 'WRAP':
+        high = 2.0**i - step
+        low = -high * k if overflow == 'SAT_SYM' else -(2.0**i) * k
+        x = np.clip(x, low, high)
+    scaled = x * 2.0**f
+    if round_mode == 'TRN':
+        q = np.floor(scaled)
+    elif round_mode == 'RND':
+        q = np.floor(scaled + 0.5)
+    else:
+        q = np.round(scaled)  # numpy rounds half to even
+    if overflow == 'WRAP':
+        span = 2.0 ** (k + i + f)
+        offset = k * 2.0 ** (i + f)
+        q = np.mod(q + offset, span) - offset
+    return np.where(k + i + f > 0, q * step, 0.0)
 
 
 @dataclass(frozen=True)
@@ -51,23 +76,7 @@ class FixedFormat:
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """The exact quantized value of ``x`` (computed in float64)."""
-        x = np.asarray(x, dtype=np.float64)
-        if self.width <= 0:
-            return np.zeros_like(x)
-        if self.overflow != 'WRAP':
-            x = np.clip(x, self.low, self.high)
-        scaled = x * 2.0**self.f
-        if self.round == 'TRN':
-            q = np.floor(scaled)
-        elif self.round == 'RND':
-            q = np.floor(scaled + 0.5)
-        else:
-            q = np.round(scaled)  # numpy rounds half to even
-        if self.overflow == 'WRAP':
-            span = 2.0 ** (self.k + self.i + self.f)
-            offset = self.k * 2.0 ** (self.i + self.f)
-            q = np.mod(q + offset, span) - offset
-        return q * self.step
+        return quantize_kif(x, self.k, self.i, self.f, self.round, self.overflow)
 
     def holds(self, other: FixedFormat) -> bool:
         """True when quantizing with this format leaves every value of ``other`` unchanged."""
@@ -143,14 +152,8 @@ class FormatArray:
         return FixedFormat(int(self.k.max()), int(self.i.max()), int(self.f.max()), self.round, self.overflow)
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
-        """Elementwise quantization with each element's own format (float64)."""
-        x = np.asarray(x, dtype=np.float64)
-        k, i, f = np.broadcast_arrays(self.k, self.i, self.f, x)[:3]
-        step = 2.0**-f
-        high = 2.0**i - step
-        low = -(2.0**i) * k if self.overflow == 'SAT' else -high * k
-        q = np.round(np.clip(x, low, high) / step) * step
-        return np.where(k + i + f > 0, q, 0.0)
+        """Elementwise quantization with each element's own format and this array's rounding and overflow modes."""
+        return quantize_kif(x, self.k, self.i, self.f, self.round, self.overflow)
 
     @classmethod
     def covering(cls, values: np.ndarray, max_f: int = 32) -> FormatArray:

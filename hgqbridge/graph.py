@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import SourceFileError
+
 
 @dataclass
 class SourceLayer:
@@ -30,15 +32,19 @@ class SourceLayer:
 
 @dataclass
 class SourceGraph:
-    """A source model as a DAG of SourceLayers in topological order."""
+    """A source model as a DAG of SourceLayers in topological order.
+
+    ``aliases``: source layers a pass removed, mapped to the layer whose tensor is theirs now (a batch
+    normalization folded into the convolution before it), so that verification still finds their tensors.
+    ``notes``: model-level facts a reader or pass wants the conversion report to say (a layout change)."""
 
     name: str
     layers: list[SourceLayer]
     inputs: list[str]
     outputs: list[str]
     path: Path
-    framework: str
-    input_shapes: dict[str, tuple[int | None, ...]] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[SourceLayer]:
         return iter(self.layers)
@@ -51,3 +57,35 @@ class SourceGraph:
 
     def consumers(self, name: str) -> list[SourceLayer]:
         return [layer for layer in self.layers if name in layer.inbound]
+
+
+def topological(layers: list[SourceLayer], where: str) -> list[SourceLayer]:
+    """The layers in an order where every layer follows its inputs: level by level (a layer's level is one more
+    than its latest input's), file order within a level. Kahn's algorithm, so linear in the size of the graph."""
+    index = {layer.name: n for n, layer in enumerate(layers)}
+    if len(index) != len(layers):
+        names = [layer.name for layer in layers]
+        raise SourceFileError('two layers have the same name', where=where, received=sorted({n for n in names if names.count(n) > 1})[:5])
+    unknown = sorted({n for layer in layers for n in layer.inbound if n not in index})
+    if unknown:
+        raise SourceFileError('the model graph refers to layers it does not define', where=where, received=unknown[:5])
+    waiting = [len(set(layer.inbound)) for layer in layers]
+    users: list[list[int]] = [[] for _ in layers]
+    for n, layer in enumerate(layers):
+        for source in set(layer.inbound):
+            users[index[source]].append(n)
+    level = [n for n, count in enumerate(waiting) if count == 0]
+    order: list[SourceLayer] = []
+    while level:
+        order.extend(layers[n] for n in level)
+        following = []
+        for n in level:
+            for user in users[n]:
+                waiting[user] -= 1
+                if waiting[user] == 0:
+                    following.append(user)
+        level = sorted(following)
+    if len(order) != len(layers):
+        stuck = [layer.name for n, layer in enumerate(layers) if waiting[n] > 0]
+        raise SourceFileError('the model graph has a cycle', where=where, received=stuck[:5])
+    return order

@@ -1,4 +1,4 @@
-"""HGQ2 ``.keras`` model files: loaded only after the checks every reader makes, saved atomically and marked.
+"""HGQ2 models: ``.keras`` files loaded only after the checks every reader makes, saved atomically and marked; copies.
 
 Keras builds every layer a config declares before it loads a weight, so a hostile ``.keras`` file could ask it for
 gigabytes, and its ``model.weights.h5`` could point HDF5 at local files. ``load_model`` therefore first has the
@@ -46,13 +46,13 @@ def _plausible(config: Any, limits: Limits, where: str) -> None:
 def load_model(path: Path, limits: Limits = Limits()) -> Any:
     """Load an HGQ2 ``.keras`` model (checked first; Keras safe mode: no Lambda code runs)."""
     from . import _quiet_tf
-    from .converters.qkeras.isolated import isolated
+    from .converters import scan_model
 
     if not path.is_file():
         raise SourceFileError('the model file does not exist' if not path.exists() else 'the model path is not a file', where=str(path))
     if path.suffix != '.keras':
         raise SourceFileError('an HGQ2 model is a .keras file', where=str(path), fix='convert the source model first: hgqbridge convert')
-    config, _ = isolated('scan', path, None, limits)
+    config = scan_model(path, limits)
     _plausible(config, limits, str(path))
     _quiet_tf()
     import hgq  # noqa: F401  (registers the hgq layers for deserialisation)
@@ -73,3 +73,12 @@ def save_model(model: Any, path: Path, force: bool, inputs: tuple[Path, ...] = (
         raise HGQBridgeError('the output model must be a .keras file', where=str(path), fix='name it MODEL.keras')
     with atomic_path(path, force, inputs, what='HGQ2 model') as tmp:
         model.save(tmp)
+
+
+def copy_model(model: Any) -> Any:
+    """A deep copy of an HGQ2 model (through Keras's own serialisation; no custom code is loaded)."""
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone

@@ -41,7 +41,7 @@ def pareto_png(result: Any, path: Path) -> Path:
 
 def bit_widths(model: Any) -> dict[str, np.ndarray]:
     """Every weight's and every activation feature's bit width (k + i + f), from the model's quantizers."""
-    from .converters.hgq.inspect import layer_quantizers, quantizer_info
+    from .inspect import layer_quantizers, quantizer_info
 
     widths: dict[str, list[np.ndarray]] = {'weights': [], 'activations': []}
     for layer in model.layers:

@@ -1,37 +1,39 @@
-"""The support matrix, generated from the registries (the README's table is this output)."""
+"""The support matrix, generated from the registries and the targets' tables (the README's table is this output)."""
 
 from __future__ import annotations
 
+from typing import Any
 
-def _status(handler: object) -> str:
-    """A handler's docstring says how exact its conversion is when that needs saying; else it is exact."""
-    doc = (getattr(handler, '__doc__', None) or '').strip()
-    return doc.splitlines()[0].rstrip('.') if doc else 'converted exactly'
+
+def _cell(builds: tuple[str, ...], target: Any) -> str:
+    if not builds:
+        return 'n/a (removed)'
+    missing = [b for b in builds if b not in target.accepts]
+    if missing:
+        return 'no: ' + ', '.join(missing) if len(missing) == len(builds) else 'partly (not ' + ', '.join(missing) + ')'
+    return 'proven bit-exact' if all(b in target.proven for b in builds) else 'accepted (upstream table)'
 
 
 def support_markdown() -> str:
-    from .converters.da4ml.rules import SUPPORTED as DA4ML
-    from .converters.da4ml.rules import VERIFIED as DA4ML_VERIFIED
-    from .converters.hls4ml.rules import SUPPORTED as HLS4ML
-    from .converters.hls4ml.rules import VERIFIED as HLS4ML_VERIFIED
-    from .converters.qkeras import LAYERS, QUANTIZERS
+    from .converters import TARGETS, registries
 
-    lines = ['| QKeras / Keras layer | status |', '|---|---|']
-    lines += [f'| `{name}` | {_status(LAYERS.get(name))} |' for name in LAYERS.names()]
-    lines += [f'| `{name}` | refused: {r.reason} |' for name, r in LAYERS.refused()]
-    lines += ['', '| QKeras quantizer | status |', '|---|---|']
-    lines += [f'| `{name}` | exact: {QUANTIZERS.get(name).MAPPING} |' for name in QUANTIZERS.names()]
-    lines += [f'| `{name}` | refused: {r.reason} |' for name, r in QUANTIZERS.refused()]
-    from .converters.onnx import OPS
-
-    lines += ['', '| ONNX / QONNX op | status |', '|---|---|']
-    lines += [f'| `{name}` | {_status(OPS.get(name))} |' for name in OPS.names()]
-    lines += [f'| `{name}` | refused: {r.reason} |' for name, r in OPS.refused()]
-    lines += ['', '| HGQ2 / Keras layer | hls4ml | da4ml |', '|---|---|---|']
-
-    def cell(name: str, accepted: tuple, verified: tuple) -> str:
-        return 'proven bit-exact' if name in verified else 'accepted (upstream table)' if name in accepted else 'no'
-
-    for name in sorted(set(HLS4ML) | set(DA4ML)):
-        lines.append(f'| `{name}` | {cell(name, HLS4ML, HLS4ML_VERIFIED)} | {cell(name, DA4ML, DA4ML_VERIFIED)} |')
+    targets = list(TARGETS.values())
+    lines: list[str] = []
+    for registry in registries():
+        layered = registry.what != 'QKeras quantizer'
+        head = f'| {registry.what} | status |' + (' HGQ2 layers |' + ''.join(f' {t.name} |' for t in targets) if layered else '')
+        lines += [head, '|---|---|' + ('---|' * (1 + len(targets)) if layered else '')]
+        for name in registry.names():
+            entry = registry.entry(name)
+            if entry is None:
+                continue
+            extra = f' {", ".join(entry.builds) or "-"} |' + ''.join(f' {_cell(entry.builds, t)} |' for t in targets) if layered else ''
+            lines.append(f'| `{name}` | {entry.status} |{extra}')
+        for name, refusal in registry.refused():
+            lines.append(f'| `{name}` | refused: {refusal.reason} |' + (' |' * (1 + len(targets)) if layered else ''))
+        lines.append('')
+    lines += ['| HGQ2 / Keras layer |' + ''.join(f' {t.name} |' for t in targets), '|---|' + '---|' * len(targets)]
+    for name in sorted({c for t in targets for c in t.accepts}):
+        cells = ['proven bit-exact' if name in t.proven else 'accepted (upstream table)' if name in t.accepts else 'no' for t in targets]
+        lines.append(f'| `{name}` |' + ''.join(f' {c} |' for c in cells))
     return '\n'.join(lines)

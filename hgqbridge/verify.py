@@ -12,18 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from .compare import INPUT_SETS, stress_inputs, ulps_of_max
 from .datafiles import check_input_shape
 from .errors import DataFileError
 from .report import LayerMatch, VerifyReport
-
-STRESS_FACTOR = 4
-INPUT_SETS = ('normal', 'stress')
-
-
-def stress_inputs(x: np.ndarray, factor: float = STRESS_FACTOR) -> np.ndarray:
-    """Inputs scaled up so that every quantizer saturates somewhere."""
-    return (np.asarray(x) * factor).astype(np.float32)
-
 
 def _resolve(refs: dict[str, Any], name: str) -> Any | None:
     seen = set()
@@ -75,13 +67,6 @@ def load_golden(path: Path) -> dict[str, np.ndarray]:
     return golden
 
 
-def ulps_of_max(ref: np.ndarray, diff: float) -> float:
-    """``diff`` in units in the last place (float32) of ``ref``'s largest magnitude: the scale-free size of a float
-    error, which a float32 tensor's rounding (summation order, FMA) makes CPU-dependent."""
-    peak = float(np.max(np.abs(ref))) if ref.size else 0.0
-    return diff / float(np.spacing(np.float32(peak)) if peak > 0 else np.finfo(np.float32).tiny)
-
-
 def compare_tensors(name: str, ref: np.ndarray, got: np.ndarray, reason: str = '') -> LayerMatch:
     """Compare one tensor; ``reason`` (why it cannot be exact) makes the comparison a measurement only."""
     exact_required = not reason
@@ -96,7 +81,11 @@ def compare_tensors(name: str, ref: np.ndarray, got: np.ndarray, reason: str = '
 def verify(conversion: Any, golden_path: Path) -> VerifyReport:
     """Compare every source tensor that has a counterpart in the converted model, in source order."""
     golden = load_golden(golden_path)
-    order = [layer.name for layer in conversion.graph if layer.class_name != 'InputLayer']
+    order = []
+    for layer in conversion.graph:  # a layer a pass removed is compared right after the layer that holds its tensor
+        if layer.class_name != 'InputLayer':
+            order.append(layer.name)
+        order += [removed for removed, kept in conversion.graph.aliases.items() if kept == layer.name]
     inexact = _inexact_downstream(conversion)
     results: dict[str, list[LayerMatch]] = {}
     first: dict[str, str | None] = {}
@@ -122,10 +111,3 @@ def _inexact_downstream(conversion: Any) -> dict[str, str]:
         if upstream is not None and layer.name not in reasons:
             reasons[layer.name] = f'computed from {upstream}'
     return reasons
-
-
-def count_mismatches(reference: np.ndarray, firmware: np.ndarray) -> tuple[int, int]:
-    """(values that differ, values compared) between a Keras output and a firmware model's output."""
-    ref = np.asarray(reference, dtype=np.float64)
-    fw = np.asarray(firmware, dtype=np.float64).reshape(ref.shape)
-    return int(np.count_nonzero(ref != fw)), int(ref.size)

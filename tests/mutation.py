@@ -133,21 +133,24 @@ def _convert(case: Case) -> str:
 
 def _parse(case: Case) -> str:
     """The reader (the same functions the HDF5 child runs) and every layer handler, without building a model."""
+    from hgqbridge.converters import SOURCES
     from hgqbridge.converters.hgq.driver import parse_all
-    from hgqbridge.converters.onnx import OPS, read_onnx
-    from hgqbridge.converters.qkeras import LAYERS
-    from hgqbridge.converters.qkeras.keras3_reader import load_keras
-    from hgqbridge.converters.qkeras.reader import graph_from_config, load_h5, load_json
-    from hgqbridge.converters.qkeras.savedmodel_reader import load_savedmodel
+    from hgqbridge.converters.keras.archive import load_keras
+    from hgqbridge.converters.keras.config import graph_from_config
+    from hgqbridge.converters.keras.hdf5 import load_h5, load_json
+    from hgqbridge.converters.keras.savedmodel import load_savedmodel
+    from hgqbridge.converters.onnx import read_onnx
 
     path = Path(case.files[0])
+    registry = SOURCES[1].registries if path.suffix == '.onnx' else SOURCES[0].registries
+    order = {n: e.weights for reg in SOURCES[0].registries for n in reg.names() if (e := reg.entry(n)) is not None}
     if path.suffix == '.onnx':
-        graph, registry = read_onnx(path), OPS
+        graph = read_onnx(path)
     elif path.is_dir():
-        graph, registry = graph_from_config(*load_savedmodel(path), path), LAYERS
+        graph = graph_from_config(*load_savedmodel(path), path)
     else:
-        load = {'.h5': lambda: load_h5(path), '.keras': lambda: load_keras(path), '.json': lambda: load_json(path, Path(case.files[1]))}
-        graph, registry = graph_from_config(*load[path.suffix](), path), LAYERS
+        load = {'.h5': lambda: load_h5(path), '.keras': lambda: load_keras(path, order), '.json': lambda: load_json(path, Path(case.files[1]))}
+        graph = graph_from_config(*load[path.suffix](), path)
     parse_all(graph, registry)
     return 'parsed'
 

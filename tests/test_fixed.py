@@ -61,3 +61,29 @@ def test_covering_is_exact_and_minimal() -> None:
 
 def test_union() -> None:
     assert FixedFormat(1, 2, 3).union(FixedFormat(0, 5, 1)) == FixedFormat(1, 5, 3)
+
+
+@pytest.mark.parametrize('round_mode', ['TRN', 'RND', 'RND_CONV'])
+@pytest.mark.parametrize('overflow', ['SAT', 'SAT_SYM', 'WRAP'])
+def test_format_array_obeys_its_modes(round_mode: str, overflow: str) -> None:
+    """Per-element formats quantize exactly as the single format of each element does, in every mode."""
+    from hgqbridge.fixed import FormatArray
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0, 3, (64, 4)), np.arange(-8, 8, 0.125).reshape(-1, 4)])  # ties included
+    k, i, f = np.array([[1, 0, 1, 1]]), np.array([[0, 2, 1, -1]]), np.array([[2, 3, 0, 3]])
+    got = FormatArray(k, i, f, round_mode, overflow).quantize(x)
+    for c in range(4):
+        want = FixedFormat(int(k[0, c]), int(i[0, c]), int(f[0, c]), round_mode, overflow).quantize(x[:, c])
+        assert np.array_equal(got[:, c], want), (c, round_mode, overflow)
+
+
+@pytest.mark.parametrize('round_mode, overflow, expected', [
+    ('TRN', 'SAT', [0.25, 0.75, -1.0]),  # the cases the design review found FormatArray getting wrong
+    ('RND_CONV', 'WRAP', [0.5, -0.75, 0.75]),
+])
+def test_format_array_by_hand(round_mode: str, overflow: str, expected: list[float]) -> None:
+    from hgqbridge.fixed import FormatArray
+
+    fmt = FormatArray(np.array([1]), np.array([0]), np.array([2]), round_mode, overflow)
+    assert np.array_equal(fmt.quantize(np.array([0.4, 1.3, -1.3])), np.array(expected))

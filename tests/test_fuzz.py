@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hgqbridge.converters.qkeras.grammar import parse_string
 from hgqbridge.converters.qkeras.quantizers import parse_quantizer
-from hgqbridge.converters.qkeras.reader import graph_from_config
+from hgqbridge.converters.keras.config import graph_from_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,7 +31,7 @@ def test_quantizer_strings(text: str) -> None:
     except QuantizerSyntaxError:
         pass
     try:
-        q = parse_quantizer(text, 'kernel')
+        q = parse_quantizer(text)
         if q is not None:
             q.weight_plan(np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4), 'kernel')
             q.activation_plan()
@@ -74,14 +74,12 @@ MUTANTS = 56  # 7 small fixtures (every source format) x 4 mutation kinds x 2; a
 
 def _read_in_child(case: object) -> str:
     """A mutant read as a user's command reads it: in the HDF5 child, with a short CPU limit."""
-    from hgqbridge.converters.qkeras import read_h5, read_json, read_keras
+    from hgqbridge.converters import read
     from hgqbridge.limits import Limits
 
     files = [Path(f) for f in case.files]  # type: ignore[attr-defined]
-    read = {'.h5': lambda: read_h5(files[0], Limits(read_seconds=5)), '.keras': lambda: read_keras(files[0], Limits(read_seconds=5)),
-            '.json': lambda: read_json(files[0], files[1], Limits(read_seconds=5))}[files[0].suffix]
     try:
-        read()
+        read(files[0], files[1] if len(files) > 1 else None, Limits(read_seconds=5))
     except HGQBridgeError:
         return 'refused'
     return 'parsed'

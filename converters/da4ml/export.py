@@ -12,34 +12,36 @@ from hgqbridge.errors import ExportError
 from hgqbridge.outputs import atomic_path
 from hgqbridge.report import ExportReport
 
-from ..hgq import firmware
-from ..hgq.inspect import compute_ebops
-from ..hgq.rules import Target
+from hgqbridge.inspect import compute_ebops
+
+from ..deploy import firmware
 from .rounding import rnd_conv_support
+from .rules import Target
+
+
+def _trace_model(core: Any, port: Any, dump: bool = False) -> Any:
+    """HGQ2's da4ml tracer on ``core`` with the input port's format (RND_CONV through rounding.py)."""
+    from da4ml.converter import trace_model
+
+    with rnd_conv_support():
+        return trace_model(core, inputs_kif=(port.k, port.i, port.f), dump=dump)
 
 
 def trace(core: Any, inputs: firmware.FirmwareInputs) -> Any:
     """da4ml's combinational logic for ``core`` with the input port format of ``inputs``."""
-    from da4ml.converter import trace_model
     from da4ml.trace import comb_trace
 
-    port = inputs.port
     try:
-        with rnd_conv_support():
-            inp, out = trace_model(core, inputs_kif=(port.k, port.i, port.f))
-        return comb_trace(inp, out)
+        return comb_trace(*_trace_model(core, inputs.port))
     except (AssertionError, NotImplementedError, KeyError) as err:
         raise ExportError('da4ml could not trace the model', where=core.name, received=f'{type(err).__name__}: {err}') from err
 
 
 def layer_outputs(inputs: firmware.FirmwareInputs, data: np.ndarray) -> dict[str, np.ndarray]:
     """Every layer's output as da4ml's traced logic computes it (one small logic block per layer)."""
-    from da4ml.converter import trace_model
     from da4ml.trace import comb_trace
 
-    port = inputs.port
-    with rnd_conv_support():
-        dump = trace_model(inputs.core, inputs_kif=(port.k, port.i, port.f), dump=True)
+    dump = _trace_model(inputs.core, inputs.port, dump=True)
     flat = np.asarray(data, dtype=np.float64).reshape(len(data), -1)
     out = {}
     for layer in inputs.core.layers:
@@ -50,9 +52,10 @@ def layer_outputs(inputs: firmware.FirmwareInputs, data: np.ndarray) -> dict[str
     return out
 
 
-def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool = False, rtl: bool | None = None,
-           sources: tuple = ()) -> ExportReport:
-    """``rtl``: also verilate the Verilog and compare it (None: whenever a usable verilator is installed)."""
+def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool = False, sources: tuple = ()) -> ExportReport:
+    """Trace, prove the emulator, write VHDL/Verilog/HLS; ``target.rtl``: also verilate the Verilog and compare it
+    (None: whenever a usable verilator is installed)."""
+    rtl = target.rtl
     from da4ml.codegen import HLSModel, RTLModel
 
     from .rtl import compile_rtl, verilator_env
@@ -64,7 +67,7 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
     exact, mism, counts, seconds['compare'] = firmware.compare(
         inputs.core, inputs, lambda d: comb.predict(np.asarray(d, dtype=np.float64).reshape(len(d), -1))
     )
-    name = ''.join(c if c.isalnum() else '_' for c in model.name)
+    name = firmware.project_name(model)
     env = verilator_env() if rtl is not False else None
     notes = inputs.notes + ['RND_CONV quantizers use the exact half-to-even decomposition of converters/da4ml/rounding.py']
     with atomic_path(out_dir, force, sources, what=f'{target} project') as tmp:

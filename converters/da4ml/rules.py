@@ -7,7 +7,33 @@ hgqbridge's exact decomposition, converters/da4ml/rounding.py), WRAP/SAT/SAT_SYM
 
 from __future__ import annotations
 
-from ..hgq.rules import LayerFacts, Rule, Target, common_rules
+from dataclasses import dataclass
+from typing import Any
+
+from hgqbridge.errors import HGQBridgeError
+
+from ..deploy.facts import LayerFacts
+from ..deploy.rules import Rule, common_rules
+
+
+@dataclass(frozen=True)
+class Target:
+    """da4ml; ``rtl``: also verilate the Verilog and compare it (None: whenever a usable verilator is installed)."""
+
+    rtl: bool | None = None
+    tool = 'da4ml'
+
+    def __str__(self) -> str:
+        return 'da4ml'
+
+
+def parse(variant: str, options: dict[str, Any]) -> Target:
+    if variant:
+        raise HGQBridgeError('unknown target: da4ml has no variants', received=f'da4ml:{variant}', fix='use --target da4ml')
+    unknown = sorted(k for k, v in options.items() if v is not None and k != 'rtl')
+    if unknown:
+        raise HGQBridgeError('option(s) that da4ml does not take', received=unknown, fix='drop them (they are hls4ml options)')
+    return Target(options.get('rtl'))
 
 SUPPORTED = (
     'QDense', 'QBatchNormDense', 'QEinsumDense', 'QConv1D', 'QConv2D', 'QConv3D', 'QBatchNormalization', 'Quantizer',

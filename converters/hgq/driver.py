@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hgqbridge.errors import LayerProblem, Problem, UnsupportedError
 from hgqbridge.fixed import FixedFormat
 from hgqbridge.graph import SourceGraph
 from hgqbridge.limits import Limits
-from hgqbridge.registry import Registry
+from hgqbridge.registry import Registry, find
 from hgqbridge.report import ConversionReport, LayerNote
 
-from .build import DEFAULT_INPUT_FORMAT, BuildContext, FloatPolicy, Spec, TensorRef, build_model
+from .build import build_model
+from .policy import FloatPolicy
+from .specs import Spec
+from .tensors import DEFAULT_INPUT_FORMAT, BuildContext, TensorRef
 
 
 @dataclass
@@ -25,24 +27,23 @@ class Conversion:
     refs: dict[str, TensorRef]
     inexact: dict[str, str]  # layer -> why it cannot match the source bit for bit
     report: ConversionReport
-    specs: dict[str, Spec] = field(default_factory=dict)
 
 
-def parse_all(graph: SourceGraph, layers: Registry[Callable[..., Spec]]) -> dict[str, Spec]:
+def parse_all(graph: SourceGraph, registries: tuple[Registry, ...]) -> dict[str, Spec]:
     """Run every handler; raise one UnsupportedError listing every layer that cannot be converted."""
     specs: dict[str, Spec] = {}
     problems: list[Problem] = []
     for layer in graph:
         where = f'{graph.name}/{layer.name} ({layer.class_name})'
-        handler = layers.get(layer.class_name)
-        if handler is None:
-            refusal = layers.refusal(layer.class_name)
-            reason = refusal.reason if refusal else f'{layers.what} {layer.class_name!r} is not supported'
-            fix = (refusal.fix if refusal else '') or 'see `hgqbridge support` for what converts'
-            problems.append(Problem(where, reason, fix))
+        found = find(registries, layer.class_name)
+        if found is None:
+            refusal = next((r for reg in registries if (r := reg.refusal(layer.class_name)) is not None), None)
+            what = ' or '.join(reg.what for reg in registries)
+            reason = refusal.reason if refusal else f'{what} {layer.class_name!r} is not supported'
+            problems.append(Problem(where, reason, refusal.fix if refusal else 'see `hgqbridge support` for what converts'))
             continue
         try:
-            specs[layer.name] = handler(layer)
+            specs[layer.name] = found[1].handler(layer)
         except LayerProblem as err:
             problems.append(Problem(where, err.reason, err.fix))
         except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as err:  # a config no handler foresaw
@@ -53,17 +54,32 @@ def parse_all(graph: SourceGraph, layers: Registry[Callable[..., Spec]]) -> dict
     return specs
 
 
-def convert_graph(graph: SourceGraph, layers: Registry, input_format: FixedFormat | None = None, policy: FloatPolicy | None = None,
-                  limits: Limits = Limits()) -> Conversion:
-    specs = parse_all(graph, layers)
+def framework_of(graph: SourceGraph, registries: tuple[Registry, ...]) -> str:
+    """The source framework a graph belongs to: that of a quantizing layer's registry if it has one (QKeras,
+    HGQ1, QONNX), else that of its registries' first (Keras, ONNX)."""
+    entries = [found for layer in graph if (found := find(registries, layer.class_name)) is not None]
+    quantizing = [registry.framework for registry, entry in entries if entry.quantizes]
+    return quantizing[0] if quantizing else registries[0].framework
+
+
+def is_float_graph(graph: SourceGraph, registries: tuple[Registry, ...]) -> bool:
+    """True when no layer carries the source's own quantizers (a plain Keras or ONNX model)."""
+    return not any(found[1].quantizes for layer in graph if (found := find(registries, layer.class_name)) is not None)
+
+
+def convert_graph(graph: SourceGraph, registries: tuple[Registry, ...], input_format: FixedFormat | None = None,
+                  policy: FloatPolicy | None = None, limits: Limits = Limits()) -> Conversion:
+    specs = parse_all(graph, registries)
     ctx = BuildContext(input_format or DEFAULT_INPUT_FORMAT, policy, limits)
+    for removed, kept in graph.aliases.items():  # layers a pass removed: their tensor is another's
+        ctx.ref(removed, TensorRef(kept, 'alias'))
     model = build_model(graph, specs, ctx)
-    notes = [
-        LayerNote(layer.name, layer.class_name, _target(model, layer.name, ctx.refs.get(layer.name)), ctx.notes.get(layer.name, []))
-        for layer in graph
-    ]
-    report = ConversionReport(str(graph.path), graph.framework, model.name, notes, [l.name for l in model.layers])
-    return Conversion(model, graph, ctx.refs, ctx.inexact, report, specs)
+    notes = [LayerNote(layer.name, layer.class_name, _target(model, layer.name, ctx.refs.get(layer.name)), ctx.notes.get(layer.name, []))
+             for layer in graph]
+    notes += [LayerNote(removed, '(removed)', f'removed (its tensor is {kept}\'s)', []) for removed, kept in graph.aliases.items()]
+    report = ConversionReport(str(graph.path), framework_of(graph, registries), model.name, notes, [layer.name for layer in model.layers],
+                              list(graph.notes))
+    return Conversion(model, graph, ctx.refs, ctx.inexact, report)
 
 
 def _target(model: Any, name: str, ref: TensorRef | None) -> str:

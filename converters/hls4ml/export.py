@@ -14,10 +14,10 @@ from hgqbridge.errors import ExportError
 from hgqbridge.outputs import atomic_path
 from hgqbridge.report import ExportReport
 
-from ..hgq import firmware
-from ..hgq.inspect import compute_ebops
-from ..hgq.rules import Target
-from .rules import COMPILABLE
+from hgqbridge.inspect import compute_ebops
+
+from ..deploy import firmware
+from .rules import COMPILABLE, Target
 
 BACKEND_NAMES = {'vivado': 'Vivado', 'vitis': 'Vitis', 'oneapi': 'oneAPI', 'quartus': 'Quartus', 'catapult': 'Catapult'}
 STRATEGY_NAMES = {'latency': 'Latency', 'resource': 'Resource', 'distributed_arithmetic': 'distributed_arithmetic'}
@@ -26,9 +26,8 @@ STRATEGY_NAMES = {'latency': 'Latency', 'resource': 'Resource', 'distributed_ari
 DEFAULT_PRECISION = 'ap_fixed<1,0>'
 
 
-def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool = False, rtl: bool | None = None,
-           sources: tuple = ()) -> ExportReport:
-    """``rtl`` is da4ml's option and has no meaning here."""
+def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool = False, sources: tuple = ()) -> ExportReport:
+    """Write the hls4ml project for ``target`` into ``out_dir`` and compare its C simulation with ``model``."""
     import hls4ml
 
     inputs, ebops, seconds = firmware.start(model, x)
@@ -43,7 +42,7 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
         try:
             with contextlib.redirect_stdout(log):
                 hls = hls4ml.converters.convert_from_keras_model(
-                    inputs.core, output_dir=str(tmp), project_name=_project_name(model), backend=BACKEND_NAMES[target.backend],
+                    inputs.core, output_dir=str(tmp), project_name=firmware.project_name(model), backend=BACKEND_NAMES[target.backend],
                     io_type=target.io_type, hls_config=config,
                 )
         except Exception as err:  # hls4ml raises bare Exceptions/asserts for unsupported setups
@@ -75,11 +74,6 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
         firmware.record_files(report, tmp, out_dir)
         report.save(tmp / 'hgqbridge_export.json')
     return report
-
-
-def _project_name(model: Any) -> str:
-    name = ''.join(c if c.isalnum() else '_' for c in model.name)
-    return name if name[:1].isalpha() else f'model_{name}'
 
 
 def _trace(hls: Any, data: np.ndarray) -> dict[str, np.ndarray]:

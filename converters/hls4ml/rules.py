@@ -10,13 +10,49 @@ oneAPI/Quartus/Catapult template, the distributed_arithmetic strategy needs reus
 
 from __future__ import annotations
 
-from ..hgq.rules import LayerFacts, Rule, Target, common_rules, heterogeneous_activation, zero_width
+from dataclasses import dataclass
+from typing import Any
+
+from hgqbridge.errors import HGQBridgeError
+
+from ..deploy.facts import LayerFacts
+from ..deploy.rules import Rule, common_rules, heterogeneous_activation, zero_width
 
 BACKENDS = ('vivado', 'vitis', 'oneapi', 'quartus', 'catapult')
 #: Backends whose C simulation g++ can compile here (oneAPI needs icpx, Catapult its own headers).
 COMPILABLE = ('vivado', 'vitis', 'quartus')
 STRATEGIES = ('latency', 'resource', 'distributed_arithmetic')
 IO_TYPES = ('io_parallel', 'io_stream')
+
+
+@dataclass(frozen=True)
+class Target:
+    """hls4ml with a backend, io type, strategy and reuse factor."""
+
+    backend: str
+    io_type: str = 'io_parallel'
+    strategy: str = 'latency'
+    reuse_factor: int = 1
+    tool = 'hls4ml'
+
+    def __str__(self) -> str:
+        return f'hls4ml:{self.backend} ({self.io_type}, {self.strategy}, reuse factor {self.reuse_factor})'
+
+
+def parse(backend: str, options: dict[str, Any]) -> Target:
+    """``hls4ml:BACKEND`` with io_type, strategy (``da`` for distributed_arithmetic) and reuse_factor."""
+    if backend not in BACKENDS:
+        raise HGQBridgeError('unknown target: hls4ml needs one of its backends', received=f'hls4ml:{backend}' if backend else 'hls4ml', fix=f'use hls4ml:{" | hls4ml:".join(BACKENDS)}')
+    unknown = sorted(k for k, v in options.items() if v is not None and k not in ('io_type', 'strategy', 'reuse_factor'))
+    if unknown:
+        raise HGQBridgeError('option(s) that hls4ml does not take', received=unknown, fix='drop them')
+    strategy = str(options.get('strategy') or 'latency').lower()
+    strategy = 'distributed_arithmetic' if strategy == 'da' else strategy
+    io_type, reuse = options.get('io_type') or 'io_parallel', options.get('reuse_factor') or 1
+    if io_type not in IO_TYPES or strategy not in STRATEGIES or not isinstance(reuse, int) or reuse < 1:
+        raise HGQBridgeError('unknown hls4ml option', received=f'io_type={io_type}, strategy={strategy}, reuse_factor={reuse}',
+                             fix=f'io_type in {IO_TYPES}, strategy in {STRATEGIES}, reuse_factor >= 1')
+    return Target(backend, io_type, strategy, reuse)
 
 #: HGQ2 layers with an hls4ml 1.3 handler (hls4ml/converters/keras_v3/hgq2) and the Keras layers around them.
 SUPPORTED = (
@@ -64,8 +100,8 @@ def _da_strategy(f: LayerFacts, t: Target) -> str | None:
     return None
 
 
-def _no_csim(f: LayerFacts, t: Target) -> str | None:
-    if f.cls == 'InputLayer' and t.backend not in COMPILABLE:
+def _no_csim(facts: list[LayerFacts], t: Target) -> str | None:
+    if t.backend not in COMPILABLE:
         return f'the {t.backend} C simulation cannot be compiled on this machine, so the export cannot be proven bit-exact'
     return None
 
@@ -118,8 +154,8 @@ def _reuse_factor(f: LayerFacts, t: Target) -> str | None:
     return f'reuse factor {t.reuse_factor} is not valid for {f.fan_in} inputs x {f.n_out} outputs; hls4ml will use the closest valid one'
 
 
-def _quartus(f: LayerFacts, t: Target) -> str | None:
-    return 'hls4ml deprecates the Quartus backend' if f.cls == 'InputLayer' and t.backend == 'quartus' else None
+def _quartus(facts: list[LayerFacts], t: Target) -> str | None:
+    return 'hls4ml deprecates the Quartus backend' if t.backend == 'quartus' else None
 
 
 RULES = [
@@ -130,8 +166,8 @@ RULES = [
     Rule('clipped-relu', 'error', _clipped_relu, 'use the da4ml target (it computes clipped and leaky ReLUs exactly)'),
     Rule('lut-template', 'error', _lut_template, 'use Vitis or Vivado'),
     Rule('da-strategy', 'error', _da_strategy, 'use reuse factor 1 on Vitis/Vivado, or the latency strategy'),
-    Rule('no-csim-here', 'warning', _no_csim, 'export writes the project; verify it where the vendor compiler exists'),
-    Rule('quartus-deprecated', 'warning', _quartus, 'prefer oneAPI or Vitis'),
+    Rule('no-csim-here', 'warning', _no_csim, 'export writes the project; verify it where the vendor compiler exists', 'model'),
+    Rule('quartus-deprecated', 'warning', _quartus, 'prefer oneAPI or Vitis', 'model'),
     Rule('two-inputs', 'error', _two_inputs, 'chain two-input merges'),
     Rule('input-chain', 'error', _input_chain, 'put a quantizer (QActivation) right after the input'),
     Rule('vivado-unroll', 'warning', _vivado_unroll, 'use Vitis, the resource strategy, io_stream, or split the layer'),

@@ -1,26 +1,31 @@
-"""ONNX op handlers: one function per op type, ONNX node → HGQ2 build spec (channels-last).
+"""ONNX op handlers: one per op type, ONNX node -> HGQ2 build spec (channels-last).
 
 Weights arrive in ``layer.weights`` as ``<node>/in<k>:0`` (k = the input position), already quantized when a
-QONNX weight quantizer fed them, with that format in ``config['formats'][k]``.
+QONNX weight quantizer fed them, with that format in ``config['formats'][k]`` (or the reason it could not be
+quantized exactly, which the consumer reports here so that every problem is listed at once).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 
 from hgqbridge.errors import LayerProblem
 from hgqbridge.graph import SourceLayer
-from hgqbridge.registry import Registry
+from hgqbridge.numerics import finite
 
-from ..hgq.blocks import AveragePoolSpec, BatchNormSpec, ChainSpec, LeakyReluSpec
-from ..hgq.build import FloatActivationSpec, IdentitySpec, InputSpec, MergeSpec, MoveSpec, QuantizeSpec, Spec, WeightLayerSpec
+from ..hgq.composite_specs import AveragePoolSpec, BatchNormSpec, ChainSpec, LeakyReluSpec
+from ..hgq.specs import FloatActivationSpec, IdentitySpec, InputSpec, MergeSpec, MoveSpec, QuantizeSpec, Spec, WeightLayerSpec
+from .graph import WeightProblem
 from .qonnx import quant_format
+from .registry import OPS
 
-OPS: Registry[Callable[[SourceLayer], Spec]] = Registry('ONNX op')
+EXACT = 'converted exactly'
+WEIGHTED = 'exact with QONNX-quantized weights (float weights: dummy quantizers or the float policy)'
+FLOAT_ACT = 'float: kept float (dummy), or QUnaryFunctionLUT / QSoftmax when the model is quantized'
+
 OPS.refuse('Trunc', 'QONNX Trunc (average-pool rescaling) is not converted yet', 'export the model without Trunc nodes')
-OPS.refuse('BipolarQuant', 'BipolarQuant on activations is a comparison (x >= 0), not a rounding of x', 'use Quant on activations (BipolarQuant is converted on weights)')
+OPS.refuse('BipolarQuant', 'BipolarQuant on activations is a comparison (x >= 0), not a rounding of x',
+           'use Quant on activations (BipolarQuant is converted on weights)')
 for _op in ('LSTM', 'GRU', 'RNN', 'Loop', 'If', 'Scan'):
     OPS.refuse(_op, 'control flow and recurrent ops are not converted', 'export a feed-forward graph')
 
@@ -29,34 +34,11 @@ def _const(layer: SourceLayer, k: int, what: str) -> tuple[np.ndarray, object]:
     value = layer.weights.get(f'{layer.name}/in{k}:0')
     if value is None:
         raise LayerProblem(f'{what} (input {k}) must be a constant initializer', 'fold the weights into initializers (constant folding)')
-    if not np.all(np.isfinite(value)):
-        raise LayerProblem(f'{what} contains NaN or Inf', 're-export the model')
-    return value, layer.config.get('formats', {}).get(k)
-
-
-@OPS.register('InputLayer')
-def input_layer(layer: SourceLayer) -> Spec:
-    return InputSpec(tuple(layer.config['batch_shape']))
-
-
-@OPS.register('Gemm', 'MatMul')
-def gemm(layer: SourceLayer) -> Spec:
-    """exact with QONNX-quantized weights: a QDense (Gemm: alpha = beta = 1, transA = 0; MatMul + Add folded)."""
-    cfg = layer.config
-    if cfg.get('transA', 0) or cfg.get('alpha', 1.0) != 1.0 or cfg.get('beta', 1.0) != 1.0:
-        raise LayerProblem('Gemm with transA, alpha or beta other than the defaults is not converted', 're-export with a plain Linear layer')
-    if (cfg.get('rank') or 2) != 2:
-        raise LayerProblem(f'a {layer.class_name} on a rank-{cfg.get("rank")} tensor is not converted', 'flatten first')
-    kernel, kfmt = _const(layer, 1, 'the weight matrix')
-    if kernel.ndim != 2:
-        raise LayerProblem(f'the weight matrix must be 2-D, got shape {kernel.shape}', 're-export the model')
-    if cfg.get('transB', 0):
-        kernel = kernel.T
-        kfmt = None if kfmt is None else _transposed(kfmt)
-    bias, bfmt = _const(layer, 2, 'the bias') if f'{layer.name}/in2:0' in layer.weights else (None, None)
-    if bias is not None and bias.shape != (kernel.shape[1],):
-        raise LayerProblem(f'a bias of shape {bias.shape} for {kernel.shape[1]} outputs is not converted', 're-export the model')
-    return WeightLayerSpec('dense', {'units': int(kernel.shape[1])}, kernel, bias, kfmt, bfmt)
+    finite(what, value)
+    fmt = layer.config.get('formats', {}).get(k)
+    if isinstance(fmt, WeightProblem):
+        raise LayerProblem(fmt.reason, fmt.fix)
+    return value, fmt
 
 
 def _transposed(fmt: object) -> object:
@@ -79,9 +61,47 @@ def _padding(layer: SourceLayer, kernel: tuple[int, ...]) -> str:
     raise LayerProblem(f'pads {pads} are neither valid nor same padding', 'use padding=0 or symmetric (k-1)/2 padding with stride 1')
 
 
-@OPS.register('Conv')
+def _channels_first(layer: SourceLayer) -> None:
+    """Convolutions, pooling and batch normalization read ONNX channels-first tensors (held channels-last here)."""
+    if (layer.config.get('rank') or 2) > 2 and layer.config.get('layout') != 'cf':
+        raise LayerProblem(f'{layer.class_name} on a channels-last tensor (no Transpose to channels-first before it)', 'export with the standard NCHW layout')
+
+
+def _gemm(layer: SourceLayer) -> Spec:
+    cfg = layer.config
+    if cfg.get('transA', 0) or cfg.get('alpha', 1.0) != 1.0 or cfg.get('beta', 1.0) != 1.0:
+        raise LayerProblem('Gemm with transA, alpha or beta other than the defaults is not converted', 're-export with a plain Linear layer')
+    if (cfg.get('rank') or 2) != 2:
+        raise LayerProblem(f'a {layer.class_name} on a rank-{cfg.get("rank")} tensor is not converted', 'flatten first')
+    kernel, kfmt = _const(layer, 1, 'the weight matrix')
+    if kernel.ndim != 2:
+        raise LayerProblem(f'the weight matrix must be 2-D, got shape {kernel.shape}', 're-export the model')
+    if cfg.get('transB', 0):
+        kernel = kernel.T
+        kfmt = None if kfmt is None else _transposed(kfmt)
+    bias, bfmt = _const(layer, 2, 'the bias') if f'{layer.name}/in2:0' in layer.weights else (None, None)
+    if bias is not None and bias.shape != (kernel.shape[1],):
+        raise LayerProblem(f'a bias of shape {bias.shape} for {kernel.shape[1]} outputs is not converted', 're-export the model')
+    return WeightLayerSpec('dense', {'units': int(kernel.shape[1])}, kernel, bias, kfmt, bfmt)
+
+
+@OPS.register('InputLayer', status=EXACT, builds=('InputLayer',))
+def input_layer(layer: SourceLayer) -> Spec:
+    return InputSpec(tuple(layer.config['batch_shape']))
+
+
+@OPS.register('Gemm', status=f'{WEIGHTED}: a QDense (alpha = beta = 1, transA = 0)', builds=('QDense',))
+def gemm(layer: SourceLayer) -> Spec:
+    return _gemm(layer)
+
+
+@OPS.register('MatMul', status=f'{WEIGHTED}: a QDense (MatMul + Add of a constant become one)', builds=('QDense',))
+def matmul(layer: SourceLayer) -> Spec:
+    return _gemm(layer)
+
+
+@OPS.register('Conv', status=f'{WEIGHTED}: OIHW / OIW kernels become channels-last QConv2D / QConv1D', builds=('QConv1D', 'QConv2D'))
 def conv(layer: SourceLayer) -> Spec:
-    """exact with QONNX-quantized weights: OIHW / OIW kernels become channels-last QConv2D / QConv1D."""
     _channels_first(layer)
     weight, wfmt = _const(layer, 1, 'the convolution weights')
     rank = weight.ndim - 2
@@ -101,82 +121,109 @@ def conv(layer: SourceLayer) -> Spec:
     return WeightLayerSpec(f'conv{rank}d', args, kernel, bias, wfmt, bfmt)
 
 
-@OPS.register('Relu', 'Sigmoid', 'Tanh', 'Softmax')
-def activation(layer: SourceLayer) -> Spec:
-    """relu exact; sigmoid/tanh/softmax float (dummy) or QUnaryFunctionLUT / QSoftmax when quantized."""
-    if layer.class_name == 'Softmax' and layer.config.get('axis', -1) not in (-1, (layer.config.get('rank') or 2) - 1):
+@OPS.register('Relu', status='exact: a Keras ReLU', builds=('ReLU',))
+def relu(layer: SourceLayer) -> Spec:
+    return FloatActivationSpec('relu')
+
+
+@OPS.register('Sigmoid', status=FLOAT_ACT, builds=('Activation', 'QUnaryFunctionLUT'))
+def sigmoid(layer: SourceLayer) -> Spec:
+    return FloatActivationSpec('sigmoid')
+
+
+@OPS.register('Tanh', status=FLOAT_ACT, builds=('Activation', 'QUnaryFunctionLUT'))
+def tanh(layer: SourceLayer) -> Spec:
+    return FloatActivationSpec('tanh')
+
+
+@OPS.register('Softmax', status=FLOAT_ACT, builds=('Activation', 'QSoftmax'))
+def softmax(layer: SourceLayer) -> Spec:
+    if layer.config.get('axis', -1) not in (-1, (layer.config.get('rank') or 2) - 1):
         raise LayerProblem(f'softmax over axis {layer.config.get("axis")} is not converted', 'use the last axis')
-    return FloatActivationSpec(layer.class_name.lower())
+    return FloatActivationSpec('softmax')
 
 
-@OPS.register('LeakyRelu')
+@OPS.register('LeakyRelu', status='exact for a power-of-two slope: a Keras LeakyReLU (ONNX\'s default slope is 0.01)', builds=('LeakyReLU',))
 def leaky_relu(layer: SourceLayer) -> Spec:
-    """exact for a power-of-two slope: a Keras LeakyReLU (ONNX's default slope is 0.01)."""
     slope = layer.config.get('alpha', 0.01)
     if not isinstance(slope, (int, float)) or isinstance(slope, bool) or not np.isfinite(slope) or slope < 0:
-        raise LayerProblem(f'LeakyRelu alpha must be a non-negative number, got {slope}', '')
+        raise LayerProblem(f'LeakyRelu alpha must be a non-negative number, got {slope}', 're-export the model')
     return LeakyReluSpec(slope)
 
 
-@OPS.register('Identity', 'Dropout')
+@OPS.register('Identity', status='exact: removed')
 def identity(layer: SourceLayer) -> Spec:
-    return IdentitySpec(f'{layer.class_name} does nothing at inference')
+    return IdentitySpec('Identity does nothing')
 
 
-@OPS.register('Transpose')
+@OPS.register('Dropout', status='exact: removed (nothing at inference)')
+def dropout(layer: SourceLayer) -> Spec:
+    return IdentitySpec('Dropout does nothing at inference')
+
+
+@OPS.register('Transpose', status='exact when it only changes layout (channels-last <-> channels-first around convolutions): removed')
 def transpose(layer: SourceLayer) -> Spec:
-    """exact when it only changes layout (channels-last <-> channels-first around convolutions): removed."""
     if not layer.config.get('layout_change'):
         raise LayerProblem(f'Transpose with perm {layer.config.get("perm")} moves data, not just the layout', 'export without the transpose')
     return IdentitySpec('a layout change: the HGQ2 model is channels-last throughout')
 
 
-def _channels_first(layer: SourceLayer) -> None:
-    """Convolutions, pooling and batch normalization read ONNX channels-first tensors (held channels-last here)."""
-    if (layer.config.get('rank') or 2) > 2 and layer.config.get('layout') != 'cf':
-        raise LayerProblem(f'{layer.class_name} on a channels-last tensor (no Transpose to channels-first before it)', 'export with the standard NCHW layout')
-
-
-@OPS.register('MaxPool', 'AveragePool')
-def pool(layer: SourceLayer) -> Spec:
-    """exact (MaxPool; AveragePool with a power-of-two window): channels-last pooling."""
+def _pool(layer: SourceLayer, average: bool) -> Spec:
     _channels_first(layer)
     kernel = tuple(layer.config.get('kernel_shape') or ())
     if len(kernel) not in (1, 2) or any(layer.config.get('pads') or []) or layer.config.get('ceil_mode', 0):
         raise LayerProblem(f'pooling with kernel {kernel}, pads {layer.config.get("pads")} is not converted', 'use unpadded 1-D/2-D pooling')
     args = (('pool_size', kernel), ('strides', tuple(layer.config.get('strides') or kernel)), ('padding', 'valid'))
-    cls = f'{"Max" if layer.class_name == "MaxPool" else "Average"}Pooling{len(kernel)}D'
-    if layer.class_name == 'MaxPool':
-        return MoveSpec(cls, args)
+    if not average:
+        return MoveSpec(f'MaxPooling{len(kernel)}D', args)
     area = int(np.prod(kernel))
-    return AveragePoolSpec(cls, args, f'a pool area of {area} is not a power of two' if area & (area - 1) else '')
+    return AveragePoolSpec(len(kernel), args, False, f'a pool area of {area} is not a power of two' if area & (area - 1) else '')
 
 
-@OPS.register('GlobalAveragePool', 'ReduceMean')
-def global_pool(layer: SourceLayer) -> Spec:
-    """the mean over every spatial axis of an NCW / NCHW tensor: a channels-last global average pooling."""
+@OPS.register('MaxPool', status='exact: channels-last max pooling', builds=('MaxPooling1D', 'MaxPooling2D'))
+def max_pool(layer: SourceLayer) -> Spec:
+    return _pool(layer, average=False)
+
+
+@OPS.register('AveragePool', status='exact for a power-of-two window (else measured): channels-last average pooling',
+              builds=('QAveragePooling1D', 'QAveragePooling2D'))
+def average_pool(layer: SourceLayer) -> Spec:
+    return _pool(layer, average=True)
+
+
+def _global_pool(layer: SourceLayer, reduce_mean: bool) -> Spec:
     _channels_first(layer)
     rank = layer.config.get('rank') or 0
-    if layer.class_name == 'ReduceMean':
+    if reduce_mean:
         axes = sorted(a % rank for a in (layer.config.get('axes') or [])) if rank else []
         if rank not in (3, 4) or axes != list(range(2, rank)) or layer.config.get('keepdims', 1):
             raise LayerProblem(f'ReduceMean over axes {layer.config.get("axes")} (keepdims={layer.config.get("keepdims", 1)}) is not converted',
                                'reduce over the spatial axes with keepdims=0')
     elif rank not in (3, 4):
-        raise LayerProblem(f'GlobalAveragePool on a rank-{rank} tensor is not converted', '')
-    spec = AveragePoolSpec(f'GlobalAveragePooling{rank - 2}D', ())
-    if layer.class_name == 'GlobalAveragePool':  # keeps (N, C, 1, 1)
+        raise LayerProblem(f'GlobalAveragePool on a rank-{rank} tensor is not converted', 'pool an NCW or NCHW tensor')
+    spec = AveragePoolSpec(rank - 2, (), True)
+    if not reduce_mean:  # GlobalAveragePool keeps (N, C, 1, 1)
         return ChainSpec(spec, MoveSpec('Reshape', (('target_shape', (1,) * (rank - 2) + (-1,)),)))
     return spec
 
 
-@OPS.register('Flatten', 'Reshape')
-def flatten(layer: SourceLayer) -> Spec:
-    """to (N, features) in ONNX's channels-first order: a Permute back to channels-first, then Flatten."""
+@OPS.register('GlobalAveragePool', status='the mean over every spatial axis of an NCW / NCHW tensor: a channels-last global average pooling',
+              builds=('QGlobalAveragePooling1D', 'QGlobalAveragePooling2D', 'Reshape'))
+def global_average_pool(layer: SourceLayer) -> Spec:
+    return _global_pool(layer, reduce_mean=False)
+
+
+@OPS.register('ReduceMean', status='over the spatial axes of an NCW / NCHW tensor (keepdims=0): a channels-last global average pooling',
+              builds=('QGlobalAveragePooling1D', 'QGlobalAveragePooling2D'))
+def reduce_mean(layer: SourceLayer) -> Spec:
+    return _global_pool(layer, reduce_mean=True)
+
+
+def _flatten(layer: SourceLayer, reshape: bool) -> Spec:
     rank = layer.config.get('rank') or 2
-    if layer.class_name == 'Flatten' and layer.config.get('axis', 1) != 1:
+    if not reshape and layer.config.get('axis', 1) != 1:
         raise LayerProblem(f'Flatten(axis={layer.config.get("axis")}) is not converted', 'flatten from axis 1')
-    if layer.class_name == 'Reshape':
+    if reshape:
         shape, _ = _const(layer, 1, 'the target shape')
         if shape.ndim != 1 or len(shape) != 2:
             raise LayerProblem(f'Reshape to {shape.tolist()} is not converted (only flattening reshapes)', 'use Flatten')
@@ -188,12 +235,31 @@ def flatten(layer: SourceLayer) -> Spec:
     return ChainSpec(MoveSpec('Permute', (('dims', dims),)), MoveSpec('Flatten'))
 
 
-@OPS.register('Add', 'Concat')
-def merge(layer: SourceLayer) -> Spec:
+@OPS.register('Flatten', status='to (N, features) in ONNX\'s channels-first order: a Permute back to channels-first, then Flatten',
+              builds=('Permute', 'Flatten'))
+def flatten(layer: SourceLayer) -> Spec:
+    return _flatten(layer, reshape=False)
+
+
+@OPS.register('Reshape', status='flattening reshapes only, in ONNX\'s channels-first order (a Permute, then Flatten)', builds=('Permute', 'Flatten'))
+def reshape(layer: SourceLayer) -> Spec:
+    return _flatten(layer, reshape=True)
+
+
+def _merge(layer: SourceLayer) -> None:
     if len(layer.inbound) < 2 or any(k.endswith(':0') for k in layer.weights):
         raise LayerProblem(f'{layer.class_name} of a constant is not converted (only of two computed tensors)', 'fold the constant into the layer before')
-    if layer.class_name == 'Add':
-        return MergeSpec('add')
+
+
+@OPS.register('Add', status=EXACT, builds=('QAdd',))
+def add(layer: SourceLayer) -> Spec:
+    _merge(layer)
+    return MergeSpec('add')
+
+
+@OPS.register('Concat', status='exact on the channel axis', builds=('Concatenate',))
+def concat(layer: SourceLayer) -> Spec:
+    _merge(layer)
     rank, axis = layer.config.get('rank') or 2, int(layer.config.get('axis', 1))
     channel_axis = 1 if layer.config.get('layout') == 'cf' else rank - 1
     if axis % rank != channel_axis:
@@ -201,9 +267,8 @@ def merge(layer: SourceLayer) -> Spec:
     return MergeSpec('concatenate', -1)
 
 
-@OPS.register('BatchNormalization')
+@OPS.register('BatchNormalization', status='float batch normalization over channels: HGQ2 QBatchNormalization', builds=('QBatchNormalization',))
 def batch_norm(layer: SourceLayer) -> Spec:
-    """float batch normalization (channels): HGQ2 QBatchNormalization."""
     _channels_first(layer)
     gamma, beta, mean, var = (_const(layer, k, what)[0] for k, what in ((1, 'scale'), (2, 'bias'), (3, 'mean'), (4, 'variance')))
     epsilon = layer.config.get('epsilon', 1e-5)
@@ -215,9 +280,18 @@ def batch_norm(layer: SourceLayer) -> Spec:
     return BatchNormSpec(gamma, beta, mean, var, float(epsilon))
 
 
-@OPS.register('Quant', 'IntQuant')
-def quant(layer: SourceLayer) -> Spec:
-    """exact: QONNX Quant with a power-of-two scale and zero zero-point is kif(signed, b - signed - f, f), SAT[_SYM]."""
+def _quant(layer: SourceLayer) -> Spec:
     consts = {f'c{k}': v for k in (1, 2, 3) if (v := layer.weights.get(f'{layer.name}/in{k}:0')) is not None}
     fmt = quant_format(consts, ['x', 'c1', 'c2', 'c3'], layer.config, weight=False)
     return QuantizeSpec(fmt)
+
+
+@OPS.register('Quant', status='exact: QONNX Quant with a power-of-two scale and zero zero-point is kif(signed, b - signed - f, f), SAT[_SYM]',
+              builds=('Quantizer',), quantizes=True)
+def quant(layer: SourceLayer) -> Spec:
+    return _quant(layer)
+
+
+@OPS.register('IntQuant', status='exact: the same op as Quant', builds=('Quantizer',), quantizes=True)
+def int_quant(layer: SourceLayer) -> Spec:
+    return _quant(layer)

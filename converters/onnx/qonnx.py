@@ -25,7 +25,7 @@ ROUNDING = {'ROUND': 'RND_CONV', 'HALF_EVEN': 'RND_CONV', 'FLOOR': 'TRN'}
 def _po2_exponents(scale: np.ndarray) -> np.ndarray:
     s = np.asarray(scale, dtype=np.float64)
     if s.size == 0 or not np.all(np.isfinite(s)) or np.any(s <= 0):
-        raise LayerProblem(f'the scale must be positive and finite, got {s.ravel()[:4]}', '')
+        raise LayerProblem(f'the scale must be positive and finite, got {s.ravel()[:4]}', 're-export with positive, finite scales')
     e = np.log2(s)
     if not np.all(e == np.round(e)):
         raise LayerProblem(f'scale {s.ravel()[:4]} is not a power of two, so Quant is not a fixed-point format',
@@ -41,7 +41,7 @@ def quant_format(consts: dict[str, np.ndarray], inputs: list[str], attrs: dict[s
     if np.any(zeropt != 0):
         raise LayerProblem(f'a non-zero zero-point ({zeropt.ravel()[:4]}) is not a fixed-point format', 'use zero zero-points (symmetric quantization)')
     if bits.size != 1 or float(bits.ravel()[0]) != int(bits.ravel()[0]) or not 1 <= int(bits.ravel()[0]) <= 32:
-        raise LayerProblem(f'bitwidth must be one whole number from 1 to 32, got {bits.ravel()[:4]}', '')
+        raise LayerProblem(f'bitwidth must be one whole number from 1 to 32, got {bits.ravel()[:4]}', 're-export with one integer bit width per quantizer')
     rounding = str(attrs.get('rounding_mode', 'ROUND')).upper()
     if rounding not in ROUNDING:
         raise LayerProblem(f'rounding_mode {rounding!r} is not converted', f'use {" or ".join(ROUNDING)}')

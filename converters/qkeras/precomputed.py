@@ -3,7 +3,7 @@
 Power-of-two (quantized_po2, quantized_relu_po2), binary and ternary quantizers (and their stochastic forms,
 which are the plain ones at inference) map weights to values that no rounding of a fixed-point format
 produces, so they are not HGQ2 quantizers. Weights are static: the importer computes the quantized weights
-with the float32 emulation in ``weights.py`` and gives HGQ2 per-element formats under which they are exact.
+with the float32 emulation in ``emulation.py`` and gives HGQ2 per-element formats under which they are exact.
 On activations every one of them is refused with the reason.
 """
 
@@ -18,7 +18,7 @@ from hgqbridge.errors import LayerProblem
 from hgqbridge.fixed import FixedFormat, FormatArray
 
 from .qbase import FormatQuantizer, WeightPlan, check_common, effective_alpha
-from .weights import binary, po2, relu_po2, ternary
+from .emulation import binary, po2, relu_po2, ternary
 
 class PrecomputedQuantizer(FormatQuantizer):
     """A weights-only quantizer: ``values`` computes what QKeras computes; activations are refused."""
@@ -72,7 +72,7 @@ class QuantizedPo2(PrecomputedQuantizer):
         if self.log2_rounding not in ('rnd', 'floor'):
             raise LayerProblem(f'unknown log2_rounding {self.log2_rounding!r}', "use 'rnd' or 'floor'")
         if self.max_value is not None and float(self.max_value) < 0:
-            raise LayerProblem(f'max_value must be non-negative, got {self.max_value}', '')
+            raise LayerProblem(f'max_value must be non-negative, got {self.max_value}', 'fix the quantizer in the model')
         return po2(w, self.bits, None if self.max_value is None else float(self.max_value), bool(self.quadratic_approximation), self.log2_rounding)
 
 
@@ -100,9 +100,9 @@ class QuantizedReluPo2(PrecomputedQuantizer):
             raise LayerProblem(f'unknown log2_rounding {self.log2_rounding!r}', "use 'rnd' or 'floor'")
         ns = float(self.negative_slope or 0.0)
         if ns < 0 or (ns and not float(np.log2(ns)).is_integer()):
-            raise LayerProblem(f'negative_slope must be 0 or a power of two, got {self.negative_slope}', '')
+            raise LayerProblem(f'negative_slope must be 0 or a power of two, got {self.negative_slope}', 'fix the quantizer in the model')
         if self.max_value is not None and float(self.max_value) < 0:
-            raise LayerProblem(f'max_value must be non-negative, got {self.max_value}', '')
+            raise LayerProblem(f'max_value must be non-negative, got {self.max_value}', 'fix the quantizer in the model')
         max_value = None if self.max_value is None else float(self.max_value)
         return relu_po2(w, self.bits, max_value, ns, bool(self.quadratic_approximation), self.log2_rounding)
 
@@ -154,10 +154,10 @@ class Ternary(PrecomputedQuantizer):
         if isinstance(alpha, str) and self.threshold is not None:
             raise LayerProblem(f'ternary with alpha={alpha!r} takes no threshold (QKeras asserts it)', 'remove threshold')
         if self.threshold is not None and not isinstance(self.threshold, (int, float)):
-            raise LayerProblem(f'threshold must be a number, got {self.threshold!r}', '')
+            raise LayerProblem(f'threshold must be a number, got {self.threshold!r}', 'fix the quantizer in the model')
         unrolls = self.number_of_unrolls
         if not isinstance(unrolls, int) or not 0 <= unrolls <= 100:
-            raise LayerProblem(f'number_of_unrolls must be an integer from 0 to 100, got {unrolls!r}', '')
+            raise LayerProblem(f'number_of_unrolls must be an integer from 0 to 100, got {unrolls!r}', 'fix the quantizer in the model')
         return ternary(w, alpha, None if self.threshold is None else float(self.threshold), unrolls)
 
 

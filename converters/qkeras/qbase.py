@@ -31,6 +31,11 @@ class FormatQuantizer:
     def float_rounded(self, position: str) -> bool:
         return False
 
+    def two_step(self) -> Any:
+        """The spec of an activation that needs two quantization steps (QKeras's leaky or sigmoid-clipped
+        quantized_relu), or None for a quantizer that is one format."""
+        return None
+
 
 
 #: Positions where QKeras's ``_set_trainable_parameter`` rewrites alpha=None to 'auto_po2' (layer kernels, and

@@ -20,14 +20,14 @@ import numpy as np
 
 from hgqbridge.errors import LayerProblem, QuantizerSyntaxError
 from hgqbridge.fixed import FixedFormat, FormatArray
-from hgqbridge.registry import Registry
 
-from ..hgq.blocks import ClippedQuantizeSpec, LeakyQuantizeSpec
-from ..hgq.build import Spec
+from ..hgq.composite_specs import ClippedQuantizeSpec, LeakyQuantizeSpec
+from ..hgq.specs import Spec
 from .grammar import parse_string
 from .precomputed import Binary, QuantizedPo2, QuantizedReluPo2, StochasticBinary, StochasticTernary, Ternary
 from .qbase import ActivationPlan, FormatQuantizer, WeightPlan, check_common, check_integer, effective_alpha
-from .weights import auto_scaled_bits, scaled_bits, sign_bits
+from .emulation import auto_scaled_bits, scaled_bits, sign_bits
+from .registry import QUANTIZERS
 
 @dataclass(frozen=True)
 class FloatActivation:
@@ -149,7 +149,7 @@ class QuantizedRelu(FormatQuantizer):
         if self.use_sigmoid or self.negative_slope:
             raise LayerProblem(
                 f'quantized_relu with {"use_sigmoid" if self.use_sigmoid else "negative_slope"} needs two quantization steps, '
-                f'which are converted only in a QActivation or a layer\'s activation= (not on a {position})', '')
+                f'which are converted only in a QActivation or a layer\'s activation= (not on a {position})', 'use quantized_bits or a plain quantized_relu there')
         # relu_upper_bound acts only with is_quantized_clip=False, which QKeras does not save: ignored, as in QKeras.
         return FixedFormat(0, int(self.integer), int(self.bits) - int(self.integer), 'RND_CONV', 'SAT')
 
@@ -172,7 +172,7 @@ class QuantizedRelu(FormatQuantizer):
             return ClippedQuantizeSpec(FixedFormat(0, i + 1, f, 'RND_CONV', 'SAT'), 2.0**i - 2.0 ** (i - self.bits))
         ns = float(self.negative_slope)
         if not (ns > 0 and float(np.log2(ns)).is_integer()):
-            raise LayerProblem(f'negative_slope must be a power of two (QKeras asserts it), got {self.negative_slope}', '')
+            raise LayerProblem(f'negative_slope must be a power of two (QKeras asserts it), got {self.negative_slope}', 'use negative_slope 2^-s, as QKeras requires')
         s = -int(np.log2(ns))
         return LeakyQuantizeSpec(FixedFormat(0, i, f, 'RND_CONV', 'SAT'), FixedFormat(1, i, f - s, 'RND_CONV', 'SAT'), ns)
 
@@ -259,60 +259,55 @@ class BinaryTanh(BinarySigmoid):
 
 Quantizer = QuantizedBits | QuantizedRelu | QuantizedTanh | QuantizedSigmoid | FormatQuantizer | FloatActivation
 
-QUANTIZERS: Registry = Registry('QKeras quantizer')
-QUANTIZERS.register('quantized_bits')(QuantizedBits)
-QUANTIZERS.register('quantized_relu')(QuantizedRelu)
-QUANTIZERS.register('quantized_tanh')(QuantizedTanh)
-QUANTIZERS.register('quantized_sigmoid')(QuantizedSigmoid)
-QUANTIZERS.register('quantized_po2')(QuantizedPo2)
-QUANTIZERS.register('quantized_relu_po2')(QuantizedReluPo2)
-QUANTIZERS.register('binary')(Binary)
-QUANTIZERS.register('stochastic_binary')(StochasticBinary)
-QUANTIZERS.register('ternary')(Ternary)
-QUANTIZERS.register('stochastic_ternary')(StochasticTernary)
+for _name, _cls in {
+    'quantized_bits': QuantizedBits, 'quantized_relu': QuantizedRelu, 'quantized_tanh': QuantizedTanh, 'quantized_sigmoid': QuantizedSigmoid,
+    'quantized_po2': QuantizedPo2, 'quantized_relu_po2': QuantizedReluPo2, 'binary': Binary, 'stochastic_binary': StochasticBinary,
+    'ternary': Ternary, 'stochastic_ternary': StochasticTernary, 'binary_sigmoid': BinarySigmoid, 'binary_tanh': BinaryTanh,
+}.items():
+    QUANTIZERS.register(_name, status=f'exact: {_cls.MAPPING}')(_cls)
 for _name in ('quantized_hswish', 'quantized_linear'):
-    QUANTIZERS.refuse(_name, 'this quantizer is not converted yet', 'see the support table')
-QUANTIZERS.refuse('bernoulli', 'bernoulli draws random numbers at inference, so no deterministic model computes it')
-QUANTIZERS.refuse('quantized_ulaw', 'a logarithmic compander is not a fixed-point format')
+    QUANTIZERS.refuse(_name, 'this quantizer is not converted yet', 'use quantized_bits or quantized_relu')
+QUANTIZERS.refuse('bernoulli', 'bernoulli draws random numbers at inference, so no deterministic model computes it', 'use quantized_bits')
+QUANTIZERS.refuse('quantized_ulaw', 'a logarithmic compander is not a fixed-point format', 'use quantized_bits')
 # QKeras functions (not classes) that QActivation accepts by name; unquantized, they reach exactly 1.0, which no
 # saturating fixed-point format of x holds (its maximum is 2^i - 2^-f), or need a comparison, not a rounding.
 QUANTIZERS.refuse('hard_sigmoid', 'QKeras hard_sigmoid clip(x/2+1/2, 0, 1) reaches exactly 1.0, which no saturating fixed-point format holds',
                   'use quantized_sigmoid(bits), which is converted exactly')
 QUANTIZERS.refuse('hard_tanh', 'QKeras hard_tanh clip(x, -1, 1) reaches exactly 1.0, which no saturating fixed-point format holds',
                   'use quantized_tanh(bits), which is converted exactly')
-QUANTIZERS.register('binary_sigmoid')(BinarySigmoid)
-QUANTIZERS.register('binary_tanh')(BinaryTanh)
 for _name in ('smooth_sigmoid', 'smooth_tanh'):
     QUANTIZERS.refuse(_name, f'{_name} has slope 0.1875 and is not quantized', 'use quantized_sigmoid / quantized_tanh')
+QUANTIZERS.freeze()
 
 #: Float activations that map to a Keras layer; anything else is refused by name.
 FLOAT_ACTIVATIONS = ('linear', 'relu', 'softmax')
 
-def make_quantizer(name: str, args: list[Any], kwargs: dict[str, Any], where: str) -> Quantizer:
+def make_quantizer(name: str, args: list[Any], kwargs: dict[str, Any]) -> Quantizer:
     """Build the typed spec for a quantizer or float activation name; raise LayerProblem if not supported."""
-    cls = QUANTIZERS.get(name)
-    if cls is None:
+    entry = QUANTIZERS.entry(name)
+    if entry is None:
         if not args and not kwargs and name in FLOAT_ACTIVATIONS:
             return FloatActivation(name)
         refusal = QUANTIZERS.refusal(name)
         if refusal is not None:
             raise LayerProblem(f'{name}: {refusal.reason}', refusal.fix)
         raise LayerProblem(f'unknown quantizer or activation {name!r}', f'supported: {", ".join(QUANTIZERS.names() + list(FLOAT_ACTIVATIONS))}')
+    cls = entry.handler
     names = [f.name for f in fields(cls)]
     if len(args) > len(names):
-        raise LayerProblem(f'{name} takes at most {len(names)} positional arguments, got {len(args)}', '')
+        raise LayerProblem(f'{name} takes at most {len(names)} positional arguments, got {len(args)}', f'its arguments are {", ".join(names)}')
     unknown = sorted(set(kwargs) - set(names))
     if unknown:
         raise LayerProblem(f'{name} has no argument(s) {", ".join(unknown)}', f'valid: {", ".join(names)}')
     values = dict(zip(names, args))
     duplicate = sorted(set(values) & set(kwargs))
     if duplicate:
-        raise LayerProblem(f'{name} got {", ".join(duplicate)} both by position and by keyword', '')
+        raise LayerProblem(f'{name} got {", ".join(duplicate)} both by position and by keyword', 'give each argument once')
     values.update(kwargs)
     return cls(**values)
 
 
-def parse_quantizer(spec: Any, where: str) -> Quantizer | None:
+def parse_quantizer(spec: Any) -> Quantizer | None:
     """A quantizer as found in a saved config (None, string or serialized dict) → typed spec, without eval."""
     if spec is None:
         return None
@@ -321,15 +316,15 @@ def parse_quantizer(spec: Any, where: str) -> Quantizer | None:
             name, args, kwargs = parse_string(spec)
         except QuantizerSyntaxError as err:
             raise LayerProblem(err.message(), 'fix the quantizer string') from None
-        return make_quantizer(name, args, kwargs, where)
+        return make_quantizer(name, args, kwargs)
     if isinstance(spec, dict) and isinstance(spec.get('class_name'), str):
         config = spec.get('config') or {}
         if not isinstance(config, dict):
-            raise LayerProblem(f'quantizer config must be a dict, got {type(config).__name__}', '')
+            raise LayerProblem('a quantizer config must be a dict', 're-save the model', received=type(config).__name__)
         config = {k: v for k, v in config.items() if k != 'semantics'}
         if spec['class_name'] == 'quantized_bits' and 'post_training_scale' in config:
             config['semantics'] = 'head'  # only QKeras HEAD / qkeras-v3 save this field, and they compute auto_po2 differently
-        return make_quantizer(spec['class_name'], [], config, where)
+        return make_quantizer(spec['class_name'], [], config)
     raise LayerProblem(f'cannot read a quantizer from {spec!r}', 'expected a string like quantized_bits(6,0,alpha=1) or a serialized dict')
 
 

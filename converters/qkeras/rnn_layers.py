@@ -12,10 +12,10 @@ import numpy as np
 from hgqbridge.errors import LayerProblem
 from hgqbridge.graph import SourceLayer
 
-from ..hgq.blocks import SimpleRNNSpec
-from ..hgq.build import Spec
-from .layers import LAYERS
+from ..hgq.composite_specs import SimpleRNNSpec
+from ..hgq.specs import Spec
 from .quantizers import FloatActivation, parse_quantizer, weight_plan
+from .registry import LAYERS
 
 LAYERS.refuse('QGRU', "QKeras's GRU gates are float hard sigmoids (z * h + (1 - z) * h~ in float32), which no HGQ2 QGRU reproduces bit for bit",
               'replace it by a QSimpleRNN, or keep the layer in QKeras')
@@ -30,9 +30,9 @@ def _weight(layer: SourceLayer, name: str, shape: tuple[int, ...]) -> np.ndarray
     return value
 
 
-@LAYERS.register('QSimpleRNN')
-def simple_rnn(layer: SourceLayer) -> Spec:
-    """exact: HGQ2 QSimpleRNN, the activation quantizer as its pre-activation quantizer, state_quantizer as its state quantizer."""
+@LAYERS.register('QSimpleRNN', status='exact: HGQ2 QSimpleRNN, the activation quantizer as its pre-activation quantizer, state_quantizer as '
+                 'its state quantizer', builds=('QSimpleRNN',), quantizes=True)
+def q_simple_rnn(layer: SourceLayer) -> Spec:
     cfg = layer.config
     units = cfg.get('units')
     if not isinstance(units, int) or units < 1:
@@ -48,16 +48,16 @@ def simple_rnn(layer: SourceLayer) -> Spec:
     bias = _weight(layer, 'bias', (units,)) if cfg.get('use_bias', True) else None
     plans = {}
     for position, values in (('kernel', kernel), ('recurrent', recurrent), ('bias', bias)):
-        q = parse_quantizer(cfg.get(f'{position}_quantizer'), position)
+        q = parse_quantizer(cfg.get(f'{position}_quantizer'))
         plans[position] = weight_plan(q, values, position) if values is not None else (None, None)
-    act = parse_quantizer(cfg.get('activation', 'quantized_tanh'), 'activation')
-    if act is None or isinstance(act, FloatActivation) or getattr(act, 'two_step', lambda: None)() is not None:
+    act = parse_quantizer(cfg.get('activation', 'quantized_tanh'))
+    if act is None or isinstance(act, FloatActivation) or act.two_step() is not None:
         raise LayerProblem(f'QSimpleRNN with activation={cfg.get("activation")!r} is not converted: its state would not be one fixed-point format',
                            'use a quantizer activation such as quantized_tanh(8) or quantized_relu(6, 2)')
     act_fmt, affine = act.activation_plan()
     if affine is not None:
         raise LayerProblem('a QSimpleRNN activation with an affine transform (quantized_sigmoid) is not converted', 'use quantized_tanh or quantized_relu')
-    state = parse_quantizer(cfg.get('state_quantizer'), 'state')
+    state = parse_quantizer(cfg.get('state_quantizer'))
     state_fmt = state.fixed_format('state') if state is not None and not isinstance(state, FloatActivation) else None
     if state_fmt is not None and state_fmt.holds(act_fmt):
         state_fmt = None  # every state value already lies in the state quantizer's format: it changes nothing

@@ -1,15 +1,21 @@
-"""Every fixture x target: check's verdict predicts what export does."""
+"""Every fixture x target: check's verdict predicts what export does, export leaves the model as it was, and every
+layer class a target's table calls proven is in some model exported bit-exactly here."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import hgqbridge
 from hgqbridge.errors import ProblemsError
 
 from ..conftest import MODELS
+
+EXPORTED_EXACT: dict[str, set[str]] = {}  # target -> layer classes of the models that exported bit-exactly
+
+NO_RTL: dict[str, dict] = {'da4ml': {'rtl': False}, 'hls4ml:vitis': {}}  # the RTL simulation: converters/da4ml/test_export.py
 
 
 @pytest.mark.parametrize('target', ['da4ml', pytest.param('hls4ml:vitis', marks=pytest.mark.slow)])
@@ -21,12 +27,25 @@ def test_check_predicts_export(name: str, target: str, conversions: dict, golden
         errors = [i for i in report.items if i.status == 'error']
         assert errors and all(i.layer and i.reason and i.fix for i in errors)
         with pytest.raises(ProblemsError) as info:
-            hgqbridge.export(model, target, tmp_path / 'prj', golden_inputs[name], rtl=False)
+            hgqbridge.export(model, target, tmp_path / 'prj', golden_inputs[name], **NO_RTL[target])
         assert all(i.layer in str(info.value) for i in errors)
         assert not (tmp_path / 'prj').exists()
         return
-    exported = hgqbridge.export(model, target, tmp_path / 'prj', golden_inputs[name], rtl=False)  # RTL: test_export.py
+    before = [np.array(w) for w in model.get_weights()]
+    exported = hgqbridge.export(model, target, tmp_path / 'prj', golden_inputs[name], **NO_RTL[target])  # RTL: test_export.py
+    assert all(np.array_equal(a, np.array(b)) for a, b in zip(before, model.get_weights())), 'export changed the model it was given'
+    if exported.ok:
+        EXPORTED_EXACT.setdefault(target, set()).update(type(layer).__name__ for layer in model.layers)
     warned = {i.layer for i in report.items if '[float32-sums]' in i.reason}
     if not exported.ok:  # only where check warned that the float32 Keras model itself rounds, and first there
         assert warned and set(exported.first_divergence.values()) <= warned, exported.to_text()
     assert (tmp_path / 'prj' / 'hgqbridge_export.json').is_file()
+
+
+@pytest.mark.parametrize('target', ['da4ml', pytest.param('hls4ml:vitis', marks=pytest.mark.slow)])
+def test_proven_classes_were_exported_bit_exactly(target: str) -> None:
+    """Runs after the matrix above (same module, file order): the target's 'proven' column is what it proved."""
+    from hgqbridge.converters import TARGETS
+
+    proven = set(TARGETS[target.split(':')[0]].proven)
+    assert proven <= EXPORTED_EXACT.get(target, set()), f'claimed but not proven here: {sorted(proven - EXPORTED_EXACT.get(target, set()))}'

@@ -26,7 +26,7 @@ def test_rnd_conv_trace_matches_hgq(fmt: FixedFormat) -> None:
     from da4ml.trace import comb_trace
     from hgq.layers import Quantizer
     from hgqbridge.converters.da4ml.rounding import rnd_conv_support
-    from hgqbridge.converters.hgq.build import quantizer_config
+    from hgqbridge.converters.hgq.tensors import quantizer_config
 
     inp = keras.Input((1,))
     model = keras.Model(inp, Quantizer(quantizer_config(fmt, 'datalane'))(inp))

@@ -103,14 +103,13 @@ def test_conv2d_and_maxpooling_stack_is_bit_exact(conversions: dict, golden_inpu
 @pytest.mark.slow
 def test_affine_rule_is_real(conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
     """check refuses the hard-sigmoid quantizer for hls4ml; forcing the export shows why: every value differs."""
+    from hgqbridge.converters import parse_target
     from hgqbridge.converters.hls4ml.export import export
-
-    from hgqbridge.targets import parse_target
 
     model = conversions['hard_activations'].model
     report = hgqbridge.check(model, 'hls4ml:vitis')
     assert [(i.layer, '[affine-quantizer]' in i.reason) for i in report.items if i.status == 'error'] == [('dense_out_activation', True)]
-    forced = export(model, parse_target('hls4ml:vitis'), tmp_path / 'prj', golden_inputs['hard_activations'])
+    forced = export(model, parse_target('hls4ml:vitis', {})[1], tmp_path / 'prj', golden_inputs['hard_activations'])
     assert not forced.ok and forced.mismatches['normal'] > forced.compared_values['normal'] // 2
     assert forced.first_divergence == {'normal': 'dense_out', 'stress': 'dense_out'}  # the affine quantizer is fused there
 

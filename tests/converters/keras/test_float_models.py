@@ -11,7 +11,7 @@ import pytest
 import hgqbridge
 from hgqbridge.errors import HGQBridgeError, UnsupportedError
 
-from hgqbridge.verify import ulps_of_max
+from hgqbridge.compare import ulps_of_max
 
 from ...conftest import FLOAT_ULPS, ISAS, ROOT, record, rerun_reference
 
@@ -44,14 +44,14 @@ def test_dummy_quantizers_reproduce_the_float_model(name: str) -> None:
     record(f'{name} with dummy quantizers vs its Keras goldens: within {worst:g} ulp (bound {FLOAT_ULPS})')
     layers = {k.split('::')[1] for k in golden if k.startswith('normal::')}
     assert compared == 2 * len(layers) and not report.missing
-    assert conv.report.framework == 'keras' and 'dummy quantizers' in ' '.join(conv.report.summary)
+    assert conv.report.framework == 'Keras' and 'dummy quantizers' in ' '.join(conv.report.summary)
 
 
 @pytest.mark.parametrize('name', sorted(ENTRIES))
 def test_quantized_from_calibration_data(name: str) -> None:
     """--bits 8 --calibration: every weight and activation quantizer has at most 8 bits, the report puts the
     float and the quantized model side by side, and the quantized model stays near the float one."""
-    from hgqbridge.converters.hgq.inspect import layer_quantizers, quantizer_info
+    from hgqbridge.inspect import layer_quantizers, quantizer_info
 
     data = KERAS / ENTRIES[name]['data']
     conv = hgqbridge.import_model(*_files(name), bits=8, calibration=data)

@@ -21,7 +21,7 @@ with np.load(QKERAS / 'quantizers.npz') as _g:
     QKERAS_OUT = dict(_g)
 CASES = sorted(k for k in QKERAS_OUT if k != 'x')
 #: Cases that are one fixed-point format (plus an affine); the others (leaky, use_sigmoid) need two steps.
-ONE_FORMAT = [c for c in CASES if getattr(parse_quantizer(c, 'activation'), 'two_step', lambda: None)() is None]
+ONE_FORMAT = [c for c in CASES if parse_quantizer(c).two_step() is None]
 
 
 @pytest.mark.parametrize(
@@ -63,9 +63,9 @@ def test_parse_string_rejects(text: str) -> None:
 def test_parse_dict_and_string_agree() -> None:
     saved = {'class_name': 'quantized_bits', 'config': {'bits': 6, 'integer': 0, 'symmetric': 0, 'alpha': 1, 'keep_negative': True,
                                                         'use_stochastic_rounding': False, 'qnoise_factor': 1.0}}
-    assert parse_quantizer(saved, 'kernel') == parse_quantizer('quantized_bits(6,0,alpha=1)', 'kernel')
-    assert parse_quantizer('relu', 'activation') == FloatActivation('relu')
-    assert parse_quantizer(None, 'kernel') is None
+    assert parse_quantizer(saved) == parse_quantizer('quantized_bits(6,0,alpha=1)')
+    assert parse_quantizer('relu') == FloatActivation('relu')
+    assert parse_quantizer(None) is None
 
 
 @pytest.mark.parametrize(
@@ -116,14 +116,14 @@ def test_mapping_refuses(spec: object, position: str, message: str) -> None:
                                   'quantized_tanh(1)', 'quantized_tanh(6,use_real_tanh=True)', 'quantized_sigmoid(1)', 'quantized_sigmoid(4,0,1)'])
 def test_unsupported_names_are_refused(spec: str) -> None:
     with pytest.raises(LayerProblem):
-        parse_quantizer(spec, 'activation').activation_plan()  # type: ignore[union-attr]
+        parse_quantizer(spec).activation_plan()  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize('name, reason', [('hard_sigmoid', 'exactly 1.0'), ('hard_tanh', 'exactly 1.0'),
                                           ('smooth_sigmoid', '0.1875')])
 def test_hard_functions_are_refused_with_the_reason(name: str, reason: str) -> None:
     with pytest.raises(LayerProblem, match=reason) as info:
-        parse_quantizer(name, 'activation')
+        parse_quantizer(name)
     assert 'quantized_' in info.value.fix or 'quantized_bits' in info.value.fix
 
 
@@ -150,7 +150,7 @@ def test_two_step_refuses(spec: QuantizedRelu, message: str) -> None:
 @pytest.mark.parametrize('case', ONE_FORMAT)
 def test_numpy_reference_matches_qkeras(case: str) -> None:
     """The mapped format's numpy quantizer reproduces QKeras on every 2^-12 step in [-20, 20] (every tie)."""
-    fmt, affine = parse_quantizer(case, 'activation').activation_plan()  # type: ignore[union-attr]
+    fmt, affine = parse_quantizer(case).activation_plan()  # type: ignore[union-attr]
     scale, shift = affine or (1.0, 0.0)
     assert np.array_equal((fmt.quantize(QKERAS_OUT['x']) * scale + shift).astype(np.float32), QKERAS_OUT[case])
 
@@ -159,12 +159,12 @@ def test_numpy_reference_matches_qkeras(case: str) -> None:
 def test_hgq2_quantizer_matches_qkeras(case: str) -> None:
     """The HGQ2 layers built for the quantizer (a Quantizer, or the two-step forms) reproduce QKeras bit for bit."""
     import keras
-    from hgqbridge.converters.hgq.build import BuildContext, Tensor, materialize
-    from hgqbridge.converters.qkeras.layers import _activation_spec
+    from hgqbridge.converters.hgq.tensors import BuildContext, Tensor, materialize
+    from hgqbridge.converters.qkeras.layers import activation_spec
 
     ctx = BuildContext()
     inp = keras.Input((1,))
-    out = materialize(_activation_spec(case, None).build('q', [Tensor(inp, 'x')], ctx), ctx)  # type: ignore[arg-type]
+    out = materialize(activation_spec(case).build('q', [Tensor(inp, 'x')], ctx), ctx)  # type: ignore[arg-type]
     x = QKERAS_OUT['x'].reshape(-1, 1)
     got = keras.Model(inp, out.value).predict(x, batch_size=len(x), verbose=0).ravel()
     assert np.array_equal(got, QKERAS_OUT[case])
@@ -173,6 +173,6 @@ def test_hgq2_quantizer_matches_qkeras(case: str) -> None:
 def test_hgq2_round_mode_matters() -> None:
     """The goldens can tell half-to-even from half-up: the same format with RND differs from QKeras."""
     case = 'quantized_bits(8,3,alpha=1)'
-    fmt = parse_quantizer(case, 'activation').fixed_format('activation')  # type: ignore[union-attr]
+    fmt = parse_quantizer(case).fixed_format('activation')  # type: ignore[union-attr]
     wrong = FixedFormat(fmt.k, fmt.i, fmt.f, 'RND', fmt.overflow)
     assert not np.array_equal(wrong.quantize(QKERAS_OUT['x']).astype(np.float32), QKERAS_OUT[case])

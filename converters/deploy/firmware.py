@@ -1,4 +1,6 @@
-"""What both exporters share: the model as the firmware sees it, its input data, and the comparison."""
+"""What every exporter shares: the model as the firmware sees it (a copy: export never changes the model it is
+given), its input port and input data, the comparison with the firmware model, the project name, the files
+written, and the first diverging layer."""
 
 from __future__ import annotations
 
@@ -10,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from hgqbridge.compare import count_mismatches, stress_inputs
 from hgqbridge.errors import ExportError
 from hgqbridge.fixed import FixedFormat
-from hgqbridge.verify import count_mismatches, stress_inputs
-
-from .inspect import calibrate as hgq_calibrate
-from .inspect import compute_ebops, input_port_format, strip_float_head
+from hgqbridge.inspect import calibrate as hgq_calibrate
+from hgqbridge.inspect import compute_ebops, consumers, kind, layer_quantizers, quantizer_info
+from hgqbridge.models import copy_model
 
 
 @dataclass
@@ -28,8 +30,16 @@ class FirmwareInputs:
     notes: list[str] = field(default_factory=list)
 
 
+def project_name(model: Any) -> str:
+    """A name every tool accepts for files and HLS/Verilog identifiers: letters, digits and _, starting with a letter."""
+    name = ''.join(c if c.isalnum() else '_' for c in model.name)
+    return name if name[:1].isalpha() else f'model_{name}'
+
+
 def prepare(model: Any, x: np.ndarray) -> FirmwareInputs:
-    core, notes = strip_float_head(model)
+    """The model as the firmware sees it: a copy (calibration changes it, the caller's model stays as it was)
+    without a trailing float softmax, its input port format and the two input sets."""
+    core, notes = strip_float_head(copy_model(model))
     port = input_port_format(core)
     if port is None:
         raise ExportError(
@@ -85,8 +95,6 @@ def record_files(report: Any, root: Path, final: Path) -> None:
 
 def model_sizes(core: Any) -> dict[str, int]:
     """Number of weights (kernels and biases; not HGQ2's bit-width variables) and the bits they take."""
-    from .inspect import layer_quantizers, quantizer_info
-
     count = bits = 0
     for layer in core.layers:
         for role, q in layer_quantizers(layer).items():
@@ -106,8 +114,6 @@ def first_divergence(core: Any, x: np.ndarray, firmware_layers: dict[str, np.nda
     output after the quantizer that reads it (hls4ml fuses a quantizer into the layer before it); or None."""
     import keras
 
-    from .inspect import _consumers, layer_quantizers
-
     names = [layer.name for layer in core.layers if layer.name in firmware_layers]
     if not names:
         return None
@@ -116,7 +122,7 @@ def first_divergence(core: Any, x: np.ndarray, firmware_layers: dict[str, np.nda
     values = values if isinstance(values, list) else [values]
     for name, reference in zip(names, values):
         candidates = [np.asarray(reference)]
-        for consumer in _consumers(core, core.get_layer(name).output):
+        for consumer in consumers(core, core.get_layer(name).output):
             q = layer_quantizers(consumer)
             quantizer = q.get('self') or q.get('input')
             if quantizer is not None:
@@ -133,3 +139,38 @@ def locate_divergence(report: Any, core: Any, inputs: FirmwareInputs, layer_outp
         data = inputs.sets.get(kind)
         if not exact and data is not None:
             report.first_divergence[kind] = first_divergence(core, data, layer_outputs(data))
+
+
+def input_port_format(model: Any) -> FixedFormat | None:
+    """The format the firmware input port carries: the union of the widest formats of the first quantizers on
+    every path from the input (through layers that only move values); None if some path has no quantizer."""
+    frontier = consumers(model, model.inputs[0])
+    formats: list[FixedFormat] = []
+    while frontier:
+        layer = frontier.pop()
+        if kind(layer) == 'move':
+            frontier.extend(consumers(model, layer.output))
+            continue
+        qs = layer_quantizers(layer)
+        q = qs.get('self') or qs.get('input') or next((v for k, v in qs.items() if k.startswith('input')), None)
+        info = quantizer_info(q) if q is not None else None
+        if info is None:
+            return None
+        formats.append(info.widest())
+    if not formats:
+        return None
+    port = formats[0]
+    for fmt in formats[1:]:
+        port = port.union(fmt)
+    return port
+
+
+def strip_float_head(model: Any) -> tuple[Any, list[str]]:
+    """The model without a trailing float softmax (firmware outputs the logits; argmax is unchanged)."""
+    import keras
+
+    last = model.layers[-1]
+    if len(model.outputs) == 1 and isinstance(last, keras.layers.Activation) and last.get_config().get('activation') == 'softmax':
+        core = keras.Model(model.inputs, last.input, name=model.name)
+        return core, [f'the float softmax head {last.name!r} is not exported: the firmware outputs its input (logits; argmax unchanged)']
+    return model, []

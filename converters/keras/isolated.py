@@ -2,7 +2,8 @@
 
 A corrupted HDF5 file can make the HDF5 C library loop or crash (a zeroed block in a variable-length string
 attribute was found by the mutation fuzzer to hang for minutes), and no Python signal interrupts C code. So
-the readers run ``load_h5`` / ``load_json`` / ``load_keras`` in ``python -m hgqbridge.converters.qkeras.isolated``:
+the readers run ``load_h5`` / ``load_json`` / ``load_keras`` / ``load_savedmodel`` in
+``python -m hgqbridge.converters.keras.isolated``:
 the child answers on its stdout with one ``.npz`` (no pickle) holding the model config, the weights and their
 index, or the SourceFileError; no temporary file exists. The child limits its own CPU time and address space
 (``Limits.read_seconds`` / ``read_memory``) and dies with its parent (Linux ``PR_SET_PDEATHSIG``: killed by the
@@ -30,13 +31,14 @@ from hgqbridge.errors import SourceFileError
 from hgqbridge.limits import Limits
 
 Weights = dict[str, dict[str, np.ndarray]]
+WeightOrder = dict[str, tuple[str, ...]]
 PR_SET_PDEATHSIG = 1
 
 
-def _load(kind: str, path: Path, weights_path: Path | None, limits: Limits) -> tuple[dict, Weights]:
-    from .keras3_reader import load_keras, scan_keras
-    from .reader import load_h5, load_json
-    from .savedmodel_reader import load_savedmodel
+def _load(kind: str, path: Path, weights_path: Path | None, limits: Limits, weight_order: WeightOrder) -> tuple[dict, Weights]:
+    from .archive import load_keras, scan_keras
+    from .hdf5 import load_h5, load_json
+    from .savedmodel import load_savedmodel
 
     if kind == 'h5':
         return load_h5(path, limits)
@@ -46,15 +48,16 @@ def _load(kind: str, path: Path, weights_path: Path | None, limits: Limits) -> t
         return scan_keras(path, limits)
     if kind == 'savedmodel':
         return load_savedmodel(path, limits)
-    return load_keras(path, limits)
+    return load_keras(path, weight_order, limits)
 
 
-def isolated(kind: str, path: Path, weights_path: Path | None = None, limits: Limits = Limits()) -> tuple[dict, Weights]:
+def isolated(kind: str, path: Path, weights_path: Path | None = None, limits: Limits = Limits(),
+             weight_order: WeightOrder | None = None) -> tuple[dict, Weights]:
     """(config, weights) read by a child process; ``kind`` is 'h5', 'json', 'keras', 'savedmodel' or 'scan' (an HGQ2
     .keras model checked before Keras loads it: its config, no weights). The child answers on its stdout (an .npz, no pickle):
-    no temporary file exists at any time."""
-    cmd = [sys.executable, '-m', 'hgqbridge.converters.qkeras.isolated', kind, str(path), str(weights_path or ''),
-           json.dumps(asdict(limits)), str(os.getpid())]
+    no temporary file exists at any time. ``weight_order`` (for 'keras'): each class's variable names."""
+    cmd = [sys.executable, '-m', 'hgqbridge.converters.keras.isolated', kind, str(path), str(weights_path or ''),
+           json.dumps(asdict(limits)), str(os.getpid()), json.dumps(weight_order or {})]
     env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', 'OPENBLAS_NUM_THREADS': '1', 'OMP_NUM_THREADS': '1'}
     wall = limits.read_seconds * 2 + 30  # the child's own CPU limit stops a spinning parser first
     try:
@@ -100,9 +103,9 @@ def _text(value: Any) -> np.ndarray:
     return np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
 
 
-def _answer(kind: str, path: str, weights_path: str, limits: Limits) -> dict[str, np.ndarray]:
+def _answer(kind: str, path: str, weights_path: str, limits: Limits, weight_order: WeightOrder) -> dict[str, np.ndarray]:
     try:
-        config, weights = _load(kind, Path(path), Path(weights_path) if weights_path else None, limits)
+        config, weights = _load(kind, Path(path), Path(weights_path) if weights_path else None, limits, weight_order)
     except SourceFileError as err:
         return {'error': _text({'what': err.what, 'where': err.where, 'received': _plain(err.received), 'fix': err.fix})}
     except MemoryError:
@@ -122,12 +125,13 @@ def _answer(kind: str, path: str, weights_path: str, limits: Limits) -> dict[str
     return {**arrays, 'index': _text(index), 'config': _text(config)}
 
 
-def _child(kind: str, path: str, weights_path: str, limits_json: str, parent: str) -> int:
+def _child(kind: str, path: str, weights_path: str, limits_json: str, parent: str, order_json: str) -> int:
     answer = os.fdopen(os.dup(1), 'wb')  # the answer goes to the parent on the real stdout...
     os.dup2(2, 1)  # ...and anything a library prints goes to stderr
     limits = Limits(**json.loads(limits_json))
     _confine(limits, int(parent))
-    np.savez(answer, **_answer(kind, path, weights_path, limits))
+    order = {cls: tuple(names) for cls, names in json.loads(order_json).items()}
+    np.savez(answer, **_answer(kind, path, weights_path, limits, order))
     answer.close()
     return 0
 
@@ -142,4 +146,4 @@ def _plain(value: Any) -> Any:
 
 
 if __name__ == '__main__':
-    sys.exit(_child(*sys.argv[1:6]))
+    sys.exit(_child(*sys.argv[1:7]))

@@ -1,24 +1,44 @@
-"""Float source models (plain Keras): the quantization policy's calibration and the float-vs-quantized summary.
+"""How the float parts of a source model are quantized (a plain Keras or ONNX model has nothing to reproduce bit for
+bit, so the bridge chooses its formats), calibrated from data, and compared with the float model.
 
-A float model has no quantizers to reproduce, so it is converted twice when data is given: with HGQ2 dummy
-quantizers (which compute the float model itself) and with ``bits``-bit quantizers whose activation integer
-bits come from the data (hgq's ``trace_minmax``, then the fractional bits set so each activation keeps
-``bits`` bits in all). The report shows both models' accuracy (or error) side by side.
+A float model is converted twice when data is given: with HGQ2 dummy quantizers (which compute the float model
+itself) and with ``bits``-bit quantizers whose activation integer bits come from the data (hgq's
+``trace_minmax``, then the fractional bits set so each activation keeps ``bits`` bits in all). The report shows
+both models' accuracy (or error) side by side.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .build import FloatPolicy
-from .inspect import calibrate, layer_quantizers
+from hgqbridge.fixed import FixedFormat, FormatArray
+from hgqbridge.inspect import calibrate, layer_quantizers
 
 
-def is_float_graph(graph: Any) -> bool:
-    """True when no layer of the source is a QKeras layer (a plain Keras model)."""
-    return not any(layer.class_name.startswith('Q') for layer in graph)
+@dataclass(frozen=True)
+class FloatPolicy:
+    """How float parts of a source model are quantized: ``dummy`` keeps them float (HGQ2 dummy quantizers, the
+    float model to the last digit); otherwise weights get ``bits``-bit per-channel formats covering their range
+    and activations ``bits``-bit WRAP quantizers whose integer bits calibration sets from data."""
+
+    bits: int = 8
+    dummy: bool = False
+
+    def weight_format(self, values: np.ndarray) -> FormatArray:
+        """Per output channel (last axis): signed, integer bits covering max |w|, ``bits`` bits in all."""
+        v = np.abs(np.asarray(values, dtype=np.float64))
+        peak = v.reshape(-1, v.shape[-1]).max(axis=0) if v.ndim > 1 else v
+        i = np.where(peak > 0, np.floor(np.log2(np.maximum(peak, 1e-30))) + 1, 0).astype(np.int64)
+        shape = (1,) * (v.ndim - 1) + (peak.size,) if v.ndim > 1 else (peak.size,)
+        i = i.reshape(shape)
+        return FormatArray(np.ones_like(i), i, self.bits - 1 - i, 'RND', 'SAT')
+
+    def activation_format(self) -> FixedFormat:
+        """Before calibration: signed, 3 integer bits (range +-8)."""
+        return FixedFormat(1, 3, self.bits - 4, 'RND', 'WRAP')
 
 
 def calibrate_policy(model: Any, x: np.ndarray, policy: FloatPolicy) -> None:

@@ -8,11 +8,24 @@ import sys
 from pathlib import Path
 
 import pytest
-from hgqbridge.converters.qkeras import read_h5, read_json, read_keras, read_savedmodel
+from hgqbridge.converters import read
 
 from hgqbridge.errors import SourceFileError
+from hgqbridge.graph import SourceGraph
+from hgqbridge.limits import Limits
 
 from ...conftest import QKERAS, QKERAS_V3
+
+
+def read_h5(path: Path, limits: Limits = Limits()) -> SourceGraph:
+    return read(path, None, limits)[0]
+
+
+def read_json(path: Path, weights: Path | None) -> SourceGraph:
+    return read(path, weights)[0]
+
+
+read_keras = read_savedmodel = read_h5
 
 
 def test_reads_full_h5_without_tensorflow() -> None:
@@ -25,8 +38,8 @@ def test_reads_full_h5_without_tensorflow() -> None:
 
 def test_reader_imports_no_framework(tmp_path: Path) -> None:
     code = (
-        'import sys; from hgqbridge.converters.qkeras import read_h5; from pathlib import Path; '
-        f'read_h5(Path({str(QKERAS / "jet_tagger.h5")!r})); '
+        'import sys; from hgqbridge.converters import read; from pathlib import Path; '
+        f'read(Path({str(QKERAS / "jet_tagger.h5")!r})); '
         'bad = [m for m in ("tensorflow", "keras", "qkeras", "tf_keras", "hgq") if m in sys.modules]; print(bad); sys.exit(len(bad))'
     )
     import subprocess
@@ -213,8 +226,6 @@ def test_bad_savedmodel(tmp_path: Path, make, message: str) -> None:
 def test_a_file_that_hangs_hdf5_is_a_clear_error(tmp_path: Path) -> None:
     """16 zero bytes over the global heap collection that holds the model_config string make the HDF5 C library
     loop; the reader's child process stops at its own CPU limit and the user gets one error."""
-    from hgqbridge.limits import Limits
-
     data = (QKERAS / 'zoo_bits_symmetric.h5').read_bytes()
     path = _write(tmp_path / 'hang.h5', data[:2064] + bytes(16) + data[2080:])
     with pytest.raises(SourceFileError, match=r'did not finish within its CPU limit \(2 s\)'):

@@ -1,11 +1,12 @@
-"""Read Keras-3 ``.keras`` files (QKeras-v3 models) with zipfile, json and h5py alone: nothing is executed.
+"""Keras-3 ``.keras`` archives (Keras 3 and QKeras-v3 models) read with zipfile, json and h5py alone.
 
 A ``.keras`` file is a zip of ``config.json`` (the architecture, Keras-3 serialization) and
 ``model.weights.h5``. Keras 3 files a layer's variables under ``layers/<snake_case class name>[_<n>]/vars/<i>``
 (``q_dense``, ``q_dense_1``, ... in model order, not the layer's own name), in the order the layer created
-them, and a sub-layer's under ``.../<sublayer>/vars``. The variables carry no names, so ``WEIGHT_ORDER`` names
-them per layer class; a layer whose variables do not match its class's order is an error, never a guess.
-The result is the same ``SourceGraph`` the Keras-2 reader makes.
+them, and a sub-layer's under ``.../<sublayer>/vars``. The variables carry no names, so each layer handler
+declares its class's order when it is registered (``weights=``), and the caller passes that table in; a layer
+whose variables do not match its class's order is an error, never a guess. Runs in the reader child process,
+like every HDF5 read; the config comes out in the Keras-2 shape ``config.py`` reads.
 """
 
 from __future__ import annotations
@@ -21,25 +22,13 @@ from typing import Any
 import numpy as np
 
 from hgqbridge.errors import SourceFileError
-from hgqbridge.graph import SourceGraph
-
 from hgqbridge.limits import Limits
 
-from .reader import _check_file, graph_from_config, read_dataset, scan_h5
+from .hdf5 import check_file, read_dataset, scan_h5
+
+WeightOrder = dict[str, tuple[str, ...]]  # class name -> its variables' names in creation order ('sub/name' in a sub-layer)
 
 MEMBERS = ('config.json', 'model.weights.h5')
-
-_BN = ('gamma', 'beta', 'moving_mean', 'moving_variance')
-#: Variable names, in creation order, per layer class ('sub/...' names live in the sub-layer's group).
-WEIGHT_ORDER: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys(('Dense', 'QDense', 'Conv1D', 'Conv2D', 'QConv1D', 'QConv2D'), ('kernel', 'bias')),
-    **dict.fromkeys(('DepthwiseConv2D', 'QDepthwiseConv2D'), ('depthwise_kernel', 'bias')),
-    **dict.fromkeys(('SeparableConv1D', 'SeparableConv2D', 'QSeparableConv1D', 'QSeparableConv2D'), ('depthwise_kernel', 'pointwise_kernel', 'bias')),
-    **dict.fromkeys(('BatchNormalization', 'QBatchNormalization'), _BN),
-    'QConv2DBatchnorm': ('kernel', 'bias', *(f'batchnorm/{n}' for n in _BN)),
-    'QDepthwiseConv2DBatchnorm': ('depthwise_kernel', 'bias', *(f'batchnorm/{n}' for n in _BN)),
-}
-
 
 def snake_case(name: str) -> str:
     """keras.src.utils.naming.to_snake_case: the group name Keras 3 gives a layer's variables."""
@@ -69,8 +58,8 @@ def _present(name: str, config: dict) -> bool:
     return {'bias': config.get('use_bias', True), 'gamma': config.get('scale', True), 'beta': config.get('center', True)}.get(base, True)
 
 
-def _layer_weights(group: Any, cls: str, config: dict, where: str, limit: int) -> dict[str, np.ndarray]:
-    names = [n for n in WEIGHT_ORDER.get(cls, ()) if _present(n, config)]
+def _layer_weights(group: Any, order: tuple[str, ...], cls: str, config: dict, where: str, limit: int) -> dict[str, np.ndarray]:
+    names = [n for n in order if _present(n, config)]
     found: dict[str, list[np.ndarray]] = {}
     for sub in ('', *sorted({n.split('/')[0] for n in names if '/' in n})):
         vars_group = group.get(f'{sub}/vars' if sub else 'vars')
@@ -115,18 +104,11 @@ def _to_keras2(config: dict, path: Path) -> dict:
     return config
 
 
-def read_keras(path: Path, limits: Limits = Limits()) -> SourceGraph:
-    """A Keras-3 ``.keras`` zip (QKeras-v3 or Keras 3); parsed in a child process, as every HDF5 input is."""
-    from .isolated import isolated
-
-    return graph_from_config(*isolated('keras', path, None, limits), path, limits)
-
-
-def load_keras(path: Path, limits: Limits = Limits()) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
-    """(model config in Keras-2 shape, weights) of a ``.keras`` zip."""
+def load_keras(path: Path, weight_order: WeightOrder, limits: Limits = Limits()) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
+    """(model config in Keras-2 shape, weights) of a ``.keras`` zip; ``weight_order`` names each class's variables."""
     import h5py
 
-    _check_file(path, 'model file')
+    check_file(path, 'model file')
     if not zipfile.is_zipfile(path):
         raise SourceFileError('the .keras file is not a zip archive (truncated or not a Keras 3 file)', where=str(path),
                               fix='re-save the model with model.save("m.keras")')
@@ -161,7 +143,7 @@ def load_keras(path: Path, limits: Limits = Limits()) -> tuple[dict, dict[str, d
                 name, cls = layer.get('name') or (layer.get('config') or {}).get('name'), layer.get('class_name')
                 group = layers_group.get(groups[str(name)]) if layers_group is not None and str(name) in groups else None
                 if group is not None and isinstance(layer.get('config'), dict):
-                    weights[str(name)] = _layer_weights(group, str(cls), layer['config'], f'{path}:{name} ({cls})', min(len(blob) + (1 << 20), limits.weight_bytes))
+                    weights[str(name)] = _layer_weights(group, weight_order.get(str(cls), ()), str(cls), layer['config'], f'{path}:{name} ({cls})', min(len(blob) + (1 << 20), limits.weight_bytes))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, SystemError) as err:
         raise SourceFileError('model.weights.h5 in the .keras archive is corrupted', where=str(path), received=str(err)[:200]) from None
     return config, {k: v for k, v in weights.items() if v}
@@ -172,7 +154,7 @@ def scan_keras(path: Path, limits: Limits = Limits()) -> tuple[dict, dict]:
     file passed the checks every reader makes: member sizes, no links or external data in the HDF5."""
     import h5py
 
-    _check_file(path, 'model file')
+    check_file(path, 'model file')
     limits.check('weight_bytes', path.stat().st_size, 'the model file', str(path))
     try:
         with zipfile.ZipFile(path) as archive:

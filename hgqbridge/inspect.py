@@ -1,4 +1,10 @@
-"""Look inside an HGQ2 model: the fixed-point format of every quantizer, EBOPs per layer, the input port format."""
+"""Look inside an HGQ2 model: the fixed-point format of every quantizer, what each layer does, EBOPs per layer.
+
+Everything that reaches into Keras's or HGQ2's private state lives here, in one place (``_keras_history``,
+``_inbound_nodes``, the quantizers' ``_k``/``_i``/``_f``, ``_beta``, ``_flatten_layers``), so that an upgrade breaks
+one module. ``LAYER_KINDS`` says what each HGQ2 / Keras class does to values: the deployability rules and the
+firmware input port read it from here.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,21 @@ from typing import Any
 
 import numpy as np
 
-from hgqbridge.fixed import FixedFormat
+from .fixed import FixedFormat
 
+#: What an HGQ2 / Keras layer class does: ``arithmetic`` layers multiply and sum (their input must be quantized,
+#: their sums may outgrow float32); ``move`` layers only move values (a quantizer commutes with them).
+LAYER_KINDS: dict[str, str] = {
+    **dict.fromkeys(('QDense', 'QConv1D', 'QConv2D', 'QConv3D', 'QBatchNormalization', 'QBatchNormDense', 'QEinsumDense',
+                     'Dense', 'Conv1D', 'Conv2D'), 'arithmetic'),
+    **dict.fromkeys(('Flatten', 'Reshape', 'Dropout', 'MaxPooling1D', 'MaxPooling2D', 'ZeroPadding1D', 'ZeroPadding2D', 'Permute'),
+                    'move'),
+}
+
+
+def kind(layer: Any) -> str:
+    """'arithmetic', 'move' or '' for a layer object."""
+    return LAYER_KINDS.get(type(layer).__name__, '')
 
 @dataclass
 class QuantizerInfo:
@@ -139,35 +158,18 @@ def inspect_dict(model: Any) -> dict[str, Any]:
     return {'model': model.name, 'layers': [asdict(r) for r in rows], 'total_ebops': sum(r.ebops or 0 for r in rows)}
 
 
-#: Keras layers that only move values: the input port looks through them for the first quantizers.
-MOVE_LAYERS = ('Flatten', 'Reshape', 'Dropout', 'MaxPooling1D', 'MaxPooling2D', 'ZeroPadding1D', 'ZeroPadding2D')
+def parents(layer: Any) -> list[str]:
+    """Names of the layers whose outputs ``layer`` reads."""
+    return [t._keras_history.operation.name for node in layer._inbound_nodes for t in node.input_tensors if hasattr(t, '_keras_history')]
 
 
-def input_port_format(model: Any) -> FixedFormat | None:
-    """The format the firmware input port carries: the union of the widest formats of the first quantizers on
-    every path from the input (through layers that only move values); None if some path has no quantizer."""
-    frontier = _consumers(model, model.inputs[0])
-    formats: list[FixedFormat] = []
-    while frontier:
-        layer = frontier.pop()
-        if type(layer).__name__ in MOVE_LAYERS:
-            frontier.extend(_consumers(model, layer.output))
-            continue
-        qs = layer_quantizers(layer)
-        q = qs.get('self') or qs.get('input') or next((v for k, v in qs.items() if k.startswith('input')), None)
-        info = quantizer_info(q) if q is not None else None
-        if info is None:
-            return None
-        formats.append(info.widest())
-    if not formats:
-        return None
-    port = formats[0]
-    for fmt in formats[1:]:
-        port = port.union(fmt)
-    return port
+def producer(tensor: Any) -> Any:
+    """The layer that computes a Keras tensor."""
+    return tensor._keras_history.operation
 
 
-def _consumers(model: Any, tensor: Any) -> list[Any]:
+def consumers(model: Any, tensor: Any) -> list[Any]:
+    """The layers of ``model`` (not input layers) that read ``tensor``."""
     return [
         layer for layer in model.layers
         if any(t is tensor or getattr(t, 'name', None) == tensor.name for node in layer._inbound_nodes for t in node.input_tensors)
@@ -175,12 +177,20 @@ def _consumers(model: Any, tensor: Any) -> list[Any]:
     ]
 
 
-def strip_float_head(model: Any) -> tuple[Any, list[str]]:
-    """The model without a trailing float softmax (firmware outputs the logits; argmax is unchanged)."""
+def all_layers(model: Any) -> list[Any]:
+    """Every layer, nested ones included (HGQ2's quantizers are layers inside layers)."""
+    return list(model._flatten_layers())
+
+
+def fixed_point_quantizers(model: Any) -> list[Any]:
+    """The inner fixed-point quantizers (with ``_k``, ``_i``, ``_f`` variables) of every layer."""
+    return [inner for layer in all_layers(model) if hasattr(inner := getattr(layer, 'quantizer', None), '_f')]
+
+
+def set_beta(model: Any, beta: float) -> None:
+    """HGQ2's EBOPs regularisation strength on every layer that has one."""
     import keras
 
-    last = model.layers[-1]
-    if len(model.outputs) == 1 and isinstance(last, keras.layers.Activation) and 'softmax' in str(last.get_config().get('activation')):
-        core = keras.Model(model.inputs, last.input, name=model.name)
-        return core, [f'the float softmax head {last.name!r} is not exported: the firmware outputs its input (logits; argmax unchanged)']
-    return model, []
+    for layer in all_layers(model):
+        if getattr(layer, '_beta', None) is not None:
+            layer._beta.assign(keras.ops.convert_to_tensor(beta, dtype=layer._beta.dtype))

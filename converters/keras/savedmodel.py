@@ -4,8 +4,8 @@ A tf.keras SavedModel folder holds ``keras_metadata.pb`` (a ``SavedMetadata`` pr
 the model config as JSON, the same config ``model.to_json()`` writes) and ``variables/`` (a TensorFlow
 checkpoint). The checkpoint's object graph names every variable by the attribute path that holds it
 (``layer-3`` → ``kernel``, ``layer-2`` → ``batchnorm`` → ``gamma``); TensorFlow's checkpoint reader only
-reads tensors. ``saved_model.pb`` (the traced functions) is never opened. The result is the same
-``SourceGraph`` the .h5 reader makes.
+reads tensors. ``saved_model.pb`` (the traced functions) is never opened. Runs in the reader child
+process (TensorFlow's checkpoint reader is C++: a broken checkpoint must not take the run down).
 """
 
 from __future__ import annotations
@@ -17,10 +17,7 @@ from typing import Any
 import numpy as np
 
 from hgqbridge.errors import SourceFileError
-from hgqbridge.graph import SourceGraph
 from hgqbridge.limits import Limits
-
-from .reader import graph_from_config
 
 #: Children of a layer node that are lists or Keras bookkeeping, not named attributes.
 SKIP = {'variables', 'trainable_variables', 'non_trainable_variables', 'keras_api', 'layer_metrics', 'regularization_losses',
@@ -87,17 +84,6 @@ def _layer_variables(graph: Any, node_id: int, prefix: str, depth: int = 0) -> d
         elif depth < 2:  # a sub-layer (QConv2DBatchnorm's batchnorm, an RNN's cell)
             out.update(_layer_variables(graph, child.node_id, f'{prefix}{child.local_name}/', depth + 1))
     return out
-
-
-def read_savedmodel(path: Path, limits: Limits = Limits()) -> SourceGraph:
-    """A SavedModel folder written by tf.keras (QKeras 0.9.0) ``model.save(folder)``; read in the child process that
-    reads every HDF5 file (TensorFlow's checkpoint reader is C++ too: a broken checkpoint must not take the run down)."""
-    from .isolated import isolated
-
-    if not is_savedmodel(path):
-        raise SourceFileError('the folder is not a tf.keras SavedModel (no keras_metadata.pb)', where=str(path),
-                              fix='pass a .h5/.json/.keras file, or a folder written by tf.keras model.save(folder)')
-    return graph_from_config(*isolated('savedmodel', path, None, limits), path, limits)
 
 
 def load_savedmodel(path: Path, limits: Limits = Limits()) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:

@@ -1,6 +1,7 @@
-"""Specs that are more than one plain layer: separable convolutions, batch normalization, average pooling.
+"""Specs for layers that need HGQ2's dedicated classes or several layers: separable convolutions, batch
+normalization, average pooling, two-step quantizers, chains, recurrent layers, leaky ReLU.
 
-Like the specs in ``build.py`` they are pure data until ``build`` adds genuine ``hgq.layers`` to the model.
+Like the specs in ``specs.py`` they are pure data until ``build`` adds genuine ``hgq.layers`` to the model.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from hgqbridge.fixed import FixedFormat
+from hgqbridge.errors import LayerProblem
+from hgqbridge.fixed import FixedFormat, FormatArray
+from hgqbridge.numerics import bn_scale_offset, is_pow2, reciprocal_exact
 
-from .build import (
-    BuildContext, Format, Tensor, TensorRef, WeightLayerSpec, assign_formats, materialize, quantize_now, quantizer_config,
-    take_input_quantizer,
-)
+from .specs import Spec, WeightLayerSpec
+from .tensors import BuildContext, Format, Tensor, TensorRef, assign_formats, materialize, quantize_now, quantizer_config, take_input_quantizer
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,22 +49,16 @@ class BatchNormSpec:
     axis: int = -1  # must be the last axis; Keras 2 saves it resolved (e.g. [3])
 
     def scale_offset(self) -> tuple[np.ndarray, np.ndarray]:
-        f32 = np.float32
-        inv = (f32(1) / np.sqrt(self.variance.astype(f32) + f32(self.epsilon))).astype(f32)
-        if self.gamma is not None:
-            inv = (inv * self.gamma.astype(f32)).astype(f32)
-        offset = -(self.mean.astype(f32) * inv) if self.beta is None else self.beta.astype(f32) - self.mean.astype(f32) * inv
-        return inv, offset.astype(f32)
+        return bn_scale_offset(self.gamma, self.beta, self.mean, self.variance, self.epsilon)
 
     def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
         from hgq.layers import QBatchNormalization
 
-        from hgqbridge.fixed import FormatArray
-
         (t,) = inputs
         rank = len(t.value.shape)
         if self.axis not in (-1, rank - 1):
-            raise ValueError(f'batch normalization over axis {self.axis} of a rank-{rank} tensor is not converted; normalize the last axis')
+            raise LayerProblem(f'batch normalization over axis {self.axis} of a rank-{rank} tensor is not converted',
+                               'normalize the last (channels) axis')
         iq, enable_iq = take_input_quantizer(t, ctx, name)
         inv, offset = self.scale_offset()
         if ctx.policy is not None:  # a float source: policy formats (or dummy quantizers), never the 24-bit exact ones
@@ -82,7 +77,7 @@ class BatchNormSpec:
         layer.moving_variance.assign(np.ones_like(inv))
         assign_formats(layer.kq, kq_fmt)
         assign_formats(layer.bq, bq_fmt)
-        exact_scale = np.all(np.log2(np.abs(inv[inv != 0])) % 1 == 0) and ctx.policy is None
+        exact_scale = is_pow2(inv) and ctx.policy is None
         if ctx.policy is not None:
             ctx.inexact[name] = 'float source batch normalization' + (' (dummy quantizers)' if ctx.policy.dummy else ', quantized')
         elif not exact_scale:
@@ -100,26 +95,28 @@ class AveragePoolSpec:
     is decided here, from the input shape). ``average_fmt``: QKeras's average_quantizer, which must keep
     1/area exact. ``out_fmt``: a quantizer given as activation=."""
 
-    keras_class: str  # AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D
-    args: tuple[tuple[str, Any], ...]
+    rank: int  # 1 or 2
+    args: tuple[tuple[str, Any], ...]  # pool_size, strides, padding; empty for a global pooling
+    global_pool: bool = False
     float_divide: str = ''
     out_fmt: Format | None = None
     average_fmt: Any = None
 
     def _global_divide(self, shape: tuple[int, ...]) -> str:
         area = int(np.prod(shape[1:-1]))
-        if self.average_fmt is not None and float(self.average_fmt.quantize(np.array([1.0 / area]))[0]) * area != 1.0:
-            raise ValueError(f'average_quantizer {self.average_fmt} does not hold 1/{area} exactly, so QKeras scales the '
-                             'average by a factor that is not 1; give it enough fractional bits or remove it')
+        if self.average_fmt is not None and reciprocal_exact(self.average_fmt.quantize, area) * area != 1.0:
+            raise LayerProblem(f'average_quantizer {self.average_fmt} does not hold 1/{area} exactly, so QKeras scales the average by a '
+                               'factor that is not 1', 'give average_quantizer enough fractional bits to hold 1/pool_area, or remove it')
         return f'a pool area of {area} is not a power of two: the source divides in float32' if area & (area - 1) else ''
 
     def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
-        import hgq.layers
+        from hgq.layers import QAveragePooling1D, QAveragePooling2D, QGlobalAveragePooling1D, QGlobalAveragePooling2D
 
         (t,) = inputs
-        why = self._global_divide(tuple(t.value.shape)) if self.keras_class.startswith('Global') else self.float_divide
+        why = self._global_divide(tuple(t.value.shape)) if self.global_pool else self.float_divide
         iq, enable_iq = take_input_quantizer(t, ctx, name)
-        layer = getattr(hgq.layers, f'Q{self.keras_class}')(
+        pools = {(False, 1): QAveragePooling1D, (False, 2): QAveragePooling2D, (True, 1): QGlobalAveragePooling1D, (True, 2): QGlobalAveragePooling2D}
+        layer = pools[self.global_pool, self.rank](
             **dict(self.args), iq_conf=quantizer_config(iq, 'datalane') if enable_iq else None, enable_iq=enable_iq, name=name
         )
         out = layer(t.value)
@@ -179,8 +176,8 @@ class ChainSpec:
     quantizer): the first keeps the source layer's name, the second's layers are named ``<name>_activation``,
     and the source layer's tensor is the second's output."""
 
-    first: Any
-    second: Any
+    first: Spec
+    second: Spec
 
     def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
         inner = self.first.build(name, inputs, ctx)
@@ -248,7 +245,7 @@ class LeakyReluSpec:
         import keras
 
         t = materialize(inputs[0], ctx)
-        exact = self.slope > 0 and float(np.log2(self.slope)).is_integer()
+        exact = self.slope > 0 and is_pow2(self.slope)
         if not exact:
             ctx.inexact[name] = f'leaky ReLU slope {self.slope} is not a power of two'
         ctx.ref(name, TensorRef(name))

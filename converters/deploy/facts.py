@@ -1,0 +1,97 @@
+"""What the deployability rules look at: facts about every layer of an HGQ2 model, read once from the model.
+
+Rules are pure functions of these facts and the target (``rules.py``), so every rule can be table-tested on
+hand-made facts. What each layer class does comes from ``hgqbridge.inspect.LAYER_KINDS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hgqbridge.inspect import QuantizerInfo, kind, layer_quantizers, parents, producer, quantizer_info
+
+
+@dataclass
+class LayerFacts:
+    """What the rules need to know about one layer of the model."""
+
+    name: str
+    cls: str  # class name, e.g. QDense
+    path: str  # fully qualified class path, e.g. hgq.layers.core.dense.QDense
+    quantizers: dict[str, QuantizerInfo | None] = field(default_factory=dict)  # role -> info (None: float)
+    activation: str = ''
+    is_output: bool = False
+    arithmetic: bool = False
+    fed_by_quantizer: bool = True
+    fan_in: int = 0  # products summed per output (dense/conv), 0 for other layers
+    dilation: tuple[int, ...] = ()  # convolutions: dilation_rate
+    groups: int = 1
+    n_out: int = 0  # outputs per position (units / filters) of a dense/conv layer
+    n_inputs: int = 1
+    reads_model_input: bool = False  # directly, or through Flatten/Reshape only
+    clipped_relu: bool = False  # a Keras ReLU with max_value, negative_slope or threshold
+    float_scale: bool = False  # a batch normalization whose scale is not a power of two: x * scale rounds in float32
+
+
+def layer_facts(model: Any) -> list[LayerFacts]:
+    """Facts for every layer, in model order; ``fed_by_quantizer`` follows quantization down the graph."""
+    outputs = {id(producer(t)) for t in model.outputs}
+    quantized_out: dict[str, bool] = {}
+    from_input: set[str] = {producer(t).name for t in model.inputs}
+    facts = []
+    for layer in model.layers:
+        cls = type(layer).__name__
+        qs = {role: quantizer_info(q) for role, q in layer_quantizers(layer).items()}
+        parents_ = parents(layer)
+        reads_input = bool(parents_) and any(p in from_input for p in parents_) and cls != 'InputLayer'
+        if reads_input and cls in ('Flatten', 'Reshape'):
+            from_input.add(layer.name)
+        upstream = bool(parents_) and all(quantized_out.get(p, False) for p in parents_)
+        has_iq = any(role.startswith(('input', 'self')) for role in qs)
+        quantized_out[layer.name] = has_iq or (upstream and cls not in ('Activation',))
+        activation = layer.get_config().get('activation', '')
+        facts.append(
+            LayerFacts(
+                name=layer.name,
+                cls=cls,
+                path=f'{type(layer).__module__}.{cls}',
+                quantizers=qs,
+                activation=activation if isinstance(activation, str) else str(activation),
+                is_output=id(layer) in outputs,
+                arithmetic=kind(layer) == 'arithmetic',
+                fed_by_quantizer=has_iq or upstream,
+                fan_in=_fan_in(layer),
+                dilation=tuple(getattr(layer, 'dilation_rate', ()) or ()),
+                groups=int(getattr(layer, 'groups', 1) or 1),
+                n_inputs=len(parents_),
+                n_out=int(layer.kernel.shape[-1]) if kind(layer) == 'arithmetic' and hasattr(layer, 'kernel') else 0,
+                reads_model_input=reads_input,
+                float_scale=cls == 'QBatchNormalization' and _float_scale(layer),
+                clipped_relu=cls == 'ReLU' and (layer.max_value is not None or bool(layer.negative_slope) or bool(layer.threshold)),
+            )
+        )
+    return facts
+
+
+def _float_scale(layer: Any) -> bool:
+    """A batch normalization whose products x * scale may need more than float32's 24 significant bits: the
+    scale's significant bits plus the input's width (16 when its input quantizer is off)."""
+    scale = np.abs(np.asarray(layer.qscaler_and_qoffset[0], dtype=np.float64)).ravel()
+    scale = scale[scale > 0]
+    if not scale.size:
+        return False
+    mantissa = np.frexp(scale)[0] * 2.0**53
+    significant = int(max(53 - (int(m) & -int(m)).bit_length() + 1 for m in mantissa))
+    info = quantizer_info(layer.iq) if getattr(layer, 'enable_iq', False) else None
+    width = int(np.max(info.width)) if info is not None else 16
+    return significant + width > 24
+
+
+def _fan_in(layer: Any) -> int:
+    """Products summed per output: a kernel's inputs per output; 1 for a batch normalization (x * scale + offset)."""
+    if kind(layer) != 'arithmetic':
+        return 0
+    return int(np.prod(layer.kernel.shape[:-1])) if hasattr(layer, 'kernel') else 1

@@ -1,0 +1,219 @@
+"""Specs for single layers: what a handler returns for one source layer, pure data until ``build`` adds genuine
+``hgq.layers`` (or the Keras layer that moves values) to the model. Specs made of several layers are in
+``composite_specs.py``; how quantizers travel between them is in ``tensors.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from hgqbridge.fixed import FixedFormat, FormatArray
+
+from .policy import FloatPolicy
+from .tensors import (
+    BuildContext, Format, Tensor, TensorRef, assign_formats, materialize, quantize_now, quantizer_config, take_input_quantizer,
+)
+
+
+class Spec(Protocol):
+    """What every handler returns: a description of the HGQ2 layers for one source layer."""
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    shape: tuple[int | None, ...]
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        import keras
+
+        return Tensor(keras.Input(self.shape[1:], name=name), name)
+
+
+@dataclass(frozen=True)
+class QuantizeSpec:
+    """A quantizer on a tensor (QKeras QActivation with a fixed-point quantizer). One with an affine transform
+    after it (hard sigmoid) becomes its own ``hgq.layers.Quantizer``; a plain one waits for the next layer's iq."""
+
+    fmt: FixedFormat
+    affine: tuple[float, float] | None = None
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        (t,) = inputs
+        t = materialize(t, ctx)
+        if self.affine is not None:
+            return quantize_now(t, self.fmt, self.affine, name, name, ctx)
+        return Tensor(t.value, name, pending=self.fmt, pending_layer=name, quantized=t.quantized)
+
+
+@dataclass(frozen=True)
+class IdentitySpec:
+    """A layer that computes nothing at inference (Dropout, a linear Activation): removed."""
+
+    why: str
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        (t,) = inputs
+        ctx.note(name, f'removed: {self.why}')
+        ctx.ref(name, TensorRef(t.source, 'alias'))
+        return t
+
+
+@dataclass(frozen=True)
+class FloatActivationSpec:
+    """A float activation: relu (exact on any input); anything else (softmax, sigmoid, tanh, ...) stays a float
+    Keras activation, reported as not bit-exact, unless a float policy quantizes it: QSoftmax for softmax and a
+    QUnaryFunctionLUT (a table between a quantized input and a quantized output) for the others."""
+
+    activation: str
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        import keras
+
+        if self.activation == 'relu':
+            t = materialize(inputs[0], ctx)
+            ctx.ref(name, TensorRef(name))
+            return Tensor(keras.layers.ReLU(name=name)(t.value), name, quantized=t.quantized)
+        if ctx.policy is not None and not ctx.policy.dummy:
+            return self._quantized(name, inputs[0], ctx)
+        t = materialize(inputs[0], ctx)
+        layer = keras.layers.Activation(self.activation, name=name)
+        ctx.inexact[name] = f'float {self.activation}'
+        ctx.note(name, f'float {self.activation}: kept float (not bit-exact, not deployable as such)')
+        ctx.ref(name, TensorRef(name))
+        return Tensor(layer(t.value), name)
+
+    def _quantized(self, name: str, t: Tensor, ctx: BuildContext) -> Tensor:
+        from hgq.layers import QSoftmax, QUnaryFunctionLUT
+
+        policy = ctx.policy or FloatPolicy()
+        iq, enable_iq = take_input_quantizer(t, ctx, name)
+        if iq is None and not enable_iq:  # already quantized upstream: the table still needs an input format
+            iq, enable_iq = policy.activation_format(), True
+        ctx.inexact[name] = f'{self.activation} of a float source, quantized'
+        if self.activation == 'softmax':
+            layer = QSoftmax(iq_conf=quantizer_config(iq, 'datalane'), enable_iq=True, name=name)
+            ctx.note(name, f'QSoftmax, input {iq} (integer bits from calibration), HGQ2\'s default exp/inverse tables')
+        else:
+            out = policy.activation_format()
+            layer = QUnaryFunctionLUT(self.activation, iq_conf=quantizer_config(iq, 'datalane'), oq_conf=quantizer_config(out, 'datalane'), name=name)
+            ctx.note(name, f'QUnaryFunctionLUT({self.activation}): input {iq}, output {out} (integer bits from calibration)')
+        ctx.ref(name, TensorRef(name))
+        return Tensor(layer(t.value), name, quantized=True)
+
+
+@dataclass(frozen=True, eq=False)
+class WeightLayerSpec:
+    """A dense or convolution layer: kernel and bias with their formats (None: float in the source), a float
+    activation that is exact on fixed-point values (linear, relu), and an optional activation quantizer."""
+
+    kind: str  # 'dense', 'conv1d', 'conv2d'
+    args: dict[str, Any]  # units / filters, kernel_size, strides, padding, dilation_rate
+    kernel: np.ndarray
+    bias: np.ndarray | None
+    kernel_fmt: Format | None
+    bias_fmt: Format | None
+    activation: str = 'linear'
+    out_fmt: FixedFormat | None = None  # the quantizer given as activation=
+    out_affine: tuple[float, float] | None = None  # its affine transform (hard sigmoid)
+    float_rounded: bool = False  # the source's own float32 arithmetic rounds (non-power-of-two weight scale)
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        from hgq.layers import QConv1D, QConv2D, QDense
+
+        (t,) = inputs
+        iq, enable_iq = take_input_quantizer(t, ctx, name)
+        kernel_fmt, bias_fmt = self.kernel_fmt, self.bias_fmt
+        if self.kernel_fmt is None and ctx.policy is not None:
+            ctx.inexact[name] = 'float source layer, quantized' if not ctx.policy.dummy else 'float source layer (dummy quantizers)'
+            if not ctx.policy.dummy:
+                kernel_fmt = ctx.policy.weight_format(self.kernel)
+                bias_fmt = ctx.policy.weight_format(self.bias) if self.bias is not None else None
+                ctx.note(name, f'float weights: {ctx.policy.bits}-bit per-channel formats covering their range')
+        elif self.kernel_fmt is None:
+            ctx.inexact[name] = 'float weights'
+            ctx.note(name, 'float weights in the source: kept float (HGQ2 dummy quantizers); quantize before export')
+        elif isinstance(self.kernel_fmt, FormatArray):
+            ctx.note(name, 'data-dependent weight scale: weights quantized once as QKeras does, per-channel exact formats')
+        if self.float_rounded:
+            ctx.inexact[name] = 'non-power-of-two weight scale: QKeras sums these products in float32 and rounds'
+            ctx.note(name, 'non-power-of-two weight scale: exact weights, but QKeras\'s own float32 sums round; matched to measured error')
+        cls = {'dense': QDense, 'conv1d': QConv1D, 'conv2d': QConv2D}[self.kind]
+        layer = cls(
+            **self.args,
+            activation=self.activation,
+            use_bias=self.bias is not None,
+            kq_conf=quantizer_config(kernel_fmt, 'weight'),
+            bq_conf=quantizer_config(bias_fmt, 'bias') if self.bias is not None else None,
+            iq_conf=quantizer_config(iq, 'datalane') if enable_iq else None,
+            enable_iq=enable_iq,
+            name=name,
+        )
+        out = layer(t.value)
+        layer.kernel.assign(self.kernel.astype(np.float32))
+        assign_formats(layer.kq, kernel_fmt)
+        if self.bias is not None:
+            layer.bias.assign(self.bias.astype(np.float32))
+            assign_formats(layer.bq, bias_fmt)
+        if self.out_fmt is None:
+            ctx.ref(name, TensorRef(name))
+            # a float source layer's wide sums are re-quantized by the next layer's policy input quantizer
+            exact_sums = kernel_fmt is not None and self.kernel_fmt is not None and (enable_iq or t.quantized)
+            return Tensor(out, name, quantized=exact_sums)
+        if self.out_affine is not None:
+            return quantize_now(Tensor(out, name), self.out_fmt, self.out_affine, name, f'{name}_activation', ctx)
+        return Tensor(out, name, pending=self.out_fmt, pending_layer=f'{name}_activation', quantized=True)
+
+
+@dataclass(frozen=True)
+class MoveSpec:
+    """A layer that only moves values (Flatten, Reshape, MaxPooling, ZeroPadding): a pending uniform quantizer
+    commutes with it (quantizers are monotone and map 0 to 0), so the consumer still applies it."""
+
+    keras_class: str
+    args: tuple[tuple[str, Any], ...] = ()
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        import keras
+
+        (t,) = inputs
+        out = getattr(keras.layers, self.keras_class)(**dict(self.args), name=name)(t.value)
+        if t.pending is None:
+            ctx.ref(name, TensorRef(name))
+            return Tensor(out, name, quantized=t.quantized)
+        ctx.ref(t.source, TensorRef(name, 'quantized-input', t.pending))
+        return Tensor(out, name, pending=t.pending, pending_layer=t.pending_layer, quantized=t.quantized)
+
+
+@dataclass(frozen=True)
+class MergeSpec:
+    """Add / Subtract / Multiply (HGQ2 QAdd / QSubtract / QMultiply, each input quantized by its own iq when every
+    input has a pending quantizer) or Concatenate (Keras; pending inputs materialised)."""
+
+    op: str  # 'add', 'subtract', 'multiply' or 'concatenate'
+    axis: int = -1
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        import keras
+        from hgq.layers import QAdd, QMultiply, QSubtract
+
+        if self.op == 'concatenate':
+            ts = [materialize(t, ctx) for t in inputs]
+            out = keras.layers.Concatenate(axis=self.axis, name=name)([t.value for t in ts])
+            ctx.ref(name, TensorRef(name))
+            return Tensor(out, name, quantized=all(t.quantized for t in ts))
+        cls = {'add': QAdd, 'subtract': QSubtract, 'multiply': QMultiply}[self.op]
+        if all(t.pending is not None for t in inputs):
+            confs = [quantizer_config(take_input_quantizer(t, ctx, name, i)[0], 'datalane') for i, t in enumerate(inputs)]
+            layer = cls(iq_confs=confs, name=name)
+        else:
+            inputs = [materialize(t, ctx) for t in inputs]
+            layer = cls(enable_iq=False, name=name)
+        ctx.ref(name, TensorRef(name))
+        return Tensor(layer([t.value for t in inputs]), name, quantized=all(t.quantized or t.pending for t in inputs))
+
+
