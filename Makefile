@@ -9,7 +9,7 @@ REF    := .qkeras-ref
 REF3   := .qkeras-v3-ref
 REFO   := .onnx-ref
 
-.PHONY: demo test test-fast install qkeras-ref wheel-smoke fixtures bench clean
+.PHONY: demo test test-fast install qkeras-ref lint wheel-smoke fixtures bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,9 +48,16 @@ demo: install
 test:
 	@rm -rf .timings
 	@.ci/timed 'install (venv + references)' $(MAKE) --no-print-directory install qkeras-ref
+	@.ci/timed 'lint and types' $(MAKE) --no-print-directory lint
 	@.ci/timed pytest $(BIN)/python -m pytest
 	@.ci/timed 'wheel smoke test' $(MAKE) --no-print-directory wheel-smoke
 	@$(BIN)/python .ci/timings.py
+
+# ruff (lint and format) and mypy over every tracked Python file: zero findings.
+lint: install
+	$(BIN)/ruff check $$(git ls-files '*.py')
+	$(BIN)/ruff format --check $$(git ls-files '*.py')
+	.ci/typecheck
 
 # Build the sdist and wheel, install the wheel into a fresh venv, run it outside the source tree.
 wheel-smoke: install

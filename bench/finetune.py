@@ -26,27 +26,46 @@ def machine() -> dict:
     import hgq
     import keras
 
-    return {'python': sys.version.split()[0], 'platform': platform.platform(), 'processor': platform.processor() or platform.machine(),
-            'cpus': os.cpu_count(), 'keras': keras.__version__, 'hgq2': getattr(hgq, '__version__', '?')}
+    return {
+        'python': sys.version.split()[0],
+        'platform': platform.platform(),
+        'processor': platform.processor() or platform.machine(),
+        'cpus': os.cpu_count(),
+        'keras': keras.__version__,
+        'hgq2': getattr(hgq, '__version__', '?'),
+    }
 
 
 def run_case(name: str, epochs: int) -> dict:
     import numpy as np
-    from hgqbridge.converters.da4ml.export import trace
-    from hgqbridge.converters.deploy import firmware
 
     import hgqbridge
+    from hgqbridge.converters.da4ml.export import trace
+    from hgqbridge.converters.deploy import firmware
     from hgqbridge.errors import HGQBridgeError
 
     data = dict(np.load(FIXTURES / f'{name}.data.npz'))
     model = hgqbridge.convert(FIXTURES / f'{name}.h5')
     t0 = time.perf_counter()
-    result = hgqbridge.finetune(model, data['x'], data['y'], data['x_val'], data['y_val'], epochs=epochs, beta_min=1e-6,
-                                beta_max=3e-4, learning_rate=3e-3, verbose=0)
+    result = hgqbridge.finetune(
+        model,
+        data['x'],
+        data['y'],
+        data['x_val'],
+        data['y_val'],
+        epochs=epochs,
+        beta_min=1e-6,
+        beta_max=3e-4,
+        learning_rate=3e-3,
+        verbose=0,
+    )
     seconds = time.perf_counter() - t0
     row = {'model': name, 'epochs': epochs, 'train_seconds': round(seconds, 1)}
     chosen_metric = result.chosen.val_metric if result.chosen else result.baseline_metric
-    for label, m, acc, ebops in (('qkeras', model, result.baseline_metric, result.baseline_ebops), ('hgq2', result.model, chosen_metric, None)):
+    for label, m, acc, ebops in (
+        ('qkeras', model, result.baseline_metric, result.baseline_ebops),
+        ('hgq2', result.model, chosen_metric, None),
+    ):
         inputs = firmware.prepare(m, data['x_val'][:64])
         e = firmware.calibrate(inputs.core, inputs)
         row[f'{label}_val_accuracy'] = round(float(acc), 4)
@@ -66,8 +85,20 @@ def run_case(name: str, epochs: int) -> dict:
 
 def main() -> int:
     rows = [run_case(name, epochs) for name, epochs in CASES]
-    cols = ['model', 'qkeras_val_accuracy', 'hgq2_val_accuracy', 'accuracy_change_pp', 'qkeras_ebops', 'hgq2_ebops', 'ebops_ratio',
-            'qkeras_lut', 'hgq2_lut', 'lut_ratio', 'hgq2_latency', 'train_seconds']
+    cols = [
+        'model',
+        'qkeras_val_accuracy',
+        'hgq2_val_accuracy',
+        'accuracy_change_pp',
+        'qkeras_ebops',
+        'hgq2_ebops',
+        'ebops_ratio',
+        'qkeras_lut',
+        'hgq2_lut',
+        'lut_ratio',
+        'hgq2_latency',
+        'train_seconds',
+    ]
     print(' | '.join(cols))
     for row in rows:
         print(' | '.join(str(row[c]) for c in cols) + (f'   ({row["note"]})' if 'note' in row else ''))

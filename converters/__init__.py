@@ -49,7 +49,12 @@ class Source:
 
 
 def _read_keras(path: Path, weights: Path | None, limits: Limits, registries: tuple[Registry, ...]) -> SourceGraph:
-    order = {name: entry.weights for reg in registries for name in reg.names() if (entry := reg.entry(name)) is not None and entry.weights}
+    order = {
+        name: entry.weights
+        for reg in registries
+        for name in reg.names()
+        if (entry := reg.entry(name)) is not None and entry.weights
+    }
     return keras.read(path, weights, limits, order)
 
 
@@ -60,9 +65,15 @@ def _read_onnx(path: Path, weights: Path | None, limits: Limits, registries: tup
 
 
 SOURCES: tuple[Source, ...] = (
-    Source('Keras and QKeras', keras.SUFFIXES, keras.is_savedmodel, _read_keras, (keras.LAYERS, qkeras.LAYERS),
-           FoldTable('BatchNormalization', {'Dense': 2, 'Conv1D': 3, 'Conv2D': 4}),
-           'a Keras-2/QKeras .h5 file, SOURCE.json --weights SOURCE_weights.h5, a Keras-3/QKeras-v3 .keras file, a tf.keras SavedModel folder'),
+    Source(
+        'Keras and QKeras',
+        keras.SUFFIXES,
+        keras.is_savedmodel,
+        _read_keras,
+        (keras.LAYERS, qkeras.LAYERS),
+        FoldTable('BatchNormalization', {'Dense': 2, 'Conv1D': 3, 'Conv2D': 4}),
+        'a Keras-2/QKeras .h5 file, SOURCE.json --weights SOURCE_weights.h5, a Keras-3/QKeras-v3 .keras file, a tf.keras SavedModel folder',
+    ),
     Source('ONNX and QONNX', onnx.SUFFIXES, None, _read_onnx, (onnx.OPS,), None, 'an ONNX/QONNX .onnx file'),
 )
 TARGETS: dict[str, Target] = {target.name: target for target in (hls4ml.TARGET, da4ml.TARGET)}
@@ -78,8 +89,11 @@ def source_for(path: Path) -> Source:
     for source in SOURCES:
         if (source.is_folder is not None) if path.is_dir() else path.suffix.lower() in source.suffixes:
             return source
-    raise SourceFileError(f'unknown model file type {path.suffix.lower() or "(none)"!r}', where=str(path),
-                          fix='pass ' + ', or '.join(s.usage for s in SOURCES))
+    raise SourceFileError(
+        f'unknown model file type {path.suffix.lower() or "(none)"!r}',
+        where=str(path),
+        fix='pass ' + ', or '.join(s.usage for s in SOURCES),
+    )
 
 
 # ---- the steps of an import ------------------------------------------------------------------------------------------
@@ -104,8 +118,14 @@ def normalize(graph: SourceGraph, source: Source, fold_batchnorm: bool) -> Sourc
 
 
 def import_model(
-    path: Path, weights: Path | None = None, input_format: FixedFormat | None = None, *,
-    bits: int | None = None, dummy: bool = False, calibration: dict[str, np.ndarray] | None = None, fold_batchnorm: bool = False,
+    path: Path,
+    weights: Path | None = None,
+    input_format: FixedFormat | None = None,
+    *,
+    bits: int | None = None,
+    dummy: bool = False,
+    calibration: dict[str, np.ndarray] | None = None,
+    fold_batchnorm: bool = False,
     limits: Limits = Limits(),
 ) -> Conversion:
     """Read, normalise and convert a source model. A float source (no layer carries the source's own quantizers),
@@ -152,7 +172,9 @@ def check(model: Any, text: str, options: dict[str, Any]) -> CheckReport:
     return run_rules(model, spec, target.rules)
 
 
-def export(model: Any, text: str, out_dir: Path, x: np.ndarray, force: bool, sources: tuple[Path, ...], options: dict[str, Any]) -> ExportReport:
+def export(
+    model: Any, text: str, out_dir: Path, x: np.ndarray, force: bool, sources: tuple[Path, ...], options: dict[str, Any]
+) -> ExportReport:
     """Check first (refuse an undeployable model with every reason), then write the project and prove it."""
     from hgqbridge.outputs import check_output
 
@@ -161,7 +183,9 @@ def export(model: Any, text: str, out_dir: Path, x: np.ndarray, force: bool, sou
     x = check_input_shape(np.asarray(x), tuple(model.inputs[0].shape[1:]), f'{model.name} input')
     report = run_rules(model, spec, target.rules)
     if not report.deployable:
-        raise ProblemsError(f'the model cannot be deployed on {spec}', [p for p in report.problems() if p.severity == 'error'], where=model.name)
+        raise ProblemsError(
+            f'the model cannot be deployed on {spec}', [p for p in report.problems() if p.severity == 'error'], where=model.name
+        )
     return target.export(model, spec, out_dir, x, force, sources)
 
 

@@ -37,8 +37,14 @@ def _quiet_tf() -> None:
 
 
 def import_model(
-    path: str | Path, weights: str | Path | None = None, input_format: str | FixedFormat | None = None, *,
-    bits: int | None = None, dummy: bool = False, calibration: str | Path | dict | None = None, fold_batchnorm: bool = False,
+    path: str | Path,
+    weights: str | Path | None = None,
+    input_format: str | FixedFormat | None = None,
+    *,
+    bits: int | None = None,
+    dummy: bool = False,
+    calibration: str | Path | dict | None = None,
+    fold_batchnorm: bool = False,
     limits: Limits | None = None,
 ) -> Any:
     """Read and convert a source model; returns a ``Conversion`` (``.model``, ``.report``, tensor map).
@@ -57,18 +63,33 @@ def import_model(
         raise HGQBridgeError('invalid input format', received=input_format, fix=f'{err}; e.g. fixed<16,6>') from None
     limits = limits or Limits()
     data = load_data(Path(calibration), limits=limits) if isinstance(calibration, (str, Path)) else calibration
-    return _import(Path(path), Path(weights) if weights else None, fmt, bits=bits, dummy=dummy, calibration=data, fold_batchnorm=fold_batchnorm,
-                   limits=limits)
+    return _import(
+        Path(path),
+        Path(weights) if weights else None,
+        fmt,
+        bits=bits,
+        dummy=dummy,
+        calibration=data,
+        fold_batchnorm=fold_batchnorm,
+        limits=limits,
+    )
 
 
 def convert(
-    path: str | Path, weights: str | Path | None = None, input_format: str | FixedFormat | None = None, *,
-    bits: int | None = None, dummy: bool = False, calibration: str | Path | dict | None = None, fold_batchnorm: bool = False,
+    path: str | Path,
+    weights: str | Path | None = None,
+    input_format: str | FixedFormat | None = None,
+    *,
+    bits: int | None = None,
+    dummy: bool = False,
+    calibration: str | Path | dict | None = None,
+    fold_batchnorm: bool = False,
     limits: Limits | None = None,
 ) -> Any:
     """Read a source model file and return the equivalent ``keras.Model`` made of ``hgq.layers``."""
-    return import_model(path, weights, input_format, bits=bits, dummy=dummy, calibration=calibration, fold_batchnorm=fold_batchnorm,
-                        limits=limits).model
+    return import_model(
+        path, weights, input_format, bits=bits, dummy=dummy, calibration=calibration, fold_batchnorm=fold_batchnorm, limits=limits
+    ).model
 
 
 def verify(conversion: Any, golden: str | Path) -> VerifyReport:
@@ -85,8 +106,9 @@ def check(model: Any, target: str, **options: Any) -> CheckReport:
     return _check(model, target, options)
 
 
-def export(model: Any, target: str, out_dir: str | Path, x: Any, force: bool = False, sources: tuple[Path, ...] = (),
-           **options: Any) -> ExportReport:
+def export(
+    model: Any, target: str, out_dir: str | Path, x: Any, force: bool = False, sources: tuple[Path, ...] = (), **options: Any
+) -> ExportReport:
     """Write the firmware project for ``target`` and prove it bit-exact to ``model`` on ``x`` and 4 x ``x``
     (``options``: the target's own, e.g. ``rtl=False`` for da4ml). The model is not modified."""
     _quiet_tf()

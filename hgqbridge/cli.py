@@ -44,8 +44,8 @@ def _limits(a: argparse.Namespace) -> Any:
 def cmd_convert(a: argparse.Namespace) -> int:
     from . import import_model, verify
     from .models import save_model
-    from .verify import load_golden
     from .outputs import check_output
+    from .verify import load_golden
 
     golden = None
     if a.verify is not None:
@@ -54,8 +54,16 @@ def cmd_convert(a: argparse.Namespace) -> int:
     check_output(a.output, a.force, inputs)  # before the work, not after
     if golden is not None:
         load_golden(golden)  # a broken golden file is refused before the conversion, too
-    conv = import_model(a.source, a.weights, a.input_format, bits=a.bits, dummy=a.dummy, calibration=a.calibration,
-                        fold_batchnorm=a.fold_batchnorm, limits=_limits(a))
+    conv = import_model(
+        a.source,
+        a.weights,
+        a.input_format,
+        bits=a.bits,
+        dummy=a.dummy,
+        calibration=a.calibration,
+        fold_batchnorm=a.fold_batchnorm,
+        limits=_limits(a),
+    )
     print(conv.report.to_text())
     status = 0
     if golden is not None:
@@ -100,7 +108,9 @@ def cmd_export(a: argparse.Namespace) -> int:
     check_output(a.output, a.force, (a.model, a.data))
     limits = _limits(a)
     x = load_data(a.data, limits=limits)['x']
-    report = export(load_model(a.model, limits), a.target, a.output, x, force=a.force, sources=(a.model, a.data), **_target_options(a))
+    report = export(
+        load_model(a.model, limits), a.target, a.output, x, force=a.force, sources=(a.model, a.data), **_target_options(a)
+    )
     _print_report(report, a.json)
     return 0 if report.ok else 1
 
@@ -116,16 +126,30 @@ def cmd_finetune(a: argparse.Namespace) -> int:
     limits = _limits(a)
     data = load_data(a.data, ('x', 'y', 'x_val', 'y_val'), limits)
     result = finetune(
-        load_model(a.model, limits), data['x'], data['y'], data['x_val'], data['y_val'], epochs=a.epochs, tolerance=a.tolerance,
-        metric=a.metric, beta_min=a.beta_min, beta_max=a.beta_max, learning_rate=a.learning_rate, out_dir=a.output,
-        resume=a.resume, diagnose=a.diagnose, force=a.force,
+        load_model(a.model, limits),
+        data['x'],
+        data['y'],
+        data['x_val'],
+        data['y_val'],
+        epochs=a.epochs,
+        tolerance=a.tolerance,
+        metric=a.metric,
+        beta_min=a.beta_min,
+        beta_max=a.beta_max,
+        learning_rate=a.learning_rate,
+        out_dir=a.output,
+        resume=a.resume,
+        diagnose=a.diagnose,
+        force=a.force,
     )
     chosen = result.chosen
     if chosen is None:
         print(f'no epoch kept val {result.metric} within {a.tolerance} of {result.baseline_metric:.4f}; wrote the imported model')
     else:
-        print(f'chosen epoch {chosen.epoch + 1}: val {result.metric} {chosen.val_metric:.4f} (imported {result.baseline_metric:.4f}), '
-              f'EBOPs {chosen.ebops} (imported {result.baseline_ebops})')
+        print(
+            f'chosen epoch {chosen.epoch + 1}: val {result.metric} {chosen.val_metric:.4f} (imported {result.baseline_metric:.4f}), '
+            f'EBOPs {chosen.ebops} (imported {result.baseline_ebops})'
+        )
     for event in result.events:
         print(f'handled: {event}')
     if result.diagnosis:
@@ -149,23 +173,41 @@ def cmd_support(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog='hgqbridge', description='Move QKeras models onto HGQ2 bit-exactly, fine-tune them, and export verified FPGA firmware.',
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog='hgqbridge',
+        description='Move QKeras models onto HGQ2 bit-exactly, fine-tune them, and export verified FPGA firmware.',
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument('--limit', action='append', metavar='NAME=N', help='raise a budget for untrusted files, e.g. layers=5000 '
-                        '(layers, elements, weight_bytes, data_bytes, read_seconds, read_memory; see SECURITY.md)')
+    common.add_argument(
+        '--limit',
+        action='append',
+        metavar='NAME=N',
+        help='raise a budget for untrusted files, e.g. layers=5000 '
+        '(layers, elements, weight_bytes, data_bytes, read_seconds, read_memory; see SECURITY.md)',
+    )
     common.add_argument('--debug', action='store_true', help='print the traceback of an internal error')
 
     c = sub.add_parser('convert', parents=[common], help='convert a QKeras or Keras model file into an HGQ2 .keras model')
-    c.add_argument('source', type=Path, help='SOURCE.h5, SOURCE.json with --weights, SOURCE.keras, SOURCE.onnx, or a SavedModel folder')
+    c.add_argument(
+        'source', type=Path, help='SOURCE.h5, SOURCE.json with --weights, SOURCE.keras, SOURCE.onnx, or a SavedModel folder'
+    )
     c.add_argument('--weights', type=Path, help='weights .h5 for a .json architecture')
     c.add_argument('-o', '--output', type=Path, required=True, help='output .keras file')
-    c.add_argument('--verify', nargs='?', const='', metavar='GOLDEN', help='compare with golden outputs (default SOURCE.golden.npz)')
-    c.add_argument('--input-format', help="firmware input type when the source does not quantize its input (default 'fixed<16,6>')")
+    c.add_argument(
+        '--verify', nargs='?', const='', metavar='GOLDEN', help='compare with golden outputs (default SOURCE.golden.npz)'
+    )
+    c.add_argument(
+        '--input-format', help="firmware input type when the source does not quantize its input (default 'fixed<16,6>')"
+    )
     c.add_argument('--bits', type=int, help='float (plain Keras) layers: bits of every weight and activation (default 8)')
-    c.add_argument('--calibration', type=Path, metavar='DATA', help='float layers: .npz with x (and y, x_val, y_val) to set activation ranges')
+    c.add_argument(
+        '--calibration',
+        type=Path,
+        metavar='DATA',
+        help='float layers: .npz with x (and y, x_val, y_val) to set activation ranges',
+    )
     c.add_argument('--dummy', action='store_true', help='float layers: HGQ2 dummy quantizers, i.e. the float model itself')
     c.add_argument('--fold-batchnorm', action='store_true', help='fold float BatchNormalization into the Dense/Conv before it')
     c.add_argument('--force', action='store_true', help='replace an output that hgqbridge wrote earlier')
@@ -176,12 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument('--json', action='store_true')
     i.set_defaults(run=cmd_inspect)
 
-    for name, helptext, run in (('check', 'can the target deploy this model? every layer, with reason and fix', cmd_check),
-                                ('export', 'write the firmware project and prove it bit-exact', cmd_export)):
+    for name, helptext, run in (
+        ('check', 'can the target deploy this model? every layer, with reason and fix', cmd_check),
+        ('export', 'write the firmware project and prove it bit-exact', cmd_export),
+    ):
         s = sub.add_parser(name, parents=[common], help=helptext)
         s.add_argument('model', type=Path)
-        s.add_argument('--target', required=True, help='an export target: hls4ml:BACKEND (vitis, vivado, oneapi, quartus, catapult) or da4ml; '
-                       'hgqbridge support lists them')
+        s.add_argument(
+            '--target',
+            required=True,
+            help='an export target: hls4ml:BACKEND (vitis, vivado, oneapi, quartus, catapult) or da4ml; '
+            'hgqbridge support lists them',
+        )
         s.add_argument('--io-type', help='hls4ml: io_parallel (default) or io_stream')
         s.add_argument('--strategy', help='hls4ml: latency (default), resource or distributed_arithmetic')
         s.add_argument('--reuse-factor', type=int, help='hls4ml: the reuse factor (default 1)')
@@ -196,7 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser('finetune', parents=[common], help='heterogeneous-bit-width fine-tuning (EBOPs-regularised)')
     f.add_argument('model', type=Path)
     f.add_argument('--data', type=Path, required=True, help='.npz with x, y, x_val, y_val')
-    f.add_argument('-o', '--output', type=Path, required=True, help='output folder: model.keras, pareto.json, checkpoints, pictures')
+    f.add_argument(
+        '-o', '--output', type=Path, required=True, help='output folder: model.keras, pareto.json, checkpoints, pictures'
+    )
     f.add_argument('--epochs', type=int, default=30)
     f.add_argument('--tolerance', type=float, default=0.005, help='allowed loss of the validation metric')
     f.add_argument('--metric', choices=('accuracy', 'mse'), default='accuracy')
@@ -242,8 +292,10 @@ def _failure(err: BaseException, debug: bool) -> str:
     if isinstance(err, RecursionError):
         return 'the model is nested too deeply to process (a file built to exhaust the stack?)'
     where = '' if debug else '; rerun with --debug for the traceback'
-    return (f'internal error, a bug in hgqbridge: {type(err).__name__}: {" ".join(str(err).split())[:300]}; please report it on '
-            f'the hgqbridge issue tracker with this line and the command{where}')
+    return (
+        f'internal error, a bug in hgqbridge: {type(err).__name__}: {" ".join(str(err).split())[:300]}; please report it on '
+        f'the hgqbridge issue tracker with this line and the command{where}'
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,10 +311,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt as err:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
-        print(f'hgqbridge {args.command}: interrupted ({signal.Signals(signum).name}); no output was written or replaced, '
-              'and no temporary file is left', file=sys.stderr)
+        print(
+            f'hgqbridge {args.command}: interrupted ({signal.Signals(signum).name}); no output was written or replaced, '
+            'and no temporary file is left',
+            file=sys.stderr,
+        )
         return 128 + int(signum)
-    except Exception as err:  # noqa: BLE001 - the top-level guard: one line, never a traceback unless asked
+    except Exception as err:
         if debug:
             traceback.print_exc()
         print(f'hgqbridge {args.command}: error: {_failure(err, debug)}', file=sys.stderr)

@@ -52,8 +52,11 @@ def _member_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) 
         raise DataFileError(f'array {info.filename[:-4]!r} must be numeric', where=where, received=str(dtype))
     declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
     if declared != info.file_size - header:
-        raise DataFileError(f'array {info.filename[:-4]!r} declares shape {shape} but holds {info.file_size - header} bytes (corrupted)',
-                            where=where, fix='save the data again with numpy.savez')
+        raise DataFileError(
+            f'array {info.filename[:-4]!r} declares shape {shape} but holds {info.file_size - header} bytes (corrupted)',
+            where=where,
+            fix='save the data again with numpy.savez',
+        )
     return shape, dtype
 
 
@@ -68,13 +71,28 @@ def read_npz(path: Path, what: str = 'data file', limits: Limits = Limits()) -> 
             arrays = {}
             for info in infos:
                 if not info.filename.endswith('.npy'):
-                    raise DataFileError(f'the {what} holds a member that is not an array', where=str(path), received=info.filename)
+                    raise DataFileError(
+                        f'the {what} holds a member that is not an array', where=str(path), received=info.filename
+                    )
                 _member_header(archive, info, str(path))
                 with archive.open(info) as fh:
                     arrays[info.filename[:-4]] = np.lib.format.read_array(fh, allow_pickle=False)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as err:
-        raise DataFileError(f'the {what} is not a readable .npz', where=str(path), received=' '.join(str(err).split())[:200],
-                            fix='save it with numpy.savez(path, x=..., y=...)') from None
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        OSError,
+        ValueError,
+        EOFError,
+        NotImplementedError,
+        RuntimeError,
+    ) as err:
+        raise DataFileError(
+            f'the {what} is not a readable .npz',
+            where=str(path),
+            received=' '.join(str(err).split())[:200],
+            fix='save it with numpy.savez(path, x=..., y=...)',
+        ) from None
     return arrays
 
 
@@ -84,43 +102,67 @@ def load_data(path: Path, require: tuple[str, ...] = ('x',), limits: Limits = Li
     arrays = read_npz(path, 'data file', limits)
     missing = [k for k in require if k not in arrays]
     if missing:
-        raise DataFileError(f'the data file lacks array(s) {", ".join(missing)}', where=str(path), received=sorted(arrays),
-                            fix='save with numpy.savez(path, x=..., y=...)')
+        raise DataFileError(
+            f'the data file lacks array(s) {", ".join(missing)}',
+            where=str(path),
+            received=sorted(arrays),
+            fix='save with numpy.savez(path, x=..., y=...)',
+        )
     for key, value in arrays.items():
         if value.ndim == 0 or len(value) == 0:
-            raise DataFileError(f'array {key!r} holds no samples', where=str(path), received=f'shape {value.shape}', fix='save at least one row')
+            raise DataFileError(
+                f'array {key!r} holds no samples', where=str(path), received=f'shape {value.shape}', fix='save at least one row'
+            )
         if value.dtype.kind == 'f':
             finite = np.isfinite(value)
             if not finite.all():
                 raise DataFileError(f'array {key!r} contains NaN or Inf', where=str(path), fix='clean the data first')
             if float(np.max(np.abs(value))) > FLOAT32_MAX:
-                raise DataFileError(f'array {key!r} holds values beyond float32\'s range, which the model computes in', where=str(path),
-                                    received=f'max |value| {float(np.max(np.abs(value))):.3g}', fix='scale the data into float32 range')
+                raise DataFileError(
+                    f"array {key!r} holds values beyond float32's range, which the model computes in",
+                    where=str(path),
+                    received=f'max |value| {float(np.max(np.abs(value))):.3g}',
+                    fix='scale the data into float32 range',
+                )
     return arrays
 
 
 def check_input_shape(x: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
     """``x`` as float32 with the model's per-sample shape, or a DataFileError that says what was expected."""
     if tuple(x.shape[1:]) != tuple(shape):
-        raise DataFileError('the data does not fit the model input', where=where, received=f'shape {x.shape}',
-                            fix=f'the model expects (N, {", ".join(map(str, shape))})')
+        raise DataFileError(
+            'the data does not fit the model input',
+            where=where,
+            received=f'shape {x.shape}',
+            fix=f'the model expects (N, {", ".join(map(str, shape))})',
+        )
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def check_training_data(data: dict[str, np.ndarray], in_shape: tuple[int, ...], out_shape: tuple[int, ...], metric: str,
-                        where: str) -> dict[str, np.ndarray]:
+def check_training_data(
+    data: dict[str, np.ndarray], in_shape: tuple[int, ...], out_shape: tuple[int, ...], metric: str, where: str
+) -> dict[str, np.ndarray]:
     """x, y, x_val, y_val consistent with the model and with each other; returned as float32."""
     out = {k: check_input_shape(data[k], in_shape, f'{where}: {k}') for k in ('x', 'x_val')}
     for x_key, y_key in (('x', 'y'), ('x_val', 'y_val')):
         y = np.asarray(data[y_key])
         if len(y) != len(out[x_key]):
-            raise DataFileError(f'{y_key} has {len(y)} rows but {x_key} has {len(out[x_key])}', where=where, fix='give every sample its target')
+            raise DataFileError(
+                f'{y_key} has {len(y)} rows but {x_key} has {len(out[x_key])}', where=where, fix='give every sample its target'
+            )
         if tuple(y.shape[1:]) != tuple(out_shape):
-            raise DataFileError(f'{y_key} does not fit the model output', where=where, received=f'shape {y.shape}',
-                                fix=f'the model outputs (N, {", ".join(map(str, out_shape))})'
-                                + ('; for accuracy, one-hot targets' if metric == 'accuracy' else ''))
+            raise DataFileError(
+                f'{y_key} does not fit the model output',
+                where=where,
+                received=f'shape {y.shape}',
+                fix=f'the model outputs (N, {", ".join(map(str, out_shape))})'
+                + ('; for accuracy, one-hot targets' if metric == 'accuracy' else ''),
+            )
         if metric == 'accuracy' and not (np.isin(y, (0, 1)).all() and np.all(y.reshape(len(y), -1).sum(-1) == 1)):
-            raise DataFileError(f'{y_key} is not one-hot, which --metric accuracy trains on', where=where,
-                                fix='one-hot encode the classes (numpy.eye(n_classes)[labels]), or use --metric mse')
+            raise DataFileError(
+                f'{y_key} is not one-hot, which --metric accuracy trains on',
+                where=where,
+                fix='one-hot encode the classes (numpy.eye(n_classes)[labels]), or use --metric mse',
+            )
         out[y_key] = np.asarray(y, dtype=np.float32)
     return out

@@ -21,7 +21,9 @@ TARGETS = ('hls4ml:vitis', 'da4ml')
 def fixtures_dir() -> Path:
     here = Path(__file__).resolve().parents[1] / 'fixtures' / 'qkeras'
     if not (here / 'jet_tagger.h5').exists():
-        raise HGQBridgeError('the demo needs the fixtures of a source checkout', where=str(here), fix='run it from the repository (make demo)')
+        raise HGQBridgeError(
+            'the demo needs the fixtures of a source checkout', where=str(here), fix='run it from the repository (make demo)'
+        )
     return here
 
 
@@ -59,9 +61,9 @@ def _rtl(result: dict[str, Any]) -> str:
 
 def run_demo(out: Path | None, epochs: int) -> int:
     from . import import_model, verify
-    from .inspect import compute_ebops
-    from .finetune import finetune, metric_value
     from .datafiles import load_data
+    from .finetune import finetune, metric_value
+    from .inspect import compute_ebops
     from .outputs import output_folder
 
     out = out or Path(f'demo-out-{time.strftime("%Y%m%d-%H%M%S")}')
@@ -84,8 +86,18 @@ def run_demo(out: Path | None, epochs: int) -> int:
     print(f'({time.perf_counter() - t0:.1f}s)')
 
     t0 = _step(3, f'Fine-tune with heterogeneous bit widths ({epochs} epochs, beta ramped on EBOPs)')
-    ft = finetune(conv.model, data['x'], data['y'], data['x_val'], data['y_val'], epochs=epochs, beta_min=1e-6, beta_max=3e-4,
-                  learning_rate=3e-3, out_dir=out / 'finetune')
+    ft = finetune(
+        conv.model,
+        data['x'],
+        data['y'],
+        data['x_val'],
+        data['y_val'],
+        epochs=epochs,
+        beta_min=1e-6,
+        beta_max=3e-4,
+        learning_rate=3e-3,
+        out_dir=out / 'finetune',
+    )
     print(f'Pareto front, checkpoints, model.keras and pictures: {out / "finetune"}/')
     print(f'({time.perf_counter() - t0:.1f}s)')
 
@@ -102,7 +114,11 @@ def run_demo(out: Path | None, epochs: int) -> int:
         ('EBOPs', f'{ebops[0]}', f'{ebops[1]}  ({ebops[0] / max(ebops[1], 1):.1f}x fewer)'),
         ('da4ml LUT estimate', f'{lut[0]:.0f}', f'{lut[1]:.0f}  ({lut[0] / max(lut[1], 1):.1f}x fewer)'),
         ('QKeras -> HGQ2 bit-exact (normal, x4)', 'yes' if ver.bit_exact else 'NO', '(fine-tuned: new model)'),
-        ('HGQ2 -> hls4ml C sim bit-exact (normal, x4)', _yes(before['hls4ml:vitis']['bit_exact']), _yes(after['hls4ml:vitis']['bit_exact'])),
+        (
+            'HGQ2 -> hls4ml C sim bit-exact (normal, x4)',
+            _yes(before['hls4ml:vitis']['bit_exact']),
+            _yes(after['hls4ml:vitis']['bit_exact']),
+        ),
         ('HGQ2 -> da4ml emulator bit-exact (normal, x4)', _yes(_only(before, 'emulator')), _yes(_only(after, 'emulator'))),
         ('HGQ2 -> da4ml Verilog (verilator) bit-exact', _rtl(before), _rtl(after)),
     ]
@@ -112,12 +128,17 @@ def run_demo(out: Path | None, epochs: int) -> int:
     print('\n'.join(table))
     ok = ver.bit_exact and all(_yes(r[t]['bit_exact']) == 'yes' for r in (before, after) for t in TARGETS)
     summary = {
-        'rows': [{'what': a, 'imported': b, 'finetuned': c} for a, b, c in rows], 'all_bit_exact': ok,
-        'verify': ver.to_dict(), 'exports': {'imported': before, 'finetuned': after}, 'finetune': ft.to_dict(),
+        'rows': [{'what': a, 'imported': b, 'finetuned': c} for a, b, c in rows],
+        'all_bit_exact': ok,
+        'verify': ver.to_dict(),
+        'exports': {'imported': before, 'finetuned': after},
+        'finetune': ft.to_dict(),
         'pictures': [str(out / 'finetune' / ft.files['pareto_png']), str(out / 'finetune' / ft.files['bit_widths_png'])],
         'seconds': time.perf_counter() - t_start,
     }
     (out / 'demo_report.json').write_text(json.dumps(summary, indent=2, default=str) + '\n')
-    print(f'\nEverything is in {out}/ (report: demo_report.json; pictures: finetune/pareto.png, finetune/bit_widths.png); '
-          f'{summary["seconds"]:.0f}s in all.')
+    print(
+        f'\nEverything is in {out}/ (report: demo_report.json; pictures: finetune/pareto.png, finetune/bit_widths.png); '
+        f'{summary["seconds"]:.0f}s in all.'
+    )
     return 0 if ok else 1

@@ -61,9 +61,14 @@ class FinetuneResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            'metric': self.metric, 'baseline_metric': self.baseline_metric, 'baseline_ebops': self.baseline_ebops,
-            'chosen_epoch': self.chosen_epoch, 'history': [asdict(r) for r in self.history], 'events': self.events,
-            'files': self.files, 'diagnosis': self.diagnosis,
+            'metric': self.metric,
+            'baseline_metric': self.baseline_metric,
+            'baseline_ebops': self.baseline_ebops,
+            'chosen_epoch': self.chosen_epoch,
+            'history': [asdict(r) for r in self.history],
+            'events': self.events,
+            'files': self.files,
+            'diagnosis': self.diagnosis,
         }
 
 
@@ -174,7 +179,9 @@ def finetune(
     work = copy_model(model)
     baseline = metric_value(metric, y_val, work.predict([x_val], verbose=0))
     baseline_ebops = calibrate(work, x)
-    work.compile(optimizer=keras.optimizers.Adam(learning_rate), loss='categorical_crossentropy' if metric == 'accuracy' else 'mse')
+    work.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss='categorical_crossentropy' if metric == 'accuracy' else 'mse'
+    )
     schedule = PieceWiseSchedule([(0, beta_min, 'log'), (max(epochs - 1, 1), beta_max, 'constant')])
     state: dict[str, Any] = {'next_epoch': 0, 'beta_scale': 1.0, 'history': [], 'events': []}
     if out is not None:
@@ -193,10 +200,17 @@ def finetune(
             set_beta(work, beta_of(epoch))
 
     for epoch in range(state['next_epoch'], epochs):
-        fit = work.fit(x, y, initial_epoch=epoch, epochs=epoch + 1, batch_size=batch_size, verbose=0, callbacks=[Beta(), FreeEBOPs()])
+        fit = work.fit(
+            x, y, initial_epoch=epoch, epochs=epoch + 1, batch_size=batch_size, verbose=0, callbacks=[Beta(), FreeEBOPs()]
+        )
         logs = {k: v[-1] for k, v in fit.history.items()}
-        record = EpochRecord(epoch, beta_of(epoch), float(logs.get('loss', np.nan)), int(logs.get('ebops', 0)),
-                             metric_value(metric, y_val, work.predict([x_val], verbose=0)))
+        record = EpochRecord(
+            epoch,
+            beta_of(epoch),
+            float(logs.get('loss', np.nan)),
+            int(logs.get('ebops', 0)),
+            metric_value(metric, y_val, work.predict([x_val], verbose=0)),
+        )
         if collapsed(metric, baseline, record):
             from_start = not any(r.val_metric >= baseline - tolerance for r in history)
             work.set_weights(last_good)
@@ -212,8 +226,11 @@ def finetune(
         snapshots[epoch] = work.get_weights()
         _update_front(history, snapshots, out, work, epoch)
         if verbose:
-            print(f'epoch {epoch + 1:>3}/{epochs}: loss {record.loss:.4f}  val {metric} {record.val_metric:.4f}  '
-                  f'EBOPs {record.ebops:>9}  beta {record.beta:.2e}' + (f'  [{record.event}]' if record.event else ''), flush=True)
+            print(
+                f'epoch {epoch + 1:>3}/{epochs}: loss {record.loss:.4f}  val {metric} {record.val_metric:.4f}  '
+                f'EBOPs {record.ebops:>9}  beta {record.beta:.2e}' + (f'  [{record.event}]' if record.event else ''),
+                flush=True,
+            )
         if out is not None:
             _save_weights(work, out / 'last.weights.h5')
             state.update(next_epoch=epoch + 1, history=[asdict(r) for r in history])
@@ -225,10 +242,12 @@ def finetune(
     if chosen is not None:
         if chosen.epoch in snapshots:
             result_model.set_weights(snapshots[chosen.epoch])
-        else:  # a resumed run: the front lives on disk
+        elif out is not None:  # a resumed run: the front lives on disk
             result_model.load_weights(out / 'checkpoints' / f'epoch_{chosen.epoch:04d}.weights.h5')
     calibrate(result_model, x)
-    result = FinetuneResult(result_model, metric, baseline, int(baseline_ebops), chosen.epoch if chosen else None, history, state['events'])
+    result = FinetuneResult(
+        result_model, metric, baseline, int(baseline_ebops), chosen.epoch if chosen else None, history, state['events']
+    )
     if diagnose:
         result.diagnosis = _diagnose(model, x, y, x_val, y_val, metric, baseline, tolerance, epochs, learning_rate, batch_size)
     if out is not None:
@@ -242,22 +261,32 @@ def _resume_state(out: Path, work: Any, epochs: int) -> dict[str, Any]:
     from .errors import DataFileError
 
     def broken(why: str) -> DataFileError:
-        return DataFileError(f'the interrupted run cannot be resumed: {why}', where=str(out), fix='run again without --resume (with --force)')
+        return DataFileError(
+            f'the interrupted run cannot be resumed: {why}', where=str(out), fix='run again without --resume (with --force)'
+        )
 
     try:
         state = json.loads((out / 'state.json').read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise broken('state.json is not readable JSON') from None
-    fields = {f for f in EpochRecord.__dataclass_fields__}
-    ok = (isinstance(state, dict) and isinstance(state.get('next_epoch'), int) and 0 <= state['next_epoch'] <= epochs
-          and isinstance(state.get('beta_scale'), (int, float)) and np.isfinite(state['beta_scale']) and state['beta_scale'] > 0
-          and isinstance(state.get('history'), list) and isinstance(state.get('events'), list)
-          and all(isinstance(r, dict) and set(r) == fields for r in state['history']) and len(state['history']) == state['next_epoch'])
+    fields = set(EpochRecord.__dataclass_fields__)
+    ok = (
+        isinstance(state, dict)
+        and isinstance(state.get('next_epoch'), int)
+        and 0 <= state['next_epoch'] <= epochs
+        and isinstance(state.get('beta_scale'), (int, float))
+        and np.isfinite(state['beta_scale'])
+        and state['beta_scale'] > 0
+        and isinstance(state.get('history'), list)
+        and isinstance(state.get('events'), list)
+        and all(isinstance(r, dict) and set(r) == fields for r in state['history'])
+        and len(state['history']) == state['next_epoch']
+    )
     if not ok:
         raise broken('state.json does not describe a run of this length')
     try:
         work.load_weights(out / 'last.weights.h5')
-    except Exception as err:  # noqa: BLE001 - h5py/Keras errors of a truncated or foreign weights file
+    except Exception as err:
         raise broken(f'last.weights.h5 does not fit the model ({type(err).__name__})') from None
     return state
 
@@ -278,26 +307,51 @@ def _update_front(history: list[EpochRecord], snapshots: dict, out: Path | None,
     for path in (out / 'checkpoints').glob('epoch_*.weights.h5'):
         if int(path.name[6:10]) not in front:
             path.unlink()
-    rows = [{'epoch': r.epoch, 'ebops': r.ebops, 'val_metric': r.val_metric,
-             'checkpoint': f'checkpoints/epoch_{r.epoch:04d}.weights.h5'} for r in history if r.pareto]
+    rows = [
+        {
+            'epoch': r.epoch,
+            'ebops': r.ebops,
+            'val_metric': r.val_metric,
+            'checkpoint': f'checkpoints/epoch_{r.epoch:04d}.weights.h5',
+        }
+        for r in history
+        if r.pareto
+    ]
     _write_json(out / 'pareto.json', sorted(rows, key=lambda row: row['ebops']))
 
 
-def _diagnose(model: Any, x: Any, y: Any, x_val: Any, y_val: Any, metric: str, baseline: float, tolerance: float,
-              epochs: int, learning_rate: float, batch_size: int) -> str:
+def _diagnose(
+    model: Any,
+    x: Any,
+    y: Any,
+    x_val: Any,
+    y_val: Any,
+    metric: str,
+    baseline: float,
+    tolerance: float,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+) -> str:
     """Train a float (dummy-quantizer) copy the same way; compare what it reaches with the quantized run."""
     import keras
 
     floated = dummy_copy(model)
-    floated.compile(optimizer=keras.optimizers.Adam(learning_rate), loss='categorical_crossentropy' if metric == 'accuracy' else 'mse')
+    floated.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss='categorical_crossentropy' if metric == 'accuracy' else 'mse'
+    )
     start = metric_value(metric, y_val, floated.predict([x_val], verbose=0))
     floated.fit(x, y, epochs=max(1, epochs // 2), batch_size=batch_size, verbose=0)
     reached = metric_value(metric, y_val, floated.predict([x_val], verbose=0))
     if reached < start - tolerance:
-        return (f'model or optimiser problem: the same training degrades even the float (dummy-quantizer) copy, from '
-                f'{start:.4f} to {reached:.4f}; lower the learning rate or check the data')
-    return (f'quantization is the limit: the float (dummy-quantizer) copy goes from {start:.4f} to {reached:.4f} under the '
-            f'same training (imported quantized model: {baseline:.4f}); lower beta or start from wider formats')
+        return (
+            f'model or optimiser problem: the same training degrades even the float (dummy-quantizer) copy, from '
+            f'{start:.4f} to {reached:.4f}; lower the learning rate or check the data'
+        )
+    return (
+        f'quantization is the limit: the float (dummy-quantizer) copy goes from {start:.4f} to {reached:.4f} under the '
+        f'same training (imported quantized model: {baseline:.4f}); lower beta or start from wider formats'
+    )
 
 
 def _write_outputs(result: FinetuneResult, imported: Any, out: Path) -> None:
@@ -306,7 +360,9 @@ def _write_outputs(result: FinetuneResult, imported: Any, out: Path) -> None:
     result.model.save(out / '.model.keras.tmp.keras')
     os.replace(out / '.model.keras.tmp.keras', out / 'model.keras')
     result.files = {
-        'model': 'model.keras', 'pareto_front': 'pareto.json', 'history': 'history.json',
+        'model': 'model.keras',
+        'pareto_front': 'pareto.json',
+        'history': 'history.json',
         'pareto_png': pareto_png(result, out / 'pareto.png').name,
         'bit_widths_png': bit_widths_png(imported, result.model, out / 'bit_widths.png').name,
     }

@@ -17,6 +17,7 @@ import numpy as np
 ROUND_MODES = ('TRN', 'RND', 'RND_CONV')
 OVERFLOW_MODES = ('SAT', 'SAT_SYM', 'WRAP')
 
+
 def quantize_kif(x: np.ndarray, k: Any, i: Any, f: Any, round_mode: str, overflow: str) -> np.ndarray:
     """The exact fixed-point quantization of ``x`` (float64) with per-element ``k, i, f`` (broadcast against x):
     saturate (SAT: ``[-k 2^i, 2^i - 2^-f]``, SAT_SYM: ``±(2^i - 2^-f)``), round (TRN floor, RND half up, RND_CONV

@@ -65,7 +65,9 @@ def topological(layers: list[SourceLayer], where: str) -> list[SourceLayer]:
     index = {layer.name: n for n, layer in enumerate(layers)}
     if len(index) != len(layers):
         names = [layer.name for layer in layers]
-        raise SourceFileError('two layers have the same name', where=where, received=sorted({n for n in names if names.count(n) > 1})[:5])
+        raise SourceFileError(
+            'two layers have the same name', where=where, received=sorted({n for n in names if names.count(n) > 1})[:5]
+        )
     unknown = sorted({n for layer in layers for n in layer.inbound if n not in index})
     if unknown:
         raise SourceFileError('the model graph refers to layers it does not define', where=where, received=unknown[:5])

@@ -18,16 +18,31 @@ from .fixed import FixedFormat
 #: What an HGQ2 / Keras layer class does: ``arithmetic`` layers multiply and sum (their input must be quantized,
 #: their sums may outgrow float32); ``move`` layers only move values (a quantizer commutes with them).
 LAYER_KINDS: dict[str, str] = {
-    **dict.fromkeys(('QDense', 'QConv1D', 'QConv2D', 'QConv3D', 'QBatchNormalization', 'QBatchNormDense', 'QEinsumDense',
-                     'Dense', 'Conv1D', 'Conv2D'), 'arithmetic'),
-    **dict.fromkeys(('Flatten', 'Reshape', 'Dropout', 'MaxPooling1D', 'MaxPooling2D', 'ZeroPadding1D', 'ZeroPadding2D', 'Permute'),
-                    'move'),
+    **dict.fromkeys(
+        (
+            'QDense',
+            'QConv1D',
+            'QConv2D',
+            'QConv3D',
+            'QBatchNormalization',
+            'QBatchNormDense',
+            'QEinsumDense',
+            'Dense',
+            'Conv1D',
+            'Conv2D',
+        ),
+        'arithmetic',
+    ),
+    **dict.fromkeys(
+        ('Flatten', 'Reshape', 'Dropout', 'MaxPooling1D', 'MaxPooling2D', 'ZeroPadding1D', 'ZeroPadding2D', 'Permute'), 'move'
+    ),
 }
 
 
 def kind(layer: Any) -> str:
     """'arithmetic', 'move' or '' for a layer object."""
     return LAYER_KINDS.get(type(layer).__name__, '')
+
 
 @dataclass
 class QuantizerInfo:
@@ -55,7 +70,10 @@ class QuantizerInfo:
     def describe(self) -> str:
         affine = f', then x*{self.affine[0]:g}+{self.affine[1]:g}' if self.affine else ''
         if self.uniform:
-            return str(FixedFormat(int(self.k.flat[0]), int(self.i.flat[0]), int(self.f.flat[0]), _round(self.round), self.overflow)) + affine
+            return (
+                str(FixedFormat(int(self.k.flat[0]), int(self.i.flat[0]), int(self.f.flat[0]), _round(self.round), self.overflow))
+                + affine
+            )
         w = self.width
         return f'heterogeneous {self.round}/{self.overflow}: width {int(w.min())}..{int(w.max())} (mean {float(w.mean()):.2f}) over {w.size}'
 
@@ -117,7 +135,7 @@ def compute_ebops(model: Any) -> dict[str, int]:
     from hgq.utils.minmax_trace import TrainingFlagWrapper
 
     zeros = [np.zeros((1, *t.shape[1:]), dtype=np.float32) for t in model.inputs]
-    model(zeros, training=TrainingFlagWrapper("tracing"))
+    model(zeros, training=TrainingFlagWrapper('tracing'))
     return {layer.name: int(layer.ebops) for layer in model.layers if getattr(layer, 'enable_ebops', False)}
 
 
@@ -160,7 +178,12 @@ def inspect_dict(model: Any) -> dict[str, Any]:
 
 def parents(layer: Any) -> list[str]:
     """Names of the layers whose outputs ``layer`` reads."""
-    return [t._keras_history.operation.name for node in layer._inbound_nodes for t in node.input_tensors if hasattr(t, '_keras_history')]
+    return [
+        t._keras_history.operation.name
+        for node in layer._inbound_nodes
+        for t in node.input_tensors
+        if hasattr(t, '_keras_history')
+    ]
 
 
 def producer(tensor: Any) -> Any:
@@ -171,8 +194,11 @@ def producer(tensor: Any) -> Any:
 def consumers(model: Any, tensor: Any) -> list[Any]:
     """The layers of ``model`` (not input layers) that read ``tensor``."""
     return [
-        layer for layer in model.layers
-        if any(t is tensor or getattr(t, 'name', None) == tensor.name for node in layer._inbound_nodes for t in node.input_tensors)
+        layer
+        for layer in model.layers
+        if any(
+            t is tensor or getattr(t, 'name', None) == tensor.name for node in layer._inbound_nodes for t in node.input_tensors
+        )
         and type(layer).__name__ != 'InputLayer'
     ]
 

@@ -40,12 +40,18 @@ class Limits:
             except ValueError:
                 value = float('nan')
             if name.strip() not in names or not (value >= 1 and value < 2**62 and value == int(value)):
-                raise HGQBridgeError('a --limit must be NAME=POSITIVE_INTEGER', received=item, fix=f'NAME is one of {", ".join(names)}')
+                raise HGQBridgeError(
+                    'a --limit must be NAME=POSITIVE_INTEGER', received=item, fix=f'NAME is one of {", ".join(names)}'
+                )
             limits = replace(limits, **{name.strip(): int(value)})
         return limits
 
     def check(self, name: str, value: int | float, what: str, where: str) -> None:
         """Raise a LimitError when ``value`` exceeds the budget ``name``."""
         if value > getattr(self, name):
-            raise LimitError(f'{what} exceeds the {name} limit', where=where, received=f'{value:.0f} > {getattr(self, name)}',
-                             fix=f'if the model really is this large, raise it: --limit {name}={int(value)}')
+            raise LimitError(
+                f'{what} exceeds the {name} limit',
+                where=where,
+                received=f'{value:.0f} > {getattr(self, name)}',
+                fix=f'if the model really is this large, raise it: --limit {name}={int(value)}',
+            )

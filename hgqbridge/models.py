@@ -49,9 +49,13 @@ def load_model(path: Path, limits: Limits = Limits()) -> Any:
     from .converters import scan_model
 
     if not path.is_file():
-        raise SourceFileError('the model file does not exist' if not path.exists() else 'the model path is not a file', where=str(path))
+        raise SourceFileError(
+            'the model file does not exist' if not path.exists() else 'the model path is not a file', where=str(path)
+        )
     if path.suffix != '.keras':
-        raise SourceFileError('an HGQ2 model is a .keras file', where=str(path), fix='convert the source model first: hgqbridge convert')
+        raise SourceFileError(
+            'an HGQ2 model is a .keras file', where=str(path), fix='convert the source model first: hgqbridge convert'
+        )
     config = scan_model(path, limits)
     _plausible(config, limits, str(path))
     _quiet_tf()
@@ -61,8 +65,12 @@ def load_model(path: Path, limits: Limits = Limits()) -> Any:
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as err:  # Keras raises ValueError/TypeError/OSError/zip errors for broken files
-        raise SourceFileError('cannot load the HGQ2 model', where=str(path), received=f'{type(err).__name__}: {str(err)[:200]}',
-                              fix='pass a .keras file written by hgqbridge convert') from None
+        raise SourceFileError(
+            'cannot load the HGQ2 model',
+            where=str(path),
+            received=f'{type(err).__name__}: {str(err)[:200]}',
+            fix='pass a .keras file written by hgqbridge convert',
+        ) from None
 
 
 def save_model(model: Any, path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:

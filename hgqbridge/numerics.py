@@ -30,8 +30,9 @@ def is_pow2(values: Any) -> bool:
     return bool(np.all(np.frexp(v)[0] == 0.5))
 
 
-def bn_scale_offset(gamma: np.ndarray | None, beta: np.ndarray | None, mean: np.ndarray, variance: np.ndarray,
-                    epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+def bn_scale_offset(
+    gamma: np.ndarray | None, beta: np.ndarray | None, mean: np.ndarray, variance: np.ndarray, epsilon: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(scale, offset) in float32, in TensorFlow's order: ``inv = 1/sqrt(var + eps)``, ``inv *= gamma``,
     ``offset = beta - mean * inv`` (``-mean * inv`` without beta)."""
     inv = (F32(1) / np.sqrt((np.asarray(variance, F32) + F32(epsilon)).astype(F32))).astype(F32)

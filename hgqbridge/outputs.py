@@ -63,17 +63,22 @@ def check_output(path: Path, force: bool, inputs: Iterable[Path] = ()) -> None:
     target = path.resolve()
     why = _protected(target, inputs)
     if why is not None:
-        raise HGQBridgeError(f'refusing to write the output there: {why}', where=str(path), fix='choose a new path for the output')
+        raise HGQBridgeError(
+            f'refusing to write the output there: {why}', where=str(path), fix='choose a new path for the output'
+        )
     parent = target.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise HGQBridgeError('the output cannot be created: a path above it is a file, not a folder', where=str(path), received=str(parent))
+        raise HGQBridgeError(
+            'the output cannot be created: a path above it is a file, not a folder', where=str(path), received=str(parent)
+        )
     try:  # the real test (access() says yes to root even on /proc)
         os.rmdir(tempfile.mkdtemp(dir=parent, prefix='.hgqbridge-probe.'))
     except OSError as err:
-        raise HGQBridgeError('the output cannot be created: its folder is not writable', where=str(path),
-                             received=f'{parent}: {err.strerror}') from None
+        raise HGQBridgeError(
+            'the output cannot be created: its folder is not writable', where=str(path), received=f'{parent}: {err.strerror}'
+        ) from None
     if not (path.exists() or path.is_symlink()):
         return
     if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
@@ -81,8 +86,12 @@ def check_output(path: Path, force: bool, inputs: Iterable[Path] = ()) -> None:
     if not force:
         raise OutputExistsError('the output already exists', where=str(path), fix='choose another path or pass --force')
     if not written_by_hgqbridge(path):
-        raise OutputExistsError('--force replaces only what hgqbridge wrote (a marked project folder or .keras file, or an empty '
-                                'folder), and this was not', where=str(path), fix='move it away yourself, or choose another path')
+        raise OutputExistsError(
+            '--force replaces only what hgqbridge wrote (a marked project folder or .keras file, or an empty '
+            'folder), and this was not',
+            where=str(path),
+            fix='move it away yourself, or choose another path',
+        )
 
 
 def _mark(tmp: Path, what: str) -> None:
@@ -124,8 +133,11 @@ def output_folder(path: Path, force: bool, resume: bool = False, inputs: Iterabl
     a later ``--force`` or ``--resume`` knows it is hgqbridge's. ``resume`` continues in a folder hgqbridge wrote."""
     if resume and path.is_dir():
         if not written_by_hgqbridge(path):
-            raise HGQBridgeError('--resume continues only in a folder an earlier hgqbridge run wrote', where=str(path),
-                                 fix='drop --resume, or pass the output folder of the interrupted run')
+            raise HGQBridgeError(
+                '--resume continues only in a folder an earlier hgqbridge run wrote',
+                where=str(path),
+                fix='drop --resume, or pass the output folder of the interrupted run',
+            )
     else:
         check_output(path, force, inputs)
         if path.exists():

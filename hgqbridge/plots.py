@@ -28,7 +28,15 @@ def pareto_png(result: Any, path: Path) -> Path:
     ax.plot([r.ebops for r in front], [r.val_metric for r in front], 'k--', lw=1, label='Pareto front')
     ax.scatter([result.baseline_ebops], [result.baseline_metric], marker='*', s=160, c='red', label='imported model')
     if result.chosen is not None:
-        ax.scatter([result.chosen.ebops], [result.chosen.val_metric], marker='o', s=120, facecolors='none', edgecolors='red', label='chosen')
+        ax.scatter(
+            [result.chosen.ebops],
+            [result.chosen.val_metric],
+            marker='o',
+            s=120,
+            facecolors='none',
+            edgecolors='red',
+            label='chosen',
+        )
     ax.set_xscale('log')
     ax.set_xlabel('EBOPs')
     ax.set_ylabel(f'validation {result.metric}')

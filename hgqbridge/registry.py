@@ -49,12 +49,13 @@ class Registry(Generic[H]):
 
     def _claim(self, name: str) -> None:
         if self._frozen:
-            raise RuntimeError(f'the {self.what} registry is frozen; register {name!r} in its folder\'s modules')
+            raise RuntimeError(f"the {self.what} registry is frozen; register {name!r} in its folder's modules")
         if name in self._entries or name in self._refused:
             raise RuntimeError(f'{self.what} {name!r} is registered twice')
 
-    def register(self, name: str, *, status: str, weights: tuple[str, ...] = (), builds: tuple[str, ...] = (),
-                 quantizes: bool = False) -> Callable[[H], H]:
+    def register(
+        self, name: str, *, status: str, weights: tuple[str, ...] = (), builds: tuple[str, ...] = (), quantizes: bool = False
+    ) -> Callable[[H], H]:
         """Register the decorated handler for the one class ``name``."""
 
         def decorate(handler: H) -> H:

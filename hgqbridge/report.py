@@ -105,8 +105,10 @@ class VerifyReport(_Report):
                 lines.append(f'          first diverging layer: {self.first_divergence[kind]}')
             for m in matches:
                 if not m.exact_required:
-                    lines.append(f'          {m.layer}: {m.reason}, not required to be exact; max |diff| {m.max_abs_diff:.3g}'
-                                 f' ({m.max_ulps:.3g} ulp of its largest value)')
+                    lines.append(
+                        f'          {m.layer}: {m.reason}, not required to be exact; max |diff| {m.max_abs_diff:.3g}'
+                        f' ({m.max_ulps:.3g} ulp of its largest value)'
+                    )
         if self.missing:
             lines.append(f'  not compared (no counterpart): {", ".join(self.missing)}')
         return '\n'.join(lines)
@@ -175,7 +177,9 @@ class ExportReport(_Report):
         return bool(self.bit_exact)
 
     def to_text(self) -> str:
-        verdict = 'bit-exact' if self.ok else 'NOT bit-exact' if self.verified else 'written, NOT verified (no compiler for it here)'
+        verdict = (
+            'bit-exact' if self.ok else 'NOT bit-exact' if self.verified else 'written, NOT verified (no compiler for it here)'
+        )
         lines = [f'Export to {self.target} in {self.out_dir}: {verdict}']
         for kind, exact in self.bit_exact.items():
             lines.append(
@@ -183,7 +187,9 @@ class ExportReport(_Report):
                 + (' (numpy.array_equal)' if exact else '')
             )
             if kind in self.first_divergence:
-                lines.append(f'          first diverging layer: {self.first_divergence[kind] or "(none found in the per-layer trace)"}')
+                lines.append(
+                    f'          first diverging layer: {self.first_divergence[kind] or "(none found in the per-layer trace)"}'
+                )
         for key, value in self.estimates.items():
             if isinstance(value, dict):
                 value = ', '.join(f'{k} {v}' for k, v in value.items())

@@ -27,13 +27,20 @@ def support_markdown() -> str:
             entry = registry.entry(name)
             if entry is None:
                 continue
-            extra = f' {", ".join(entry.builds) or "-"} |' + ''.join(f' {_cell(entry.builds, t)} |' for t in targets) if layered else ''
+            extra = (
+                f' {", ".join(entry.builds) or "-"} |' + ''.join(f' {_cell(entry.builds, t)} |' for t in targets)
+                if layered
+                else ''
+            )
             lines.append(f'| `{name}` | {entry.status} |{extra}')
         for name, refusal in registry.refused():
             lines.append(f'| `{name}` | refused: {refusal.reason} |' + (' |' * (1 + len(targets)) if layered else ''))
         lines.append('')
     lines += ['| HGQ2 / Keras layer |' + ''.join(f' {t.name} |' for t in targets), '|---|' + '---|' * len(targets)]
     for name in sorted({c for t in targets for c in t.accepts}):
-        cells = ['proven bit-exact' if name in t.proven else 'accepted (upstream table)' if name in t.accepts else 'no' for t in targets]
+        cells = [
+            'proven bit-exact' if name in t.proven else 'accepted (upstream table)' if name in t.accepts else 'no'
+            for t in targets
+        ]
         lines.append(f'| `{name}` |' + ''.join(f' {c} |' for c in cells))
     return '\n'.join(lines)

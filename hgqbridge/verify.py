@@ -17,6 +17,7 @@ from .datafiles import check_input_shape
 from .errors import DataFileError
 from .report import LayerMatch, VerifyReport
 
+
 def _resolve(refs: dict[str, Any], name: str) -> Any | None:
     seen = set()
     ref = refs.get(name)
@@ -57,7 +58,8 @@ def load_golden(path: Path) -> dict[str, np.ndarray]:
 
     if not path.exists():
         raise DataFileError(
-            'no golden outputs for verification', where=str(path),
+            'no golden outputs for verification',
+            where=str(path),
             fix='write them with the source framework (see fixtures/qkeras/make_fixtures.py) or pass --golden',
         )
     golden = read_npz(path, 'golden file')

@@ -20,8 +20,11 @@ QKERAS_V3 = ROOT / 'fixtures' / 'qkeras_v3'
 MANIFEST = json.loads((QKERAS / 'manifest.json').read_text())
 MANIFEST_V3 = json.loads((QKERAS_V3 / 'manifest.json').read_text())
 #: Every fixture model by name, each entry with ``dir``: the folder its files are in.
-MODELS = {entry['name']: {**entry, 'dir': folder} for folder, manifest in ((QKERAS, MANIFEST), (QKERAS_V3, MANIFEST_V3))
-          for entry in manifest['models']}
+MODELS = {
+    entry['name']: {**entry, 'dir': folder}
+    for folder, manifest in ((QKERAS, MANIFEST), (QKERAS_V3, MANIFEST_V3))
+    for entry in manifest['models']
+}
 
 
 def source_paths(name: str) -> tuple[Path, Path | None]:
@@ -44,7 +47,7 @@ def conversions() -> dict:
 @pytest.fixture(scope='session')
 def golden_inputs() -> dict[str, np.ndarray]:
     out = {}
-    for name, entry in MODELS.items():
+    for name in MODELS:
         with np.load(golden_path(name)) as g:
             out[name] = np.asarray(g['x_normal'])
     return out
@@ -109,9 +112,14 @@ def rerun_reference(script: Path, env: dict[str, str], isa: str, *args: str) -> 
     lines = [line for line in out.stdout.splitlines() if line.startswith('{')]
     assert out.returncode in (0, 1) and lines, out.stdout[-2000:] + out.stderr[-2000:]
     result = json.loads(lines[-1])
-    worst, worst_tensor = max(((r.get('float_ulps', 0.0), f"{name}: {r.get('worst') or '-'}") for name, r in result['results'].items()), default=(0.0, '-'))
-    record(f'{script.parent.name} --check under ONEDNN_MAX_CPU_ISA={isa}: float tensors within {worst:g} ulp of their '
-                    f'largest value, on {worst_tensor} (bound 256, fixtures/goldens.py)')
+    worst, worst_tensor = max(
+        ((r.get('float_ulps', 0.0), f'{name}: {r.get("worst") or "-"}') for name, r in result['results'].items()),
+        default=(0.0, '-'),
+    )
+    record(
+        f'{script.parent.name} --check under ONEDNN_MAX_CPU_ISA={isa}: float tensors within {worst:g} ulp of their '
+        f'largest value, on {worst_tensor} (bound 256, fixtures/goldens.py)'
+    )
     bad = {name: r['different'] for name, r in result['results'].items() if r['different']}
     assert out.returncode == 0 and not bad, bad
     assert all(r['tensors'] > 0 for r in result['results'].values())

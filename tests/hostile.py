@@ -187,8 +187,15 @@ def _local_function(folder: Path) -> list[str]:
 def _json_model(folder: Path, layers: list[dict], weights: dict[str, dict[str, np.ndarray]] | None = None) -> list[str]:
     import h5py
 
-    config = {'class_name': 'Functional', 'config': {'name': 'm', 'layers': layers, 'input_layers': [[layers[0]['name'], 0, 0]],
-                                                     'output_layers': [[layers[-1]['name'], 0, 0]]}}
+    config = {
+        'class_name': 'Functional',
+        'config': {
+            'name': 'm',
+            'layers': layers,
+            'input_layers': [[layers[0]['name'], 0, 0]],
+            'output_layers': [[layers[-1]['name'], 0, 0]],
+        },
+    }
     (folder / 'model.json').write_text(json.dumps(config))
     with h5py.File(folder / 'weights.h5', 'w') as f:
         f.attrs['layer_names'] = np.array([name.encode() for name in (weights or {})], dtype='S64')
@@ -201,26 +208,38 @@ def _json_model(folder: Path, layers: list[dict], weights: dict[str, dict[str, n
 
 
 def _layer(name: str, cls: str, inbound: str | None, **config: object) -> dict:
-    return {'class_name': cls, 'name': name, 'config': {'name': name, **config},
-            'inbound_nodes': [[[inbound, 0, 0, {}]]] if inbound else []}
+    return {
+        'class_name': cls,
+        'name': name,
+        'config': {'name': name, **config},
+        'inbound_nodes': [[[inbound, 0, 0, {}]]] if inbound else [],
+    }
 
 
 def _huge_kernel_size(folder: Path) -> list[str]:
-    layers = [_layer('in', 'InputLayer', None, batch_input_shape=[None, 8, 8, 1]),
-              _layer('c', 'Conv2D', 'in', filters=2, kernel_size=[100000, 100000], padding='same')]
-    return _json_model(folder, layers, {'c': {'c/kernel:0': np.ones((3, 3, 1, 2), np.float32), 'c/bias:0': np.zeros(2, np.float32)}})
+    layers = [
+        _layer('in', 'InputLayer', None, batch_input_shape=[None, 8, 8, 1]),
+        _layer('c', 'Conv2D', 'in', filters=2, kernel_size=[100000, 100000], padding='same'),
+    ]
+    return _json_model(
+        folder, layers, {'c': {'c/kernel:0': np.ones((3, 3, 1, 2), np.float32), 'c/bias:0': np.zeros(2, np.float32)}}
+    )
 
 
 def _huge_input(folder: Path) -> list[str]:
-    layers = [_layer('in', 'InputLayer', None, batch_input_shape=[None, 100_000_000]),
-              _layer('q', 'QActivation', 'in', activation='quantized_bits(8, 0, alpha=1)')]
+    layers = [
+        _layer('in', 'InputLayer', None, batch_input_shape=[None, 100_000_000]),
+        _layer('q', 'QActivation', 'in', activation='quantized_bits(8, 0, alpha=1)'),
+    ]
     return _json_model(folder, layers)
 
 
 def _huge_padding(folder: Path) -> list[str]:
-    layers = [_layer('in', 'InputLayer', None, batch_input_shape=[None, 8, 1]),
-              _layer('p', 'ZeroPadding1D', 'in', padding=[1_000_000_000, 1_000_000_000]),
-              _layer('q', 'QActivation', 'p', activation='quantized_bits(8, 0, alpha=1)')]
+    layers = [
+        _layer('in', 'InputLayer', None, batch_input_shape=[None, 8, 1]),
+        _layer('p', 'ZeroPadding1D', 'in', padding=[1_000_000_000, 1_000_000_000]),
+        _layer('q', 'QActivation', 'p', activation='quantized_bits(8, 0, alpha=1)'),
+    ]
     return _json_model(folder, layers)
 
 
@@ -279,7 +298,18 @@ def _npz_bomb(folder: Path) -> list[str]:
             fh.write(buf.getvalue())
             for _ in range(16):
                 fh.write(bytes(1 << 24))
-    return ['export', str(folder / 'model.keras'), '--target', 'da4ml', '-o', 'prj', '--data', 'data.npz', '--limit', 'data_bytes=100000000']
+    return [
+        'export',
+        str(folder / 'model.keras'),
+        '--target',
+        'da4ml',
+        '-o',
+        'prj',
+        '--data',
+        'data.npz',
+        '--limit',
+        'data_bytes=100000000',
+    ]
 
 
 def _npz_header_lies(folder: Path) -> list[str]:
@@ -341,23 +371,31 @@ def _resume_broken(folder: Path) -> list[str]:
 def _training_arrays(n: int = 32, width: int = 16, classes: int = 5) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     y = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, n)]
-    return {'x': rng.normal(size=(n, width)).astype(np.float32), 'y': y,
-            'x_val': rng.normal(size=(n, width)).astype(np.float32), 'y_val': y}
+    return {
+        'x': rng.normal(size=(n, width)).astype(np.float32),
+        'y': y,
+        'x_val': rng.normal(size=(n, width)).astype(np.float32),
+        'y_val': y,
+    }
 
 
 # ---- odd configs that used to end in a traceback ---------------------------------------------------------------------
 
 
 def _quantizer_integer(folder: Path) -> list[str]:
-    layers = [_layer('in', 'InputLayer', None, batch_input_shape=[None, 4]),
-              _layer('q', 'QActivation', 'in', activation={'class_name': 'quantized_bits', 'config': {'bits': 8, 'integer': 10**30}})]
+    layers = [
+        _layer('in', 'InputLayer', None, batch_input_shape=[None, 4]),
+        _layer('q', 'QActivation', 'in', activation={'class_name': 'quantized_bits', 'config': {'bits': 8, 'integer': 10**30}}),
+    ]
     return _json_model(folder, layers)
 
 
 def _gemm_1d(folder: Path) -> list[str]:
     from onnx import helper, numpy_helper
 
-    return _onnx_graph([helper.make_node('Gemm', ['x', 'w'], ['y'])], [numpy_helper.from_array(np.ones(4, np.float32), 'w')], folder)
+    return _onnx_graph(
+        [helper.make_node('Gemm', ['x', 'w'], ['y'])], [numpy_helper.from_array(np.ones(4, np.float32), 'w')], folder
+    )
 
 
 def _leaky_alpha(folder: Path) -> list[str]:
@@ -381,12 +419,26 @@ CASES = [
     # 2. --force replaces only what hgqbridge wrote, never a protected place, and an existing output stops the run first
     Case('force-cwd', _output(['convert', str(QKERAS / 'jet_tagger.h5'), '-o', '.', '--force']), 'the current directory'),
     Case('force-parent', _output(['convert', str(QKERAS / 'jet_tagger.h5'), '-o', '..', '--force']), 'the current directory'),
-    Case('force-root', _output(['convert', str(QKERAS / 'jet_tagger.h5'), '-o', '/', '--force']), 'the current directory or one of its parents'),
+    Case(
+        'force-root',
+        _output(['convert', str(QKERAS / 'jet_tagger.h5'), '-o', '/', '--force']),
+        'the current directory or one of its parents',
+    ),
     Case('force-input', _output(['convert', 'thesis.tex', '-o', 'thesis.tex', '--force']), 'an input of this command'),
-    Case('force-user-folder', _output(['convert', str(QKERAS / 'jet_tagger.h5'), '-o', 'mine', '--force'],
-                                      lambda f: ((f / 'mine').mkdir(), (f / 'mine' / 'notes.txt').write_text('mine'))), 'replaces only what hgqbridge wrote'),
+    Case(
+        'force-user-folder',
+        _output(
+            ['convert', str(QKERAS / 'jet_tagger.h5'), '-o', 'mine', '--force'],
+            lambda f: ((f / 'mine').mkdir(), (f / 'mine' / 'notes.txt').write_text('mine')),
+        ),
+        'replaces only what hgqbridge wrote',
+    ),
     Case('exists-no-force', _output(['convert', str(QKERAS / 'jet_tagger.h5'), '-o', 'thesis.tex']), 'already exists'),
-    Case('output-under-file', _output(['convert', str(QKERAS / 'jet_tagger.h5'), '-o', 'plain/out.keras'], _inside_file), 'is a file, not a folder'),
+    Case(
+        'output-under-file',
+        _output(['convert', str(QKERAS / 'jet_tagger.h5'), '-o', 'plain/out.keras'], _inside_file),
+        'is a file, not a folder',
+    ),
     Case('output-under-proc', _output(['convert', str(QKERAS / 'jet_tagger.h5'), '-o', '/proc/self/out.keras']), 'not writable'),
     # 4. sizes are checked before they are allocated
     Case('conv-kernel-size-1e5', _huge_kernel_size, 'does not match the saved kernel'),
@@ -403,9 +455,21 @@ CASES = [
     Case('npz-fifo', _fifo, 'not a regular file'),
     Case('golden-truncated', _truncated_golden, 'not a readable .npz'),
     Case('finetune-y-rows', _npz({**_training_arrays(), 'y': _training_arrays()['y'][:7]}, 'finetune'), 'has 7 rows'),
-    Case('finetune-x-val-width', _npz({**_training_arrays(), 'x_val': np.zeros((32, 15), np.float32)}, 'finetune'), 'does not fit the model input'),
-    Case('finetune-classes', _npz({**_training_arrays(), 'y': np.eye(4, dtype=np.float32)[np.zeros(32, int)]}, 'finetune'), 'does not fit the model output'),
-    Case('finetune-not-one-hot', _npz({**_training_arrays(), 'y_val': np.full((32, 5), 0.2, np.float32)}, 'finetune'), 'not one-hot'),
+    Case(
+        'finetune-x-val-width',
+        _npz({**_training_arrays(), 'x_val': np.zeros((32, 15), np.float32)}, 'finetune'),
+        'does not fit the model input',
+    ),
+    Case(
+        'finetune-classes',
+        _npz({**_training_arrays(), 'y': np.eye(4, dtype=np.float32)[np.zeros(32, int)]}, 'finetune'),
+        'does not fit the model output',
+    ),
+    Case(
+        'finetune-not-one-hot',
+        _npz({**_training_arrays(), 'y_val': np.full((32, 5), 0.2, np.float32)}, 'finetune'),
+        'not one-hot',
+    ),
     # 7. what would silently change the model is refused
     Case('bn-negative-variance', _negative_variance, 'variance + epsilon <= 0'),
     Case('onnx-custom-domain', _custom_domain, 'belong to a domain'),
@@ -415,5 +479,9 @@ CASES = [
     Case('onnx-gemm-1d-weight', _gemm_1d, 'must be 2-D'),
     Case('onnx-leaky-alpha-text', _leaky_alpha, 'alpha must be a non-negative number'),
     Case('finetune-resume-corrupt', _resume_broken, 'cannot be resumed'),
-    Case('limit-not-a-number', _output(['convert', str(QKERAS / 'jet_tagger.h5'), '-o', 'o.keras', '--limit', 'layers=many']), 'NAME=POSITIVE_INTEGER'),
+    Case(
+        'limit-not-a-number',
+        _output(['convert', str(QKERAS / 'jet_tagger.h5'), '-o', 'o.keras', '--limit', 'layers=many']),
+        'NAME=POSITIVE_INTEGER',
+    ),
 ]

@@ -125,7 +125,9 @@ def _convert(case: Case) -> str:
     from hgqbridge.cli import main
 
     out = Path(case.folder) / 'out'
-    args = ['convert', case.files[0], '-o', str(out / 'model.keras')] + (['--weights', case.files[1]] if len(case.files) > 1 else [])
+    args = ['convert', case.files[0], '-o', str(out / 'model.keras')] + (
+        ['--weights', case.files[1]] if len(case.files) > 1 else []
+    )
     with contextlib.redirect_stdout(sys.stderr):
         code = main(args)
     return 'converted' if code == 0 else 'refused' if code == 2 else f'exit {code}'
@@ -149,7 +151,11 @@ def _parse(case: Case) -> str:
     elif path.is_dir():
         graph = graph_from_config(*load_savedmodel(path), path)
     else:
-        load = {'.h5': lambda: load_h5(path), '.keras': lambda: load_keras(path, order), '.json': lambda: load_json(path, Path(case.files[1]))}
+        load = {
+            '.h5': lambda: load_h5(path),
+            '.keras': lambda: load_keras(path, order),
+            '.json': lambda: load_json(path, Path(case.files[1])),
+        }
         graph = graph_from_config(*load[path.suffix](), path)
     parse_all(graph, registry)
     return 'parsed'
@@ -175,7 +181,7 @@ def run(cases: list[Case]) -> None:
     import tensorflow  # noqa: F401
 
     import hgqbridge.converters.onnx
-    import hgqbridge.converters.qkeras  # noqa: F401
+    import hgqbridge.converters.qkeras
 
     print(json.dumps({'ready': True}), file=proto, flush=True)
     for case in cases:
@@ -186,7 +192,7 @@ def run(cases: list[Case]) -> None:
             outcome = steps[case.mode](case)
         except hgqbridge.HGQBridgeError as err:
             outcome = 'refused' if case.mode != 'convert' else f'uncaught HGQBridgeError: {err}'  # main() prints these itself
-        except BaseException as err:  # noqa: BLE001 - the point is to report anything else
+        except BaseException as err:
             outcome = f'{type(err).__name__}: {str(err)[:300]}'
         left = sorted(p.name for p in out.iterdir())
         print(json.dumps({'done': case.index, 'outcome': outcome, 'left': left}), file=proto, flush=True)

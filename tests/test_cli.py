@@ -30,7 +30,9 @@ def test_convert_verify_inspect_check_export(tmp_path: Path, capsys: pytest.Capt
 
     assert main(['inspect', str(model)]) == 0
     out = capsys.readouterr().out
-    assert 'ap_fixed<6,1,AP_RND_CONV,AP_SAT>' in out and 'ap_ufixed<6,0,AP_RND_CONV,AP_SAT>' in out and 'Total EBOPs: 215454' in out
+    assert (
+        'ap_fixed<6,1,AP_RND_CONV,AP_SAT>' in out and 'ap_ufixed<6,0,AP_RND_CONV,AP_SAT>' in out and 'Total EBOPs: 215454' in out
+    )
 
     assert main(['check', str(model), '--target', 'da4ml', '--json']) == 0
     assert json.loads(capsys.readouterr().out)['deployable'] is True
@@ -43,7 +45,14 @@ def test_convert_verify_inspect_check_export(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_convert_json_with_weights(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    args = ['convert', str(QKERAS / 'mixed_small.json'), '--weights', str(QKERAS / 'mixed_small_weights.h5'), '-o', str(tmp_path / 'm.keras')]
+    args = [
+        'convert',
+        str(QKERAS / 'mixed_small.json'),
+        '--weights',
+        str(QKERAS / 'mixed_small_weights.h5'),
+        '-o',
+        str(tmp_path / 'm.keras'),
+    ]
     assert main([*args, '--verify']) == 0
     assert 'bit-exact' in capsys.readouterr().out
 
@@ -66,7 +75,9 @@ def _run(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
         (['check', str(ROOT / 'fixtures' / 'qkeras_v3' / 'v3_mlp.keras'), '--target', 'da4ml'], 'cannot load the HGQ2 model'),
     ],
 )
-def test_bad_input_is_one_line_exit_2(args: list[str], message: str, capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch) -> None:
+def test_bad_input_is_one_line_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     code, err = _run(args, capsys)
     assert code == 2
@@ -79,7 +90,17 @@ def test_unsupported_layer_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture)
     config['config']['layers'][3]['class_name'] = 'Lambda'
     config['config']['layers'][4]['config']['activation'] = 'quantized_ulaw(8)'
     (tmp_path / 'bad.json').write_text(json.dumps(config))
-    code, err = _run(['convert', str(tmp_path / 'bad.json'), '--weights', str(QKERAS / 'mixed_small_weights.h5'), '-o', str(tmp_path / 'o.keras')], capsys)
+    code, err = _run(
+        [
+            'convert',
+            str(tmp_path / 'bad.json'),
+            '--weights',
+            str(QKERAS / 'mixed_small_weights.h5'),
+            '-o',
+            str(tmp_path / 'o.keras'),
+        ],
+        capsys,
+    )
     assert code == 2 and '2 problems' in err and 'relu_a (Lambda)' in err and 'q_a (QActivation)' in err
     assert not (tmp_path / 'o.keras').exists()
 
@@ -109,5 +130,8 @@ def test_data_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
     }
     for name, (arrays, message) in cases.items():
         np.savez(tmp_path / name, **arrays)
-        code, err = _run(['export', str(model), '--target', 'da4ml', '-o', str(tmp_path / f'prj_{name}'), '--data', str(tmp_path / name)], capsys)
+        code, err = _run(
+            ['export', str(model), '--target', 'da4ml', '-o', str(tmp_path / f'prj_{name}'), '--data', str(tmp_path / name)],
+            capsys,
+        )
         assert code == 2 and message in err, err

@@ -13,6 +13,7 @@ from hgqbridge.datafiles import check_input_shape, check_training_data, load_dat
 from hgqbridge.errors import DataFileError, LimitError
 from hgqbridge.limits import Limits
 
+
 @pytest.mark.parametrize(
     'arrays, message',
     [
@@ -65,12 +66,15 @@ def test_object_arrays_are_refused(tmp_path: Path) -> None:
         load_data(tmp_path / 'd.npz')
 
 
-@pytest.mark.parametrize('change, message', [
-    (lambda d: {**d, 'y': d['y'][:3]}, 'has 3 rows'),
-    (lambda d: {**d, 'x_val': d['x_val'][:, :3]}, 'does not fit the model input'),
-    (lambda d: {**d, 'y_val': d['y_val'][:, :2]}, 'does not fit the model output'),
-    (lambda d: {**d, 'y': d['y'] * 0.5}, 'not one-hot'),
-])
+@pytest.mark.parametrize(
+    'change, message',
+    [
+        (lambda d: {**d, 'y': d['y'][:3]}, 'has 3 rows'),
+        (lambda d: {**d, 'x_val': d['x_val'][:, :3]}, 'does not fit the model input'),
+        (lambda d: {**d, 'y_val': d['y_val'][:, :2]}, 'does not fit the model output'),
+        (lambda d: {**d, 'y': d['y'] * 0.5}, 'not one-hot'),
+    ],
+)
 def test_training_data_must_agree(change: object, message: str) -> None:
     y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
     data = {'x': np.zeros((4, 5), np.float32), 'y': y, 'x_val': np.zeros((4, 5), np.float32), 'y_val': y}

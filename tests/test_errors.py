@@ -12,15 +12,21 @@ from .conftest import ROOT
 
 def test_message_reads_what_where_received_fix() -> None:
     err = HGQBridgeError('the thing is wrong', where='m.h5:layer', received=3, fix='do this')
-    assert str(err) == "m.h5:layer: the thing is wrong; received 3; do this"
+    assert str(err) == 'm.h5:layer: the thing is wrong; received 3; do this'
 
 
 def test_a_list_of_problems_is_one_line_then_one_line_each() -> None:
-    err = UnsupportedError('the model cannot be converted exactly', [Problem('m/a (X)', 'bad', 'fix a'), Problem('m/b (Y)', 'worse', 'fix b')],
-                           where='m.h5')
+    err = UnsupportedError(
+        'the model cannot be converted exactly',
+        [Problem('m/a (X)', 'bad', 'fix a'), Problem('m/b (Y)', 'worse', 'fix b')],
+        where='m.h5',
+    )
     lines = str(err).splitlines()
-    assert lines == ['m.h5: the model cannot be converted exactly (2 problems):', '  [error] m/a (X): bad. Fix: fix a',
-                     '  [error] m/b (Y): worse. Fix: fix b']
+    assert lines == [
+        'm.h5: the model cannot be converted exactly (2 problems):',
+        '  [error] m/a (X): bad. Fix: fix a',
+        '  [error] m/b (Y): worse. Fix: fix b',
+    ]
 
 
 def test_layer_problem_carries_what_was_received() -> None:

@@ -36,8 +36,20 @@ def short_run(conversions: dict, tmp_path_factory: pytest.TempPathFactory):
     data = dict(np.load(QKERAS / 'jet_tagger.data.npz'))
     model = conversions['jet_tagger'].model
     before = model.get_weights()
-    result = finetune(model, data['x'], data['y'], data['x_val'], data['y_val'], epochs=6, beta_min=3e-4, beta_max=1e-3,
-                      learning_rate=1e-2, tolerance=0.02, verbose=0, out_dir=tmp_path_factory.mktemp('ft'))
+    result = finetune(
+        model,
+        data['x'],
+        data['y'],
+        data['x_val'],
+        data['y_val'],
+        epochs=6,
+        beta_min=3e-4,
+        beta_max=1e-3,
+        learning_rate=1e-2,
+        tolerance=0.02,
+        verbose=0,
+        out_dir=tmp_path_factory.mktemp('ft'),
+    )
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights())), 'the input model must stay as it was'
     return result, data
 
@@ -76,8 +88,19 @@ def test_front_on_disk_is_consistent(short_run) -> None:
 def test_collapse_is_handled(conversions: dict, tmp_path: Path) -> None:
     """beta far too large: the run restores good weights, backs beta off, and still returns a usable model."""
     data = dict(np.load(QKERAS / 'jet_tagger.data.npz'))
-    result = finetune(conversions['jet_tagger'].model, data['x'], data['y'], data['x_val'], data['y_val'], epochs=3,
-                      beta_min=100.0, beta_max=100.0, learning_rate=0.5, tolerance=0.01, verbose=0)
+    result = finetune(
+        conversions['jet_tagger'].model,
+        data['x'],
+        data['y'],
+        data['x_val'],
+        data['y_val'],
+        epochs=3,
+        beta_min=100.0,
+        beta_max=100.0,
+        learning_rate=0.5,
+        tolerance=0.01,
+        verbose=0,
+    )
     assert result.events and 'collapse' in result.events[0] and 'beta x0.1' in result.events[0]
     assert np.allclose([r.beta for r in result.history], [100.0, 10.0, 1.0])  # backed off after each collapse
     assert any(r.event for r in result.history) and all(not r.pareto for r in result.history if r.event)
@@ -91,11 +114,21 @@ def test_resume_continues_from_the_saved_epoch(conversions: dict, tmp_path: Path
     first = finetune(*args, epochs=2, beta_min=1e-5, beta_max=1e-4, verbose=0, out_dir=tmp_path)
     resumed = finetune(*args, epochs=4, beta_min=1e-5, beta_max=1e-4, verbose=0, out_dir=tmp_path, resume=True)
     assert [r.epoch for r in resumed.history] == [0, 1, 2, 3]
-    assert [(r.ebops, r.val_metric, r.loss) for r in resumed.history[:2]] == [(r.ebops, r.val_metric, r.loss) for r in first.history]
+    assert [(r.ebops, r.val_metric, r.loss) for r in resumed.history[:2]] == [
+        (r.ebops, r.val_metric, r.loss) for r in first.history
+    ]
 
 
 def test_diagnose_says_which_side_limits(conversions: dict) -> None:
     data = dict(np.load(QKERAS / 'jet_tagger.data.npz'))
-    result = finetune(conversions['jet_tagger'].model, data['x'][:200], data['y'][:200], data['x_val'], data['y_val'], epochs=2,
-                      verbose=0, diagnose=True)
+    result = finetune(
+        conversions['jet_tagger'].model,
+        data['x'][:200],
+        data['y'][:200],
+        data['x_val'],
+        data['y_val'],
+        epochs=2,
+        verbose=0,
+        diagnose=True,
+    )
     assert 'float (dummy-quantizer) copy' in result.diagnosis

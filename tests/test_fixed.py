@@ -78,10 +78,13 @@ def test_format_array_obeys_its_modes(round_mode: str, overflow: str) -> None:
         assert np.array_equal(got[:, c], want), (c, round_mode, overflow)
 
 
-@pytest.mark.parametrize('round_mode, overflow, expected', [
-    ('TRN', 'SAT', [0.25, 0.75, -1.0]),  # the cases the design review found FormatArray getting wrong
-    ('RND_CONV', 'WRAP', [0.5, -0.75, 0.75]),
-])
+@pytest.mark.parametrize(
+    'round_mode, overflow, expected',
+    [
+        ('TRN', 'SAT', [0.25, 0.75, -1.0]),  # the cases the design review found FormatArray getting wrong
+        ('RND_CONV', 'WRAP', [0.5, -0.75, 0.75]),
+    ],
+)
 def test_format_array_by_hand(round_mode: str, overflow: str, expected: list[float]) -> None:
     from hgqbridge.fixed import FormatArray
 

@@ -8,19 +8,42 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hgqbridge.converters.qkeras.grammar import parse_string
-from hgqbridge.converters.qkeras.quantizers import parse_quantizer
-from hgqbridge.converters.keras.config import graph_from_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hgqbridge
+from hgqbridge.converters.keras.config import graph_from_config
+from hgqbridge.converters.qkeras.grammar import parse_string
+from hgqbridge.converters.qkeras.quantizers import parse_quantizer
 from hgqbridge.errors import HGQBridgeError, LayerProblem, QuantizerSyntaxError
 
 from .conftest import QKERAS
 
-TOKENS = ['quantized_bits', 'quantized_relu', 'quantized_tanh', 'alpha', '=', '(', ')', ',', '1', '-3', '6', '0.5', 'True', 'None',
-          "'auto_po2'", 'nan', '1e999', 'x', ' ', '[', ']', '"', "'"]
+TOKENS = [
+    'quantized_bits',
+    'quantized_relu',
+    'quantized_tanh',
+    'alpha',
+    '=',
+    '(',
+    ')',
+    ',',
+    '1',
+    '-3',
+    '6',
+    '0.5',
+    'True',
+    'None',
+    "'auto_po2'",
+    'nan',
+    '1e999',
+    'x',
+    ' ',
+    '[',
+    ']',
+    '"',
+    "'",
+]
 
 
 @settings(max_examples=300, deadline=None)
@@ -99,8 +122,13 @@ def _run_mutants(cases: list, tmp_path: Path, case_limit: float = 60.0) -> dict[
     while pending:
         spec = tmp_path / f'cases{len(results)}.json'
         spec.write_text(json.dumps([asdict(c) for c in pending]))
-        proc = subprocess.Popen([sys.executable, '-m', 'tests.mutation', str(spec)], cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, '-m', 'tests.mutation', str(spec)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         current, deadline = None, time.monotonic() + 300  # until 'ready': the worker imports TensorFlow
         while True:
             ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
@@ -169,7 +197,9 @@ def test_thousands_of_mutants_are_read_or_refused(tmp_path: Path) -> None:
             results[case.index]['outcome'] = _read_in_child(case)
     bad = {i: r['outcome'] for i, r in results.items() if r['outcome'] not in ('parsed', 'refused')}
     outcomes = [r['outcome'] for r in results.values()]
-    record(f'mutation fuzzer: {len(results)} mutants of model, data and golden files, {outcomes.count("parsed")} read, '
-           f'{outcomes.count("refused")} refused with an HGQBridgeError, {len(bad)} otherwise')
+    record(
+        f'mutation fuzzer: {len(results)} mutants of model, data and golden files, {outcomes.count("parsed")} read, '
+        f'{outcomes.count("refused")} refused with an HGQBridgeError, {len(bad)} otherwise'
+    )
     assert not bad, bad
     assert outcomes.count('parsed') > 100 and outcomes.count('refused') > 100  # the mutants do reach both ends

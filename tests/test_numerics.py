@@ -10,9 +10,17 @@ from hgqbridge.fixed import FixedFormat
 from hgqbridge.numerics import bn_scale_offset, finite, is_pow2, reciprocal_exact
 
 
-@pytest.mark.parametrize('values, expected', [
-    ([1.0, 0.5, -4.0, 0.0, 2.0**-30], True), ([0.75], False), ([3.0], False), ([np.inf], False), ([np.nan], False), ([], True),
-])
+@pytest.mark.parametrize(
+    'values, expected',
+    [
+        ([1.0, 0.5, -4.0, 0.0, 2.0**-30], True),
+        ([0.75], False),
+        ([3.0], False),
+        ([np.inf], False),
+        ([np.nan], False),
+        ([], True),
+    ],
+)
 def test_is_pow2(values: list[float], expected: bool) -> None:
     assert is_pow2(np.array(values)) is expected
 

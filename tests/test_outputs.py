@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hgqbridge.errors import OutputExistsError
-from hgqbridge.errors import HGQBridgeError
+from hgqbridge.errors import HGQBridgeError, OutputExistsError
 from hgqbridge.outputs import MARKER, atomic_path, check_output, output_folder, written_by_hgqbridge
 
 

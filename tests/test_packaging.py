@@ -38,7 +38,11 @@ def test_every_package_folder_is_in_the_wheel() -> None:
 
 def test_nothing_imports_the_bare_converters_name() -> None:
     pattern = re.compile(r'^\s*(from|import)\s+converters\b', re.MULTILINE)
-    offenders = [str(p.relative_to(ROOT)) for folder in ('hgqbridge', 'converters', 'tests', 'bench', 'fixtures')
-                 for p in (ROOT / folder).rglob('*.py') if pattern.search(p.read_text(encoding='utf-8'))]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for folder in ('hgqbridge', 'converters', 'tests', 'bench', 'fixtures')
+        for p in (ROOT / folder).rglob('*.py')
+        if pattern.search(p.read_text(encoding='utf-8'))
+    ]
     assert offenders == []
     assert 'converters' not in sys.modules

@@ -14,7 +14,7 @@ def test_support_matrix_is_current() -> None:
 
 def test_readme_cli_lines_parse() -> None:
     readme = (ROOT / 'README.md').read_text()
-    lines = [l.split('#')[0].split() for l in readme.splitlines() if l.startswith('hgqbridge ')]
+    lines = [line.split('#')[0].split() for line in readme.splitlines() if line.startswith('hgqbridge ')]
     assert len(lines) >= 7
     for words in lines:
         build_parser().parse_args(words[1:])

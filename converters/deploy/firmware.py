@@ -16,7 +16,8 @@ from hgqbridge.compare import count_mismatches, stress_inputs
 from hgqbridge.errors import ExportError
 from hgqbridge.fixed import FixedFormat
 from hgqbridge.inspect import calibrate as hgq_calibrate
-from hgqbridge.inspect import compute_ebops, consumers, kind, layer_quantizers, quantizer_info
+from hgqbridge.inspect import compute_ebops, consumers, layer_quantizers, quantizer_info
+from hgqbridge.inspect import kind as layer_kind
 from hgqbridge.models import copy_model
 
 
@@ -44,7 +45,8 @@ def prepare(model: Any, x: np.ndarray) -> FirmwareInputs:
     if port is None:
         raise ExportError(
             'the model has no quantizer on its input path, so the firmware input format is undefined',
-            where=model.name, fix='convert with --input-format, or add an input quantizer',
+            where=model.name,
+            fix='convert with --input-format, or add an input quantizer',
         )
     raw = {'normal': np.asarray(x, dtype=np.float32), 'stress': stress_inputs(x)}
     # The port carries the data as given (up to 24 fractional bits), so the first quantizer rounds in firmware.
@@ -55,9 +57,13 @@ def prepare(model: Any, x: np.ndarray) -> FirmwareInputs:
         on_port = port_q.quantize(data).astype(np.float32)
         n_off = int(np.count_nonzero(on_port != data))
         if n_off:
-            notes.append(f'{kind}: {n_off} input values are not representable in the input port format {port}; compared on the values the port carries')
+            notes.append(
+                f'{kind}: {n_off} input values are not representable in the input port format {port}; compared on the values the port carries'
+            )
         sets[kind] = on_port
-    notes.append(f'input port format {port.ap_type().split(",AP_")[0]}> (the first quantizer\'s widest format, widened to hold the data)')
+    notes.append(
+        f"input port format {port.ap_type().split(',AP_')[0]}> (the first quantizer's widest format, widened to hold the data)"
+    )
     return FirmwareInputs(core, port, sets, notes)
 
 
@@ -133,7 +139,9 @@ def first_divergence(core: Any, x: np.ndarray, firmware_layers: dict[str, np.nda
     return None
 
 
-def locate_divergence(report: Any, core: Any, inputs: FirmwareInputs, layer_outputs: Callable[[np.ndarray], dict[str, np.ndarray]]) -> None:
+def locate_divergence(
+    report: Any, core: Any, inputs: FirmwareInputs, layer_outputs: Callable[[np.ndarray], dict[str, np.ndarray]]
+) -> None:
     """Fill ``report.first_divergence`` for every input set that mismatched."""
     for kind, exact in report.bit_exact.items():
         data = inputs.sets.get(kind)
@@ -148,7 +156,7 @@ def input_port_format(model: Any) -> FixedFormat | None:
     formats: list[FixedFormat] = []
     while frontier:
         layer = frontier.pop()
-        if kind(layer) == 'move':
+        if layer_kind(layer) == 'move':
             frontier.extend(consumers(model, layer.output))
             continue
         qs = layer_quantizers(layer)
@@ -172,5 +180,7 @@ def strip_float_head(model: Any) -> tuple[Any, list[str]]:
     last = model.layers[-1]
     if len(model.outputs) == 1 and isinstance(last, keras.layers.Activation) and last.get_config().get('activation') == 'softmax':
         core = keras.Model(model.inputs, last.input, name=model.name)
-        return core, [f'the float softmax head {last.name!r} is not exported: the firmware outputs its input (logits; argmax unchanged)']
+        return core, [
+            f'the float softmax head {last.name!r} is not exported: the firmware outputs its input (logits; argmax unchanged)'
+        ]
     return model, []

@@ -112,14 +112,20 @@ def float32_accumulation(f: LayerFacts, t: Target) -> str | None:
 
 def round_modes(allowed: tuple[str, ...]) -> Callable[[LayerFacts, Target], str | None]:
     def test(f: LayerFacts, t: Target) -> str | None:
-        bad = {f'{info.round}/{info.overflow}' for info in f.quantizers.values() if info is not None and info.round not in allowed}
+        bad = {
+            f'{info.round}/{info.overflow}' for info in f.quantizers.values() if info is not None and info.round not in allowed
+        }
         return f'rounding mode(s) {", ".join(sorted(bad))} are not supported' if bad else None
 
     return test
 
 
 def heterogeneous_activation(f: LayerFacts) -> bool:
-    return any(info is not None and not info.uniform for role, info in f.quantizers.items() if role.startswith(('input', 'self', 'output')))
+    return any(
+        info is not None and not info.uniform
+        for role, info in f.quantizers.items()
+        if role.startswith(('input', 'self', 'output'))
+    )
 
 
 def common_rules(supported: tuple[str, ...], supported_fix: str, round_allowed: tuple[str, ...]) -> list[Rule]:
@@ -129,7 +135,19 @@ def common_rules(supported: tuple[str, ...], supported_fix: str, round_allowed: 
         Rule('float-quantizer', 'error', float_quantizer, 'give the layer fixed-point quantizers (hgqbridge finetune does)'),
         Rule('float-head', 'warning', float_softmax_head, 'use QSoftmax if the firmware must compute probabilities'),
         Rule('quantize-first', 'error', unquantized_arithmetic, 'quantize the model input (convert --input-format)'),
-        Rule('dense-activation', 'error', dense_activation(('linear', 'relu')), 'use a QUnaryFunctionLUT layer for the activation'),
-        Rule('round-mode', 'error', round_modes(round_allowed), f'use {", ".join(round_allowed)} (stochastic rounding is training-only)'),
-        Rule('float32-sums', 'warning', float32_accumulation, 'narrow the formats (hgqbridge finetune), or use power-of-two weight scales'),
+        Rule(
+            'dense-activation', 'error', dense_activation(('linear', 'relu')), 'use a QUnaryFunctionLUT layer for the activation'
+        ),
+        Rule(
+            'round-mode',
+            'error',
+            round_modes(round_allowed),
+            f'use {", ".join(round_allowed)} (stochastic rounding is training-only)',
+        ),
+        Rule(
+            'float32-sums',
+            'warning',
+            float32_accumulation,
+            'narrow the formats (hgqbridge finetune), or use power-of-two weight scales',
+        ),
     ]

@@ -36,21 +36,33 @@ def build_model(graph: Any, specs: dict[str, Spec], ctx: BuildContext) -> Any:
             continue  # an input failed to build: already reported
         inputs = [tensors[n] for n in layer.inbound]
         for t in inputs:  # a per-element input quantizer allocates as many values as its input has
-            ctx.limits.check('elements', _elements(t.value), f'the input of this layer ({tuple(t.value.shape)})', f'{graph.path}:{where}')
+            ctx.limits.check(
+                'elements', _elements(t.value), f'the input of this layer ({tuple(t.value.shape)})', f'{graph.path}:{where}'
+            )
         try:
             tensors[layer.name] = specs[layer.name].build(layer.name, inputs, ctx)
         except LayerProblem as err:
             problems.append(Problem(where, err.reason, err.fix))
             continue
         except (ValueError, TypeError) as err:  # Keras/HGQ2 refusing a shape or argument the saved config implies
-            problems.append(Problem(where, f'it cannot be built from its saved config (its shapes or arguments do not fit the graph): '
-                                    f'{" ".join(str(err).split())[:300]}', 'check that the file is an unmodified model saved by its framework'))
+            problems.append(
+                Problem(
+                    where,
+                    f'it cannot be built from its saved config (its shapes or arguments do not fit the graph): '
+                    f'{" ".join(str(err).split())[:300]}',
+                    'check that the file is an unmodified model saved by its framework',
+                )
+            )
             continue
         except RecursionError:
             problems.append(Problem(where, 'the model is too deep for Keras to build', 'split it, or lower the number of layers'))
             break
-        ctx.limits.check('elements', _elements(tensors[layer.name].value), f'the output of this layer ({tuple(tensors[layer.name].value.shape)})',
-                         f'{graph.path}:{where}')
+        ctx.limits.check(
+            'elements',
+            _elements(tensors[layer.name].value),
+            f'the output of this layer ({tuple(tensors[layer.name].value.shape)})',
+            f'{graph.path}:{where}',
+        )
     if problems:
         raise UnsupportedError('the model cannot be converted exactly', problems, where=str(graph.path))
     outputs = [materialize(tensors[n], ctx) for n in graph.outputs]

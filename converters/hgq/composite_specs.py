@@ -15,8 +15,18 @@ from hgqbridge.errors import LayerProblem
 from hgqbridge.fixed import FixedFormat, FormatArray
 from hgqbridge.numerics import bn_scale_offset, is_pow2, reciprocal_exact
 
-from .specs import Spec, WeightLayerSpec
-from .tensors import BuildContext, Format, Tensor, TensorRef, assign_formats, materialize, quantize_now, quantizer_config, take_input_quantizer
+from .specs import Spec
+from .tensors import (
+    BuildContext,
+    Format,
+    Tensor,
+    TensorRef,
+    assign_formats,
+    materialize,
+    quantize_now,
+    quantizer_config,
+    take_input_quantizer,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,8 +35,8 @@ class SeparableSpec:
     QKeras, a 1x1 pointwise convolution carrying the bias and the activation. The source layer's tensor is
     the pointwise output."""
 
-    depthwise: WeightLayerSpec
-    pointwise: WeightLayerSpec
+    depthwise: Spec
+    pointwise: Spec
 
     def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
         inner = self.depthwise.build(f'{name}_depthwise', inputs, ctx)
@@ -57,8 +67,10 @@ class BatchNormSpec:
         (t,) = inputs
         rank = len(t.value.shape)
         if self.axis not in (-1, rank - 1):
-            raise LayerProblem(f'batch normalization over axis {self.axis} of a rank-{rank} tensor is not converted',
-                               'normalize the last (channels) axis')
+            raise LayerProblem(
+                f'batch normalization over axis {self.axis} of a rank-{rank} tensor is not converted',
+                'normalize the last (channels) axis',
+            )
         iq, enable_iq = take_input_quantizer(t, ctx, name)
         inv, offset = self.scale_offset()
         if ctx.policy is not None:  # a float source: policy formats (or dummy quantizers), never the 24-bit exact ones
@@ -67,8 +79,12 @@ class BatchNormSpec:
         else:
             kq_fmt, bq_fmt = (FormatArray(*(getattr(FormatArray.covering(v[None]), a)[0] for a in 'kif')) for v in (inv, offset))
         layer = QBatchNormalization(
-            epsilon=0.0, kq_conf=quantizer_config(kq_fmt, 'weight'), bq_conf=quantizer_config(bq_fmt, 'bias'),
-            iq_conf=quantizer_config(iq, 'datalane') if enable_iq else None, enable_iq=enable_iq, name=name,
+            epsilon=0.0,
+            kq_conf=quantizer_config(kq_fmt, 'weight'),
+            bq_conf=quantizer_config(bq_fmt, 'bias'),
+            iq_conf=quantizer_config(iq, 'datalane') if enable_iq else None,
+            enable_iq=enable_iq,
+            name=name,
         )
         out = layer(t.value)
         layer.bn_gamma.assign(inv)
@@ -79,10 +95,15 @@ class BatchNormSpec:
         assign_formats(layer.bq, bq_fmt)
         exact_scale = is_pow2(inv) and ctx.policy is None
         if ctx.policy is not None:
-            ctx.inexact[name] = 'float source batch normalization' + (' (dummy quantizers)' if ctx.policy.dummy else ', quantized')
+            ctx.inexact[name] = 'float source batch normalization' + (
+                ' (dummy quantizers)' if ctx.policy.dummy else ', quantized'
+            )
         elif not exact_scale:
             ctx.inexact[name] = 'batch normalization with a non-power-of-two float32 scale: the source rounds in float32'
-            ctx.note(name, 'batch normalization: exact float32 scale and offset, but the source\'s float32 products round; matched to measured error')
+            ctx.note(
+                name,
+                "batch normalization: exact float32 scale and offset, but the source's float32 products round; matched to measured error",
+            )
         ctx.ref(name, TensorRef(name))
         return Tensor(out, name, quantized=bool(exact_scale) and (enable_iq or t.quantized))
 
@@ -99,14 +120,17 @@ class AveragePoolSpec:
     args: tuple[tuple[str, Any], ...]  # pool_size, strides, padding; empty for a global pooling
     global_pool: bool = False
     float_divide: str = ''
-    out_fmt: Format | None = None
+    out_fmt: FixedFormat | None = None
     average_fmt: Any = None
 
     def _global_divide(self, shape: tuple[int, ...]) -> str:
         area = int(np.prod(shape[1:-1]))
         if self.average_fmt is not None and reciprocal_exact(self.average_fmt.quantize, area) * area != 1.0:
-            raise LayerProblem(f'average_quantizer {self.average_fmt} does not hold 1/{area} exactly, so QKeras scales the average by a '
-                               'factor that is not 1', 'give average_quantizer enough fractional bits to hold 1/pool_area, or remove it')
+            raise LayerProblem(
+                f'average_quantizer {self.average_fmt} does not hold 1/{area} exactly, so QKeras scales the average by a '
+                'factor that is not 1',
+                'give average_quantizer enough fractional bits to hold 1/pool_area, or remove it',
+            )
         return f'a pool area of {area} is not a power of two: the source divides in float32' if area & (area - 1) else ''
 
     def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
@@ -115,7 +139,12 @@ class AveragePoolSpec:
         (t,) = inputs
         why = self._global_divide(tuple(t.value.shape)) if self.global_pool else self.float_divide
         iq, enable_iq = take_input_quantizer(t, ctx, name)
-        pools = {(False, 1): QAveragePooling1D, (False, 2): QAveragePooling2D, (True, 1): QGlobalAveragePooling1D, (True, 2): QGlobalAveragePooling2D}
+        pools = {
+            (False, 1): QAveragePooling1D,
+            (False, 2): QAveragePooling2D,
+            (True, 1): QGlobalAveragePooling1D,
+            (True, 2): QGlobalAveragePooling2D,
+        }
         layer = pools[self.global_pool, self.rank](
             **dict(self.args), iq_conf=quantizer_config(iq, 'datalane') if enable_iq else None, enable_iq=enable_iq, name=name
         )
@@ -211,12 +240,20 @@ class SimpleRNNSpec:
         (t,) = inputs
         iq, enable_iq = take_input_quantizer(t, ctx, name)
         layer = QSimpleRNN(
-            self.units, activation='linear', use_bias=self.bias is not None, return_sequences=self.return_sequences,
-            go_backwards=self.go_backwards, iq_conf=quantizer_config(iq, 'datalane') if enable_iq else None, enable_iq=enable_iq,
-            kq_conf=quantizer_config(self.kernel_fmt, 'weight'), rkq_conf=quantizer_config(self.recurrent_fmt, 'weight'),
+            self.units,
+            activation='linear',
+            use_bias=self.bias is not None,
+            return_sequences=self.return_sequences,
+            go_backwards=self.go_backwards,
+            iq_conf=quantizer_config(iq, 'datalane') if enable_iq else None,
+            enable_iq=enable_iq,
+            kq_conf=quantizer_config(self.kernel_fmt, 'weight'),
+            rkq_conf=quantizer_config(self.recurrent_fmt, 'weight'),
             bq_conf=quantizer_config(self.bias_fmt, 'bias') if self.bias is not None else None,
-            paq_conf=quantizer_config(self.activation_fmt, 'datalane'), enable_sq=self.state_fmt is not None,
-            sq_conf=quantizer_config(self.state_fmt, 'datalane') if self.state_fmt is not None else None, name=name,
+            paq_conf=quantizer_config(self.activation_fmt, 'datalane'),
+            enable_sq=self.state_fmt is not None,
+            sq_conf=quantizer_config(self.state_fmt, 'datalane') if self.state_fmt is not None else None,
+            name=name,
         )
         out = layer(t.value)
         cell = layer.cell
@@ -249,4 +286,6 @@ class LeakyReluSpec:
         if not exact:
             ctx.inexact[name] = f'leaky ReLU slope {self.slope} is not a power of two'
         ctx.ref(name, TensorRef(name))
-        return Tensor(keras.layers.LeakyReLU(negative_slope=self.slope, name=name)(t.value), name, quantized=exact and t.quantized)
+        return Tensor(
+            keras.layers.LeakyReLU(negative_slope=self.slope, name=name)(t.value), name, quantized=exact and t.quantized
+        )

@@ -47,8 +47,13 @@ def parse_all(graph: SourceGraph, registries: tuple[Registry, ...]) -> dict[str,
         except LayerProblem as err:
             problems.append(Problem(where, err.reason, err.fix))
         except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as err:  # a config no handler foresaw
-            problems.append(Problem(where, f'its saved config cannot be read ({type(err).__name__}: {" ".join(str(err).split())[:200]})',
-                                    'check that the file is an unmodified model saved by its framework'))
+            problems.append(
+                Problem(
+                    where,
+                    f'its saved config cannot be read ({type(err).__name__}: {" ".join(str(err).split())[:200]})',
+                    'check that the file is an unmodified model saved by its framework',
+                )
+            )
     if problems:
         raise UnsupportedError('the model cannot be converted exactly', problems, where=str(graph.path))
     return specs
@@ -67,18 +72,33 @@ def is_float_graph(graph: SourceGraph, registries: tuple[Registry, ...]) -> bool
     return not any(found[1].quantizes for layer in graph if (found := find(registries, layer.class_name)) is not None)
 
 
-def convert_graph(graph: SourceGraph, registries: tuple[Registry, ...], input_format: FixedFormat | None = None,
-                  policy: FloatPolicy | None = None, limits: Limits = Limits()) -> Conversion:
+def convert_graph(
+    graph: SourceGraph,
+    registries: tuple[Registry, ...],
+    input_format: FixedFormat | None = None,
+    policy: FloatPolicy | None = None,
+    limits: Limits = Limits(),
+) -> Conversion:
     specs = parse_all(graph, registries)
     ctx = BuildContext(input_format or DEFAULT_INPUT_FORMAT, policy, limits)
     for removed, kept in graph.aliases.items():  # layers a pass removed: their tensor is another's
         ctx.ref(removed, TensorRef(kept, 'alias'))
     model = build_model(graph, specs, ctx)
-    notes = [LayerNote(layer.name, layer.class_name, _target(model, layer.name, ctx.refs.get(layer.name)), ctx.notes.get(layer.name, []))
-             for layer in graph]
-    notes += [LayerNote(removed, '(removed)', f'removed (its tensor is {kept}\'s)', []) for removed, kept in graph.aliases.items()]
-    report = ConversionReport(str(graph.path), framework_of(graph, registries), model.name, notes, [layer.name for layer in model.layers],
-                              list(graph.notes))
+    notes = [
+        LayerNote(
+            layer.name, layer.class_name, _target(model, layer.name, ctx.refs.get(layer.name)), ctx.notes.get(layer.name, [])
+        )
+        for layer in graph
+    ]
+    notes += [LayerNote(removed, '(removed)', f"removed (its tensor is {kept}'s)", []) for removed, kept in graph.aliases.items()]
+    report = ConversionReport(
+        str(graph.path),
+        framework_of(graph, registries),
+        model.name,
+        notes,
+        [layer.name for layer in model.layers],
+        list(graph.notes),
+    )
     return Conversion(model, graph, ctx.refs, ctx.inexact, report)
 
 
@@ -91,7 +111,7 @@ def _target(model: Any, name: str, ref: TensorRef | None) -> str:
     if ref is not None and ref.via == 'iq':
         return f'input quantizer (iq) of {ref.layer}'
     if ref is not None and ref.via == 'quantized-input':
-        return f'moved past {ref.layer} into the next layer\'s input quantizer'
+        return f"moved past {ref.layer} into the next layer's input quantizer"
     if ref is not None and ref.via == 'alias':
-        return f'removed (its tensor is {ref.layer}\'s)'
+        return f"removed (its tensor is {ref.layer}'s)"
     return 'removed'

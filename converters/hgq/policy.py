@@ -47,7 +47,7 @@ def calibrate_policy(model: Any, x: np.ndarray, policy: FloatPolicy) -> None:
     for layer in model.layers:
         for quantizer in layer_quantizers(layer).values():
             inner = getattr(quantizer, 'quantizer', None)
-            if getattr(inner, 'overflow_mode', None) != 'WRAP' or not hasattr(inner, '_f'):
+            if inner is None or getattr(inner, 'overflow_mode', None) != 'WRAP' or not hasattr(inner, '_f'):
                 continue
             k, i = np.asarray(inner._k, dtype=np.float64), np.asarray(inner._i, dtype=np.float64)
             inner._f.assign(np.broadcast_to(policy.bits - k - i, inner._f.shape).astype(inner._f.dtype))
@@ -56,13 +56,17 @@ def calibrate_policy(model: Any, x: np.ndarray, policy: FloatPolicy) -> None:
 def policy_summary(policy: FloatPolicy, n_calibration: int | None) -> list[str]:
     if policy.dummy:
         return ['float model: HGQ2 dummy quantizers everywhere, so the HGQ2 model computes the float model itself']
-    lines = [f'float model: {policy.bits}-bit weights (per output channel, integer bits covering each channel\'s range)'
-             f' and {policy.bits}-bit activations']
+    lines = [
+        f"float model: {policy.bits}-bit weights (per output channel, integer bits covering each channel's range)"
+        f' and {policy.bits}-bit activations'
+    ]
     if n_calibration:
         lines.append(f'activation integer bits from calibration data ({n_calibration} samples, hgq trace_minmax)')
     else:
         fmt = policy.activation_format()
-        lines.append(f'no calibration data: every activation starts at {fmt} (range +-{2.0 ** fmt.i:g}); pass --calibration data.npz')
+        lines.append(
+            f'no calibration data: every activation starts at {fmt} (range +-{2.0**fmt.i:g}); pass --calibration data.npz'
+        )
     return lines
 
 
@@ -81,8 +85,10 @@ def comparison(float_model: Any, quantized: Any, x: np.ndarray, y: np.ndarray | 
     ref = np.asarray(float_model.predict(x, batch_size=256, verbose=0))
     got = np.asarray(quantized.predict(x, batch_size=256, verbose=0))
     spread = float(np.max(np.abs(ref))) or 1.0
-    lines = [f'quantized vs float outputs on {len(x)} samples: max |difference| {np.max(np.abs(got - ref)):.4g} '
-             f'({np.max(np.abs(got - ref)) / spread:.3%} of the float output range)']
+    lines = [
+        f'quantized vs float outputs on {len(x)} samples: max |difference| {np.max(np.abs(got - ref)):.4g} '
+        f'({np.max(np.abs(got - ref)) / spread:.3%} of the float output range)'
+    ]
     a, b = _score(ref, y), _score(got, y)
     if a is not None and b is not None:
         lines.append(f'{a[0]}: float model {a[1]:.4f} | quantized model {b[1]:.4f}')

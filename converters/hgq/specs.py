@@ -14,7 +14,15 @@ from hgqbridge.fixed import FixedFormat, FormatArray
 
 from .policy import FloatPolicy
 from .tensors import (
-    BuildContext, Format, Tensor, TensorRef, assign_formats, materialize, quantize_now, quantizer_config, take_input_quantizer,
+    BuildContext,
+    Format,
+    Tensor,
+    TensorRef,
+    assign_formats,
+    materialize,
+    quantize_now,
+    quantizer_config,
+    take_input_quantizer,
 )
 
 
@@ -97,10 +105,12 @@ class FloatActivationSpec:
         ctx.inexact[name] = f'{self.activation} of a float source, quantized'
         if self.activation == 'softmax':
             layer = QSoftmax(iq_conf=quantizer_config(iq, 'datalane'), enable_iq=True, name=name)
-            ctx.note(name, f'QSoftmax, input {iq} (integer bits from calibration), HGQ2\'s default exp/inverse tables')
+            ctx.note(name, f"QSoftmax, input {iq} (integer bits from calibration), HGQ2's default exp/inverse tables")
         else:
             out = policy.activation_format()
-            layer = QUnaryFunctionLUT(self.activation, iq_conf=quantizer_config(iq, 'datalane'), oq_conf=quantizer_config(out, 'datalane'), name=name)
+            layer = QUnaryFunctionLUT(
+                self.activation, iq_conf=quantizer_config(iq, 'datalane'), oq_conf=quantizer_config(out, 'datalane'), name=name
+            )
             ctx.note(name, f'QUnaryFunctionLUT({self.activation}): input {iq}, output {out} (integer bits from calibration)')
         ctx.ref(name, TensorRef(name))
         return Tensor(layer(t.value), name, quantized=True)
@@ -129,7 +139,9 @@ class WeightLayerSpec:
         iq, enable_iq = take_input_quantizer(t, ctx, name)
         kernel_fmt, bias_fmt = self.kernel_fmt, self.bias_fmt
         if self.kernel_fmt is None and ctx.policy is not None:
-            ctx.inexact[name] = 'float source layer, quantized' if not ctx.policy.dummy else 'float source layer (dummy quantizers)'
+            ctx.inexact[name] = (
+                'float source layer, quantized' if not ctx.policy.dummy else 'float source layer (dummy quantizers)'
+            )
             if not ctx.policy.dummy:
                 kernel_fmt = ctx.policy.weight_format(self.kernel)
                 bias_fmt = ctx.policy.weight_format(self.bias) if self.bias is not None else None
@@ -141,7 +153,10 @@ class WeightLayerSpec:
             ctx.note(name, 'data-dependent weight scale: weights quantized once as QKeras does, per-channel exact formats')
         if self.float_rounded:
             ctx.inexact[name] = 'non-power-of-two weight scale: QKeras sums these products in float32 and rounds'
-            ctx.note(name, 'non-power-of-two weight scale: exact weights, but QKeras\'s own float32 sums round; matched to measured error')
+            ctx.note(
+                name,
+                "non-power-of-two weight scale: exact weights, but QKeras's own float32 sums round; matched to measured error",
+            )
         cls = {'dense': QDense, 'conv1d': QConv1D, 'conv2d': QConv2D}[self.kind]
         layer = cls(
             **self.args,
@@ -215,5 +230,3 @@ class MergeSpec:
             layer = cls(enable_iq=False, name=name)
         ctx.ref(name, TensorRef(name))
         return Tensor(layer([t.value for t in inputs]), name, quantized=all(t.quantized or t.pending for t in inputs))
-
-

@@ -104,7 +104,9 @@ def materialize(t: Tensor, ctx: BuildContext) -> Tensor:
     return quantize_now(t, t.pending, None, t.source, t.pending_layer, ctx)
 
 
-def take_input_quantizer(t: Tensor, ctx: BuildContext, consumer: str, index: int | None = None) -> tuple[FixedFormat | None, bool]:
+def take_input_quantizer(
+    t: Tensor, ctx: BuildContext, consumer: str, index: int | None = None
+) -> tuple[FixedFormat | None, bool]:
     """The iq format for an arithmetic layer reading ``t``: its pending format, or the input format for a raw
     model input, or none (iq disabled) when the values are already quantized upstream. ``index``: which input
     of a multi-input layer (its tensor is then read back with the numpy reference of the same format)."""
@@ -122,12 +124,12 @@ def take_input_quantizer(t: Tensor, ctx: BuildContext, consumer: str, index: int
     return None, False
 
 
-def quantize_now(t: Tensor, fmt: FixedFormat, affine: tuple[float, float] | None, source: str, layer_name: str, ctx: BuildContext) -> Tensor:
+def quantize_now(
+    t: Tensor, fmt: FixedFormat, affine: tuple[float, float] | None, source: str, layer_name: str, ctx: BuildContext
+) -> Tensor:
     """A standalone ``hgq.layers.Quantizer`` (with its affine, if any) holding the source layer's tensor."""
     from hgq.layers import Quantizer
 
     layer = Quantizer(quantizer_config(fmt, 'datalane', affine), name=layer_name)
     ctx.ref(source, TensorRef(layer.name))
     return Tensor(layer(t.value), source, quantized=True)
-
-

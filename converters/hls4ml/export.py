@@ -11,10 +11,9 @@ from typing import Any
 import numpy as np
 
 from hgqbridge.errors import ExportError
+from hgqbridge.inspect import compute_ebops
 from hgqbridge.outputs import atomic_path
 from hgqbridge.report import ExportReport
-
-from hgqbridge.inspect import compute_ebops
 
 from ..deploy import firmware
 from .rules import COMPILABLE, Target
@@ -35,18 +34,28 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
     with atomic_path(out_dir, force, sources, what=f'{target} project') as tmp:
         t0 = time.perf_counter()
         config = {
-            'Model': {'Precision': DEFAULT_PRECISION, 'ReuseFactor': target.reuse_factor, 'Strategy': STRATEGY_NAMES[target.strategy]},
+            'Model': {
+                'Precision': DEFAULT_PRECISION,
+                'ReuseFactor': target.reuse_factor,
+                'Strategy': STRATEGY_NAMES[target.strategy],
+            },
             'LayerName': {layer.name: {'Trace': True} for layer in inputs.core.layers},  # per-layer outputs on a mismatch
         }
         log = io.StringIO()
         try:
             with contextlib.redirect_stdout(log):
                 hls = hls4ml.converters.convert_from_keras_model(
-                    inputs.core, output_dir=str(tmp), project_name=firmware.project_name(model), backend=BACKEND_NAMES[target.backend],
-                    io_type=target.io_type, hls_config=config,
+                    inputs.core,
+                    output_dir=str(tmp),
+                    project_name=firmware.project_name(model),
+                    backend=BACKEND_NAMES[target.backend],
+                    io_type=target.io_type,
+                    hls_config=config,
                 )
         except Exception as err:  # hls4ml raises bare Exceptions/asserts for unsupported setups
-            raise ExportError('hls4ml could not convert the model', where=model.name, received=f'{type(err).__name__}: {err}') from err
+            raise ExportError(
+                'hls4ml could not convert the model', where=model.name, received=f'{type(err).__name__}: {err}'
+            ) from err
         seconds['convert'] = time.perf_counter() - t0
         exact: dict[str, bool] = {}
         mism: dict[str, int] = {}
@@ -63,10 +72,19 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
             )
         else:
             hls.write()
-            notes.append(f'{target.backend}: the C simulation needs the vendor compiler, so it was written but not compiled or compared here')
+            notes.append(
+                f'{target.backend}: the C simulation needs the vendor compiler, so it was written but not compiled or compared here'
+            )
         report = ExportReport(
-            target=str(target), out_dir=str(out_dir), bit_exact=exact, mismatches=mism, compared_values=counts,
-            estimates={'EBOPs': ebops, **firmware.model_sizes(inputs.core), 'EBOPs per layer': compute_ebops(inputs.core)}, files=[], seconds=seconds, notes=notes,
+            target=str(target),
+            out_dir=str(out_dir),
+            bit_exact=exact,
+            mismatches=mism,
+            compared_values=counts,
+            estimates={'EBOPs': ebops, **firmware.model_sizes(inputs.core), 'EBOPs per layer': compute_ebops(inputs.core)},
+            files=[],
+            seconds=seconds,
+            notes=notes,
         )
         if report.verified and not report.ok:
             firmware.locate_divergence(report, inputs.core, inputs, lambda d: _trace(hls, d))

@@ -42,7 +42,11 @@ class Target:
 def parse(backend: str, options: dict[str, Any]) -> Target:
     """``hls4ml:BACKEND`` with io_type, strategy (``da`` for distributed_arithmetic) and reuse_factor."""
     if backend not in BACKENDS:
-        raise HGQBridgeError('unknown target: hls4ml needs one of its backends', received=f'hls4ml:{backend}' if backend else 'hls4ml', fix=f'use hls4ml:{" | hls4ml:".join(BACKENDS)}')
+        raise HGQBridgeError(
+            'unknown target: hls4ml needs one of its backends',
+            received=f'hls4ml:{backend}' if backend else 'hls4ml',
+            fix=f'use hls4ml:{" | hls4ml:".join(BACKENDS)}',
+        )
     unknown = sorted(k for k, v in options.items() if v is not None and k not in ('io_type', 'strategy', 'reuse_factor'))
     if unknown:
         raise HGQBridgeError('option(s) that hls4ml does not take', received=unknown, fix='drop them')
@@ -50,21 +54,54 @@ def parse(backend: str, options: dict[str, Any]) -> Target:
     strategy = 'distributed_arithmetic' if strategy == 'da' else strategy
     io_type, reuse = options.get('io_type') or 'io_parallel', options.get('reuse_factor') or 1
     if io_type not in IO_TYPES or strategy not in STRATEGIES or not isinstance(reuse, int) or reuse < 1:
-        raise HGQBridgeError('unknown hls4ml option', received=f'io_type={io_type}, strategy={strategy}, reuse_factor={reuse}',
-                             fix=f'io_type in {IO_TYPES}, strategy in {STRATEGIES}, reuse_factor >= 1')
+        raise HGQBridgeError(
+            'unknown hls4ml option',
+            received=f'io_type={io_type}, strategy={strategy}, reuse_factor={reuse}',
+            fix=f'io_type in {IO_TYPES}, strategy in {STRATEGIES}, reuse_factor >= 1',
+        )
     return Target(backend, io_type, strategy, reuse)
+
 
 #: HGQ2 layers with an hls4ml 1.3 handler (hls4ml/converters/keras_v3/hgq2) and the Keras layers around them.
 SUPPORTED = (
-    'QDense', 'QBatchNormDense', 'QEinsumDense', 'QConv1D', 'QConv2D', 'QBatchNormalization', 'Quantizer',
-    'QAdd', 'QSubtract', 'QMultiply', 'QMaximum', 'QMinimum', 'QAveragePow2', 'QSoftmax', 'QUnaryFunctionLUT',
-    'InputLayer', 'Flatten', 'Reshape', 'ReLU', 'Concatenate', 'MaxPooling1D', 'MaxPooling2D',
+    'QDense',
+    'QBatchNormDense',
+    'QEinsumDense',
+    'QConv1D',
+    'QConv2D',
+    'QBatchNormalization',
+    'Quantizer',
+    'QAdd',
+    'QSubtract',
+    'QMultiply',
+    'QMaximum',
+    'QMinimum',
+    'QAveragePow2',
+    'QSoftmax',
+    'QUnaryFunctionLUT',
+    'InputLayer',
+    'Flatten',
+    'Reshape',
+    'ReLU',
+    'Concatenate',
+    'MaxPooling1D',
+    'MaxPooling2D',
 )
 
 #: The subset that tests/converters/hls4ml/test_export.py exports and proves bit-exact today.
 VERIFIED = (
-    'QDense', 'QConv1D', 'QConv2D', 'QAdd', 'Quantizer', 'Flatten', 'Reshape', 'Concatenate', 'MaxPooling1D', 'MaxPooling2D',
-    'ReLU', 'InputLayer',
+    'QDense',
+    'QConv1D',
+    'QConv2D',
+    'QAdd',
+    'Quantizer',
+    'Flatten',
+    'Reshape',
+    'Concatenate',
+    'MaxPooling1D',
+    'MaxPooling2D',
+    'ReLU',
+    'InputLayer',
 )
 
 
@@ -137,7 +174,7 @@ VIVADO_UNROLL_WARNING = 4096
 def _vivado_unroll(f: LayerFacts, t: Target) -> str | None:
     n = f.fan_in * f.n_out
     if t.backend == 'vivado' and t.strategy == 'latency' and n > VIVADO_UNROLL_WARNING:
-        return f'{n} multiplications in one fully unrolled loop may hit Vivado HLS\'s loop-unrolling limit (XFORM 203-504)'
+        return f"{n} multiplications in one fully unrolled loop may hit Vivado HLS's loop-unrolling limit (XFORM 203-504)"
     return None
 
 
@@ -160,7 +197,12 @@ def _quartus(facts: list[LayerFacts], t: Target) -> str | None:
 
 RULES = [
     *common_rules(SUPPORTED, 'replace the layer, or use the da4ml target', ('TRN', 'RND', 'RND_CONV')),
-    Rule('zero-width', 'warning', zero_width, 'hls4ml may emit invalid types for pruned elements (hls4ml#1523); check the C simulation'),
+    Rule(
+        'zero-width',
+        'warning',
+        zero_width,
+        'hls4ml may emit invalid types for pruned elements (hls4ml#1523); check the C simulation',
+    ),
     Rule('io-stream-heterogeneous', 'error', _heterogeneous_stream, 'use io_parallel, or make the activation quantizers uniform'),
     Rule('catapult-heterogeneous', 'error', _catapult_masks, 'use Vitis or Vivado'),
     Rule('clipped-relu', 'error', _clipped_relu, 'use the da4ml target (it computes clipped and leaky ReLUs exactly)'),

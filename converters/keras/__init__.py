@@ -33,8 +33,11 @@ def read(path: Path, weights: Path | None, limits: Limits, weight_order: WeightO
     suffix = path.suffix.lower()
     if path.is_dir():
         if not is_savedmodel(path):
-            raise SourceFileError('the folder is not a tf.keras SavedModel (no keras_metadata.pb)', where=str(path),
-                                  fix='pass a .h5/.json/.keras file, or a folder written by tf.keras model.save(folder)')
+            raise SourceFileError(
+                'the folder is not a tf.keras SavedModel (no keras_metadata.pb)',
+                where=str(path),
+                fix='pass a .h5/.json/.keras file, or a folder written by tf.keras model.save(folder)',
+            )
         kind = 'savedmodel'
     else:
         kind = {'.h5': 'h5', '.hdf5': 'h5', '.json': 'json', '.keras': 'keras'}[suffix]

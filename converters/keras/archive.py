@@ -30,6 +30,7 @@ WeightOrder = dict[str, tuple[str, ...]]  # class name -> its variables' names i
 
 MEMBERS = ('config.json', 'model.weights.h5')
 
+
 def snake_case(name: str) -> str:
     """keras.src.utils.naming.to_snake_case: the group name Keras 3 gives a layer's variables."""
     name = re.sub(r'\W+', '', name)
@@ -48,14 +49,18 @@ def weight_groups(layers: list[dict]) -> dict[str, str]:
             continue
         base = snake_case(cls)
         used[base] = used.get(base, -1) + 1
-        out[str(layer.get('name') or (layer.get('config') or {}).get('name'))] = base if used[base] == 0 else f'{base}_{used[base]}'
+        out[str(layer.get('name') or (layer.get('config') or {}).get('name'))] = (
+            base if used[base] == 0 else f'{base}_{used[base]}'
+        )
     return out
 
 
 def _present(name: str, config: dict) -> bool:
     """Whether a variable exists for this layer config (no bias without use_bias, no gamma without scale, ...)."""
     base = name.split('/')[-1]
-    return {'bias': config.get('use_bias', True), 'gamma': config.get('scale', True), 'beta': config.get('center', True)}.get(base, True)
+    return {'bias': config.get('use_bias', True), 'gamma': config.get('scale', True), 'beta': config.get('center', True)}.get(
+        base, True
+    )
 
 
 def _layer_weights(group: Any, order: tuple[str, ...], cls: str, config: dict, where: str, limit: int) -> dict[str, np.ndarray]:
@@ -69,8 +74,10 @@ def _layer_weights(group: Any, order: tuple[str, ...], cls: str, config: dict, w
     if any(len(found[sub]) != len(expected[sub]) for sub in found):
         got = {sub or '.': len(v) for sub, v in found.items()}
         raise SourceFileError(
-            f'the weights of a {cls} layer do not match its class (expected {names or "no variables"})', where=where,
-            received=f'variables per group: {got}', fix='pass a file saved by Keras 3 / QKeras-v3 from this model',
+            f'the weights of a {cls} layer do not match its class (expected {names or "no variables"})',
+            where=where,
+            received=f'variables per group: {got}',
+            fix='pass a file saved by Keras 3 / QKeras-v3 from this model',
         )
     return {f'{n}:0': arr for sub in found for n, arr in zip(expected[sub], found[sub])}
 
@@ -88,12 +95,16 @@ def _to_keras2(config: dict, path: Path) -> dict:
     """Rewrite Keras-3 inbound nodes and input/output lists into the Keras-2 shapes the reader knows."""
     body = config.get('config')
     if not isinstance(body, dict) or not isinstance(body.get('layers'), list):
-        raise SourceFileError('config.json is not a Keras model config', where=str(path), fix='pass a file written by model.save("m.keras")')
+        raise SourceFileError(
+            'config.json is not a Keras model config', where=str(path), fix='pass a file written by model.save("m.keras")'
+        )
     for layer in body['layers']:
         if not isinstance(layer, dict):
             raise SourceFileError('config.json has a layer entry that is not an object', where=str(path))
         try:
-            nodes = [[[name, 0, 0, {}] for name in _tensor_source(node.get('args', []))] for node in layer.get('inbound_nodes') or []]
+            nodes = [
+                [[name, 0, 0, {}] for name in _tensor_source(node.get('args', []))] for node in layer.get('inbound_nodes') or []
+            ]
         except (KeyError, TypeError, IndexError, AttributeError):
             raise SourceFileError('malformed inbound_nodes', where=f'{path}:{layer.get("name")}') from None
         layer['inbound_nodes'] = nodes
@@ -110,24 +121,41 @@ def load_keras(path: Path, weight_order: WeightOrder, limits: Limits = Limits())
 
     check_file(path, 'model file')
     if not zipfile.is_zipfile(path):
-        raise SourceFileError('the .keras file is not a zip archive (truncated or not a Keras 3 file)', where=str(path),
-                              fix='re-save the model with model.save("m.keras")')
+        raise SourceFileError(
+            'the .keras file is not a zip archive (truncated or not a Keras 3 file)',
+            where=str(path),
+            fix='re-save the model with model.save("m.keras")',
+        )
     try:
         with zipfile.ZipFile(path) as archive:
             infos = {i.filename: i for i in archive.infolist()}
             missing = [m for m in MEMBERS if m not in infos]
             if missing:
-                raise SourceFileError('the .keras archive lacks required members', where=str(path), received=missing,
-                                      fix='re-save the model with model.save("m.keras")')
+                raise SourceFileError(
+                    'the .keras archive lacks required members',
+                    where=str(path),
+                    received=missing,
+                    fix='re-save the model with model.save("m.keras")',
+                )
             for member in MEMBERS:  # zip bombs: a member's declared size is checked before it is inflated
                 limits.check('weight_bytes', infos[member].file_size, f'the .keras member {member}, uncompressed,', str(path))
             text, blob = archive.read('config.json'), archive.read('model.weights.h5')
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as err:  # RuntimeError: encrypted
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        ValueError,
+        RuntimeError,
+        NotImplementedError,
+    ) as err:  # RuntimeError: encrypted
         raise SourceFileError('the .keras archive is corrupted', where=str(path), received=str(err)[:200]) from None
     try:
         config = json.loads(text.decode('utf-8'))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SourceFileError('config.json in the .keras archive is not valid JSON', where=str(path), received=str(err)[:200]) from None
+        raise SourceFileError(
+            'config.json in the .keras archive is not valid JSON', where=str(path), received=str(err)[:200]
+        ) from None
     except RecursionError:
         raise SourceFileError('config.json in the .keras archive is nested too deeply to read', where=str(path)) from None
     if not isinstance(config, dict):
@@ -143,9 +171,18 @@ def load_keras(path: Path, weight_order: WeightOrder, limits: Limits = Limits())
                 name, cls = layer.get('name') or (layer.get('config') or {}).get('name'), layer.get('class_name')
                 group = layers_group.get(groups[str(name)]) if layers_group is not None and str(name) in groups else None
                 if group is not None and isinstance(layer.get('config'), dict):
-                    weights[str(name)] = _layer_weights(group, weight_order.get(str(cls), ()), str(cls), layer['config'], f'{path}:{name} ({cls})', min(len(blob) + (1 << 20), limits.weight_bytes))
+                    weights[str(name)] = _layer_weights(
+                        group,
+                        weight_order.get(str(cls), ()),
+                        str(cls),
+                        layer['config'],
+                        f'{path}:{name} ({cls})',
+                        min(len(blob) + (1 << 20), limits.weight_bytes),
+                    )
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, SystemError) as err:
-        raise SourceFileError('model.weights.h5 in the .keras archive is corrupted', where=str(path), received=str(err)[:200]) from None
+        raise SourceFileError(
+            'model.weights.h5 in the .keras archive is corrupted', where=str(path), received=str(err)[:200]
+        ) from None
     return config, {k: v for k, v in weights.items() if v}
 
 
@@ -161,8 +198,12 @@ def scan_keras(path: Path, limits: Limits = Limits()) -> tuple[dict, dict]:
             infos = {i.filename: i for i in archive.infolist()}
             for member in MEMBERS:
                 if member not in infos:
-                    raise SourceFileError('the .keras archive lacks a required member', where=str(path), received=member,
-                                          fix='pass a model saved with model.save("m.keras")')
+                    raise SourceFileError(
+                        'the .keras archive lacks a required member',
+                        where=str(path),
+                        received=member,
+                        fix='pass a model saved with model.save("m.keras")',
+                    )
                 limits.check('weight_bytes', infos[member].file_size, f'the .keras member {member}, uncompressed,', str(path))
             text, blob = archive.read('config.json'), archive.read('model.weights.h5')
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as err:

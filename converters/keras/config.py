@@ -30,10 +30,14 @@ def _inbound(layer: dict, where: str, path: Path) -> list[str]:
         raise SourceFileError('malformed inbound_nodes', where=f'{path}:{where}', received=nodes) from None
 
 
-def graph_from_config(config: dict, weights: dict[str, dict[str, np.ndarray]], path: Path, limits: Limits = Limits()) -> SourceGraph:
+def graph_from_config(
+    config: dict, weights: dict[str, dict[str, np.ndarray]], path: Path, limits: Limits = Limits()
+) -> SourceGraph:
     """Turn a Keras-2 ``model_config`` (Functional or Sequential) plus weights into a SourceGraph."""
     if not isinstance(config, dict) or not isinstance(config.get('config'), dict):
-        raise SourceFileError('the JSON is not a Keras model config', where=str(path), fix='pass a file written by model.save or model.to_json')
+        raise SourceFileError(
+            'the JSON is not a Keras model config', where=str(path), fix='pass a file written by model.save or model.to_json'
+        )
     cls, body = config.get('class_name'), config['config']
     layers_cfg = body.get('layers')
     if not isinstance(layers_cfg, list) or not all(isinstance(x, dict) for x in layers_cfg):
@@ -71,7 +75,9 @@ def graph_from_config(config: dict, weights: dict[str, dict[str, np.ndarray]], p
         outputs = [str(x[0]) for x in body.get('output_layers', [])]
     missing = sorted({n for layer in layers for n in layer.inbound} - names) + sorted(set(inputs + outputs) - names)
     if missing or not inputs or not outputs:
-        raise SourceFileError('the model config refers to layers it does not define', where=str(path), received=missing or 'no inputs/outputs')
+        raise SourceFileError(
+            'the model config refers to layers it does not define', where=str(path), received=missing or 'no inputs/outputs'
+        )
     unused = sorted(set(weights) - names)
     if unused:
         raise SourceFileError(
@@ -89,7 +95,9 @@ def load_json_text(text: str, path: Path) -> dict:
     except json.JSONDecodeError as err:
         raise SourceFileError('the model architecture is not valid JSON', where=str(path), received=str(err)) from None
     except RecursionError:
-        raise SourceFileError('the model architecture is nested too deeply to read', where=str(path), fix='re-save the model') from None
+        raise SourceFileError(
+            'the model architecture is nested too deeply to read', where=str(path), fix='re-save the model'
+        ) from None
     if not isinstance(value, dict):
         raise SourceFileError('the JSON is not a Keras model config', where=str(path), received=type(value).__name__)
     return value

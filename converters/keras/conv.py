@@ -15,18 +15,23 @@ from hgqbridge.numerics import finite
 
 from ..hgq.composite_specs import SeparableSpec
 from ..hgq.specs import Spec
-from .layers import FLOAT, WeightSpecMaker, conv_args, float_weight_spec
+from .layers import FLOAT, WeightSpecMaker, conv_args, float_weight_spec, positive_int
 from .registry import LAYERS
 
-DEPTHWISE_STATUS = 'exact: a grouped QConv2D (groups = channels, kernel reshaped); hls4ml has no grouped convolution, da4ml deploys it'
+DEPTHWISE_STATUS = (
+    'exact: a grouped QConv2D (groups = channels, kernel reshaped); hls4ml has no grouped convolution, da4ml deploys it'
+)
 SEPARABLE_STATUS = 'exact: grouped depthwise QConv + 1x1 pointwise QConv, the intermediate unquantized as in QKeras'
 
 
 def depthwise_kernel(layer: SourceLayer, rank: int) -> np.ndarray:
     kernel = layer.weight('depthwise_kernel')
     if kernel is None or kernel.ndim != rank + 2:
-        raise LayerProblem(f'expected a depthwise kernel of rank {rank + 2}', 'pass the weights saved with this model',
-                           received=None if kernel is None else kernel.shape)
+        raise LayerProblem(
+            f'expected a depthwise kernel of rank {rank + 2}',
+            'pass the weights saved with this model',
+            received=None if kernel is None else kernel.shape,
+        )
     finite('the depthwise kernel', kernel)
     return kernel
 
@@ -36,8 +41,11 @@ def bias_of(layer: SourceLayer, units: int) -> np.ndarray | None:
         return None
     bias = layer.weight('bias')
     if bias is None or bias.shape != (units,):
-        raise LayerProblem(f'expected a bias of shape ({units},)', 'pass the weights saved with this model',
-                           received=None if bias is None else bias.shape)
+        raise LayerProblem(
+            f'expected a bias of shape ({units},)',
+            'pass the weights saved with this model',
+            received=None if bias is None else bias.shape,
+        )
     finite('the bias', bias)
     return bias
 
@@ -59,10 +67,13 @@ def separable_layer(layer: SourceLayer, rank: int, make: WeightSpecMaker) -> Spe
     kernel = depthwise_kernel(layer, rank)
     pointwise = layer.weight('pointwise_kernel')
     args, shape = grouped(conv_args(layer), kernel, rank)
-    filters = layer.config.get('filters')
+    filters = positive_int(layer, 'filters')
     if pointwise is None or pointwise.shape != (*(1,) * rank, shape[-1], filters):
-        raise LayerProblem(f'expected a pointwise kernel of shape {(*(1,) * rank, shape[-1], filters)}', 'pass the weights saved with this model',
-                           received=None if pointwise is None else pointwise.shape)
+        raise LayerProblem(
+            f'expected a pointwise kernel of shape {(*(1,) * rank, shape[-1], filters)}',
+            'pass the weights saved with this model',
+            received=None if pointwise is None else pointwise.shape,
+        )
     finite('the pointwise kernel', pointwise)
     point_args = {'filters': filters, 'kernel_size': (1,) * rank}
     return SeparableSpec(
@@ -71,18 +82,28 @@ def separable_layer(layer: SourceLayer, rank: int, make: WeightSpecMaker) -> Spe
     )
 
 
-@LAYERS.register('DepthwiseConv2D', status=f'{FLOAT}; {DEPTHWISE_STATUS}', weights=('depthwise_kernel', 'bias'), builds=('QConv2D',))
+@LAYERS.register(
+    'DepthwiseConv2D', status=f'{FLOAT}; {DEPTHWISE_STATUS}', weights=('depthwise_kernel', 'bias'), builds=('QConv2D',)
+)
 def depthwise_conv2d(layer: SourceLayer) -> Spec:
     return depthwise_layer(layer, float_weight_spec)
 
 
-@LAYERS.register('SeparableConv1D', status=f'{FLOAT}; {SEPARABLE_STATUS}', weights=('depthwise_kernel', 'pointwise_kernel', 'bias'),
-                 builds=('QConv1D',))
+@LAYERS.register(
+    'SeparableConv1D',
+    status=f'{FLOAT}; {SEPARABLE_STATUS}',
+    weights=('depthwise_kernel', 'pointwise_kernel', 'bias'),
+    builds=('QConv1D',),
+)
 def separable_conv1d(layer: SourceLayer) -> Spec:
     return separable_layer(layer, 1, float_weight_spec)
 
 
-@LAYERS.register('SeparableConv2D', status=f'{FLOAT}; {SEPARABLE_STATUS}', weights=('depthwise_kernel', 'pointwise_kernel', 'bias'),
-                 builds=('QConv2D',))
+@LAYERS.register(
+    'SeparableConv2D',
+    status=f'{FLOAT}; {SEPARABLE_STATUS}',
+    weights=('depthwise_kernel', 'pointwise_kernel', 'bias'),
+    builds=('QConv2D',),
+)
 def separable_conv2d(layer: SourceLayer) -> Spec:
     return separable_layer(layer, 2, float_weight_spec)

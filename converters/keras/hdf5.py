@@ -39,7 +39,9 @@ def _open_h5(path: Path, what: str) -> Any:
     try:
         f = h5py.File(path, 'r')
     except (OSError, ValueError, RuntimeError, SystemError) as err:
-        raise SourceFileError(f'{what} cannot be opened (truncated or corrupted HDF5)', where=str(path), received=str(err)) from None
+        raise SourceFileError(
+            f'{what} cannot be opened (truncated or corrupted HDF5)', where=str(path), received=str(err)
+        ) from None
     try:
         scan_h5(f, str(path))
     except BaseException:
@@ -63,15 +65,22 @@ def scan_h5(f: Any, where: str) -> None:
         else:
             node = f[name]
             if isinstance(node, h5py.Dataset) and (node.external or node.is_virtual):
-                problems.append(f'{name} is a dataset stored outside the file' + (f' ({node.external[0][0]})' if node.external else ' (virtual)'))
+                problems.append(
+                    f'{name} is a dataset stored outside the file'
+                    + (f' ({node.external[0][0]})' if node.external else ' (virtual)')
+                )
 
     try:
         f.visititems_links(visit)
     except (OSError, ValueError, RuntimeError, KeyError, SystemError) as err:
         raise SourceFileError('the HDF5 structure cannot be walked (corrupted)', where=where, received=str(err)[:200]) from None
     if problems:
-        raise SourceFileError('the HDF5 file refers to data outside itself, which hgqbridge never follows', where=where,
-                              received='; '.join(problems[:3]), fix='re-save the model with Keras (it writes no links or external data)')
+        raise SourceFileError(
+            'the HDF5 file refers to data outside itself, which hgqbridge never follows',
+            where=where,
+            received='; '.join(problems[:3]),
+            fix='re-save the model with Keras (it writes no links or external data)',
+        )
 
 
 def _decode(value: Any) -> str:
@@ -84,11 +93,19 @@ def read_dataset(ds: Any, limit: int, path: Path) -> np.ndarray:
     import h5py
 
     if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in 'fiub':
-        raise SourceFileError('a weight is not a numeric dataset', where=f'{path}:{getattr(ds, "name", ds)}', received=str(getattr(ds, 'dtype', type(ds))))
+        raise SourceFileError(
+            'a weight is not a numeric dataset',
+            where=f'{path}:{getattr(ds, "name", ds)}',
+            received=str(getattr(ds, 'dtype', type(ds))),
+        )
     nbytes = int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize
     if nbytes > limit:
-        raise SourceFileError('a weight claims more bytes than the file holds (corrupted)', where=f'{path}:{ds.name}',
-                              received=f'shape {ds.shape}, {nbytes} bytes', fix='re-save the model')
+        raise SourceFileError(
+            'a weight claims more bytes than the file holds (corrupted)',
+            where=f'{path}:{ds.name}',
+            received=f'shape {ds.shape}, {nbytes} bytes',
+            fix='re-save the model',
+        )
     return np.asarray(ds[()])
 
 
@@ -122,8 +139,12 @@ def load_h5(path: Path, limits: Limits = Limits()) -> tuple[dict, Weights]:
     try:
         return _load_h5(path, limits)
     except H5_ERRORS as err:
-        raise SourceFileError('the model file is corrupted (HDF5)', where=str(path), received=f'{type(err).__name__}: {str(err)[:200]}',
-                              fix='re-save the model') from None
+        raise SourceFileError(
+            'the model file is corrupted (HDF5)',
+            where=str(path),
+            received=f'{type(err).__name__}: {str(err)[:200]}',
+            fix='re-save the model',
+        ) from None
 
 
 def _load_h5(path: Path, limits: Limits) -> tuple[dict, Weights]:
@@ -148,12 +169,18 @@ def load_json(path: Path, weights_path: Path | None, limits: Limits = Limits()) 
         raise SourceFileError('the architecture file is not UTF-8 text', where=str(path)) from None
     config = load_json_text(text, path)
     if not isinstance(config.get('config'), dict) or 'class_name' not in config:
-        raise SourceFileError('the JSON is not a Keras model config', where=str(path), fix='pass a file written by model.to_json()')
+        raise SourceFileError(
+            'the JSON is not a Keras model config', where=str(path), fix='pass a file written by model.to_json()'
+        )
     if weights_path is None:
         raise SourceFileError('a .json architecture needs its weights', where=str(path), fix='add --weights SOURCE_weights.h5')
     try:
         with _open_h5(weights_path, 'weights file') as f:
             return config, read_weights(f['model_weights'] if 'model_weights' in f else f, weights_path, limits)
     except H5_ERRORS as err:
-        raise SourceFileError('the weights file is corrupted (HDF5)', where=str(weights_path), received=f'{type(err).__name__}: {str(err)[:200]}',
-                              fix='re-save the weights') from None
+        raise SourceFileError(
+            'the weights file is corrupted (HDF5)',
+            where=str(weights_path),
+            received=f'{type(err).__name__}: {str(err)[:200]}',
+            fix='re-save the weights',
+        ) from None

@@ -51,13 +51,23 @@ def _load(kind: str, path: Path, weights_path: Path | None, limits: Limits, weig
     return load_keras(path, weight_order, limits)
 
 
-def isolated(kind: str, path: Path, weights_path: Path | None = None, limits: Limits = Limits(),
-             weight_order: WeightOrder | None = None) -> tuple[dict, Weights]:
+def isolated(
+    kind: str, path: Path, weights_path: Path | None = None, limits: Limits = Limits(), weight_order: WeightOrder | None = None
+) -> tuple[dict, Weights]:
     """(config, weights) read by a child process; ``kind`` is 'h5', 'json', 'keras', 'savedmodel' or 'scan' (an HGQ2
     .keras model checked before Keras loads it: its config, no weights). The child answers on its stdout (an .npz, no pickle):
     no temporary file exists at any time. ``weight_order`` (for 'keras'): each class's variable names."""
-    cmd = [sys.executable, '-m', 'hgqbridge.converters.keras.isolated', kind, str(path), str(weights_path or ''),
-           json.dumps(asdict(limits)), str(os.getpid()), json.dumps(weight_order or {})]
+    cmd = [
+        sys.executable,
+        '-m',
+        'hgqbridge.converters.keras.isolated',
+        kind,
+        str(path),
+        str(weights_path or ''),
+        json.dumps(asdict(limits)),
+        str(os.getpid()),
+        json.dumps(weight_order or {}),
+    ]
     env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', 'OPENBLAS_NUM_THREADS': '1', 'OMP_NUM_THREADS': '1'}
     wall = limits.read_seconds * 2 + 30  # the child's own CPU limit stops a spinning parser first
     try:
@@ -65,16 +75,25 @@ def isolated(kind: str, path: Path, weights_path: Path | None = None, limits: Li
     except subprocess.TimeoutExpired:  # subprocess.run has killed the child
         proc = None
     if proc is None or proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
-        raise SourceFileError(f'reading the file did not finish within its CPU limit ({limits.read_seconds} s): its HDF5 structure '
-                              'is corrupted', where=str(path), fix=f're-save the model (or raise --limit read_seconds={2 * limits.read_seconds} '
-                              'for a very large one)')
+        raise SourceFileError(
+            f'reading the file did not finish within its CPU limit ({limits.read_seconds} s): its HDF5 structure is corrupted',
+            where=str(path),
+            fix=f're-save the model (or raise --limit read_seconds={2 * limits.read_seconds} for a very large one)',
+        )
     tail = (proc.stderr or b'').decode(errors='replace').strip().splitlines()[-1:] or [f'exit status {proc.returncode}']
     if proc.returncode != 0 or not proc.stdout:
         if 'MemoryError' in tail[0]:
-            raise SourceFileError(f'reading the file needed more than its memory limit ({limits.read_memory} bytes)', where=str(path),
-                                  fix=f'if the model really is that large: --limit read_memory={2 * limits.read_memory}')
-        raise SourceFileError('the file cannot be read: the HDF5 library failed on it (corrupted file)', where=str(path),
-                              received=tail[0][:300], fix='re-save the model')
+            raise SourceFileError(
+                f'reading the file needed more than its memory limit ({limits.read_memory} bytes)',
+                where=str(path),
+                fix=f'if the model really is that large: --limit read_memory={2 * limits.read_memory}',
+            )
+        raise SourceFileError(
+            'the file cannot be read: the HDF5 library failed on it (corrupted file)',
+            where=str(path),
+            received=tail[0][:300],
+            fix='re-save the model',
+        )
     with np.load(io.BytesIO(proc.stdout), allow_pickle=False) as npz:
         answer = {key: npz[key] for key in npz.files}
     if 'error' in answer:
@@ -103,7 +122,7 @@ def _text(value: Any) -> np.ndarray:
     return np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
 
 
-def _answer(kind: str, path: str, weights_path: str, limits: Limits, weight_order: WeightOrder) -> dict[str, np.ndarray]:
+def _answer(kind: str, path: str, weights_path: str, limits: Limits, weight_order: WeightOrder) -> dict[str, Any]:
     try:
         config, weights = _load(kind, Path(path), Path(weights_path) if weights_path else None, limits, weight_order)
     except SourceFileError as err:
@@ -111,12 +130,28 @@ def _answer(kind: str, path: str, weights_path: str, limits: Limits, weight_orde
     except MemoryError:
         raise
     except RecursionError:
-        return {'error': _text({'what': 'the model config is nested too deeply (a file built to exhaust the stack?)', 'where': path,
-                                'fix': 're-save the model'})}
-    except Exception as err:  # noqa: BLE001 - anything else from h5py/HDF5 on a broken file
-        return {'error': _text({'what': 'the file cannot be read (corrupted)', 'where': path,
-                                'received': f'{type(err).__name__}: {str(err)[:300]}', 'fix': 're-save the model'})}
-    arrays, index = {}, []
+        return {
+            'error': _text(
+                {
+                    'what': 'the model config is nested too deeply (a file built to exhaust the stack?)',
+                    'where': path,
+                    'fix': 're-save the model',
+                }
+            )
+        }
+    except Exception as err:
+        return {
+            'error': _text(
+                {
+                    'what': 'the file cannot be read (corrupted)',
+                    'where': path,
+                    'received': f'{type(err).__name__}: {str(err)[:300]}',
+                    'fix': 're-save the model',
+                }
+            )
+        }
+    arrays: dict[str, Any] = {}
+    index: list[list[str]] = []
     for layer, named in weights.items():
         for name, value in named.items():
             key = f'w{len(index)}'

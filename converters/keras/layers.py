@@ -28,15 +28,38 @@ MOVE = 'exact: moves values only (a quantizer before it moves into the next laye
 
 #: Keras activation names a float model may use; they stay float (dummy) or become QSoftmax / QUnaryFunctionLUT.
 #: 'hard_sigmoid' is absent on purpose: Keras 2 (0.2x + 0.5) and Keras 3 (relu6(x + 3) / 6) define it differently.
-KERAS_ACTIVATIONS = ('linear', 'relu', 'softmax', 'sigmoid', 'tanh', 'swish', 'silu', 'gelu', 'elu', 'selu', 'softplus', 'softsign',
-                     'exponential', 'relu6', 'mish', 'hard_silu', 'hard_swish', 'leaky_relu')
+KERAS_ACTIVATIONS = (
+    'linear',
+    'relu',
+    'softmax',
+    'sigmoid',
+    'tanh',
+    'swish',
+    'silu',
+    'gelu',
+    'elu',
+    'selu',
+    'softplus',
+    'softsign',
+    'exponential',
+    'relu6',
+    'mish',
+    'hard_silu',
+    'hard_swish',
+    'leaky_relu',
+)
 #: Float activations a dense or convolution layer can carry itself (exact on fixed-point values).
 DENSE_ACTIVATIONS = ('linear', 'relu')
 
-LAYERS.refuse('Lambda', 'a Lambda layer holds Python bytecode, which hgqbridge never executes', 'rewrite the layer with supported layers')
+LAYERS.refuse(
+    'Lambda', 'a Lambda layer holds Python bytecode, which hgqbridge never executes', 'rewrite the layer with supported layers'
+)
 for _name in ('LSTM', 'GRU', 'SimpleRNN', 'Bidirectional', 'ConvLSTM2D'):
-    LAYERS.refuse(_name, 'float recurrent Keras layers are not converted (HGQ2 recurrent layers quantize their state every step)',
-                  'use QKeras QSimpleRNN, or unroll the recurrence into Dense layers')
+    LAYERS.refuse(
+        _name,
+        'float recurrent Keras layers are not converted (HGQ2 recurrent layers quantize their state every step)',
+        'use QKeras QSimpleRNN, or unroll the recurrence into Dense layers',
+    )
 
 
 # ---- helpers shared with the QKeras handlers -------------------------------------------------------------------------
@@ -75,8 +98,11 @@ def kernel_and_bias(layer: SourceLayer, units: int, kernel_rank: int) -> tuple[n
     if kernel is None or (use_bias and bias is None):
         raise LayerProblem('the weights file has no kernel/bias for this layer', 'pass the weights saved with this model')
     if kernel.ndim != kernel_rank or kernel.shape[-1] != units or (use_bias and bias is not None and bias.shape != (units,)):
-        raise LayerProblem(f'weights do not fit {units} outputs', 'pass the weights saved with this model',
-                           received=(kernel.shape, None if bias is None else bias.shape))
+        raise LayerProblem(
+            f'weights do not fit {units} outputs',
+            'pass the weights saved with this model',
+            received=(kernel.shape, None if bias is None else bias.shape),
+        )
     finite('the weights', kernel, bias)
     return kernel, bias if use_bias else None
 
@@ -88,7 +114,9 @@ def check_kernel_size(args: dict[str, Any], shape: tuple[int, ...], saved: tuple
     size = tuple(args['kernel_size'])
     want = size * (len(shape) - 2) if len(size) == 1 else size
     if want != tuple(shape[: len(shape) - 2]):
-        raise LayerProblem(f'kernel_size {size} does not match the saved {position} of shape {saved}', 'pass the weights saved with this model')
+        raise LayerProblem(
+            f'kernel_size {size} does not match the saved {position} of shape {saved}', 'pass the weights saved with this model'
+        )
 
 
 def keras_activation(name: object) -> Spec:
@@ -99,8 +127,17 @@ def keras_activation(name: object) -> Spec:
     return IdentitySpec('linear activation') if name == 'linear' else FloatActivationSpec(name)
 
 
-def float_weight_spec(layer: SourceLayer, kind: str, args: dict, kernel: np.ndarray, bias: np.ndarray | None, *,
-                      kernel_shape: tuple[int, ...] | None = None, position: str = 'kernel', activation: bool = True) -> Spec:
+def float_weight_spec(
+    layer: SourceLayer,
+    kind: str,
+    args: dict,
+    kernel: np.ndarray,
+    bias: np.ndarray | None,
+    *,
+    kernel_shape: tuple[int, ...] | None = None,
+    position: str = 'kernel',
+    activation: bool = True,
+) -> Spec:
     """A float Keras weight layer: its ``position`` kernel (reshaped to ``kernel_shape``) and bias without formats,
     and its ``activation=`` inside (relu, linear) or as a float activation after it."""
     check_kernel_size(args, kernel_shape or kernel.shape, kernel.shape, position)
@@ -117,8 +154,12 @@ def conv_args(layer: SourceLayer) -> dict[str, Any]:
     channels_last(layer)
     if cfg.get('groups', 1) != 1:
         raise LayerProblem(f'groups={cfg.get("groups")} is not converted', 'use groups=1')
-    return {'kernel_size': ints(cfg.get('kernel_size'), 'kernel_size'), 'strides': ints(cfg.get('strides', 1), 'strides'),
-            'padding': padding(layer), 'dilation_rate': ints(cfg.get('dilation_rate', 1), 'dilation_rate')}
+    return {
+        'kernel_size': ints(cfg.get('kernel_size'), 'kernel_size'),
+        'strides': ints(cfg.get('strides', 1), 'strides'),
+        'padding': padding(layer),
+        'dilation_rate': ints(cfg.get('dilation_rate', 1), 'dilation_rate'),
+    }
 
 
 WeightSpecMaker = Callable[..., Spec]
@@ -142,7 +183,9 @@ def conv_layer(layer: SourceLayer, rank: int, make: WeightSpecMaker) -> Spec:
 def merge(layer: SourceLayer, op: str, exactly_two: bool = False) -> Spec:
     n = len(layer.inbound)
     if n < 2 or (exactly_two and n != 2):
-        raise LayerProblem(f'{layer.class_name} needs {"exactly" if exactly_two else "at least"} two inputs', 're-save the model', received=n)
+        raise LayerProblem(
+            f'{layer.class_name} needs {"exactly" if exactly_two else "at least"} two inputs', 're-save the model', received=n
+        )
     return MergeSpec(op)
 
 
@@ -165,13 +208,20 @@ def input_layer(layer: SourceLayer) -> Spec:
     return InputSpec(tuple(shape))
 
 
-@LAYERS.register('Activation', status='relu exact; linear removed; others float, or QSoftmax / QUnaryFunctionLUT when quantized',
-                 builds=('ReLU', 'Activation', 'QSoftmax', 'QUnaryFunctionLUT'))
+@LAYERS.register(
+    'Activation',
+    status='relu exact; linear removed; others float, or QSoftmax / QUnaryFunctionLUT when quantized',
+    builds=('ReLU', 'Activation', 'QSoftmax', 'QUnaryFunctionLUT'),
+)
 def activation(layer: SourceLayer) -> Spec:
     return keras_activation(layer.config.get('activation'))
 
 
-@LAYERS.register('Softmax', status='a float softmax: kept float, or HGQ2 QSoftmax when a float model is quantized', builds=('Activation', 'QSoftmax'))
+@LAYERS.register(
+    'Softmax',
+    status='a float softmax: kept float, or HGQ2 QSoftmax when a float model is quantized',
+    builds=('Activation', 'QSoftmax'),
+)
 def softmax(layer: SourceLayer) -> Spec:
     axis = layer.config.get('axis', -1)
     if axis not in (-1, [-1]):

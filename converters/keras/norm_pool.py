@@ -16,8 +16,10 @@ from ..hgq.specs import Spec
 from .layers import channels_last, pooling_args
 from .registry import LAYERS
 
-BN_STATUS = ('HGQ2 QBatchNormalization with the source\'s exact float32 scale and offset; bit-exact when the scale is a power of two, '
-             'else measured (the source rounds x*scale in float32)')
+BN_STATUS = (
+    "HGQ2 QBatchNormalization with the source's exact float32 scale and offset; bit-exact when the scale is a power of two, "
+    'else measured (the source rounds x*scale in float32)'
+)
 POOL_STATUS = 'exact for power-of-two areas with valid padding; else measured (float32 division)'
 GLOBAL_STATUS = 'exact for power-of-two areas; else measured (float32 division)'
 #: The statistics and their weight names.
@@ -34,7 +36,9 @@ def batch_norm_spec(layer: SourceLayer, quantize: Quantize | None = None) -> Spe
     if isinstance(axis, list) and len(axis) == 1:
         axis = axis[0]
     if not isinstance(axis, int) or isinstance(axis, bool):
-        raise LayerProblem('an axis other than one integer is not converted', 'normalize the last (channels) axis', received=cfg.get('axis'))
+        raise LayerProblem(
+            'an axis other than one integer is not converted', 'normalize the last (channels) axis', received=cfg.get('axis')
+        )
     for flag in ('renorm', 'virtual_batch_size', 'adjustment'):
         if cfg.get(flag):
             raise LayerProblem(f'{flag}={cfg[flag]!r} is not converted', f'save the model without {flag}')
@@ -48,7 +52,9 @@ def batch_norm_spec(layer: SourceLayer, quantize: Quantize | None = None) -> Spe
         params[what] = None if values is None else (quantize(what, values) if quantize else values.astype(np.float32))
     sizes = {v.shape for v in params.values() if v is not None}
     if len(sizes) != 1:
-        raise LayerProblem('batchnorm parameters of different shapes', 'pass the weights saved with this model', received=sorted(sizes))
+        raise LayerProblem(
+            'batchnorm parameters of different shapes', 'pass the weights saved with this model', received=sorted(sizes)
+        )
     epsilon = cfg.get('epsilon', 1e-3)
     if not isinstance(epsilon, (int, float)) or not epsilon >= 0:
         raise LayerProblem('epsilon must be a non-negative number', 're-save the model', received=epsilon)
@@ -56,8 +62,11 @@ def batch_norm_spec(layer: SourceLayer, quantize: Quantize | None = None) -> Spe
     if mean is None or variance is None:  # (never: both are always read above)
         raise LayerProblem('the moving statistics are missing', 'pass the weights saved with this model')
     if np.any(variance.astype(np.float64) + float(epsilon) <= 0):
-        raise LayerProblem(f'{int(np.sum(variance + epsilon <= 0))} channel(s) have moving_variance + epsilon <= 0, which makes the scale NaN '
-                           'or infinite', 're-train or re-save the model (a variance is never negative)')
+        raise LayerProblem(
+            f'{int(np.sum(variance + epsilon <= 0))} channel(s) have moving_variance + epsilon <= 0, which makes the scale NaN '
+            'or infinite',
+            're-train or re-save the model (a variance is never negative)',
+        )
     return BatchNormSpec(params['gamma'], params['beta'], mean, variance, float(epsilon), axis)
 
 
@@ -67,13 +76,16 @@ def average_exactness(area: int, average: FixedFormat | None, spec: object) -> s
     if average is not None:
         held = reciprocal_exact(average.quantize, area)
         if held * area != 1.0:
-            raise LayerProblem(f'average_quantizer {spec!r} rounds 1/{area} to {held}, so QKeras scales the average by a factor that is not 1',
-                               'give average_quantizer enough fractional bits to hold 1/pool_area, or none')
+            raise LayerProblem(
+                f'average_quantizer {spec!r} rounds 1/{area} to {held}, so QKeras scales the average by a factor that is not 1',
+                'give average_quantizer enough fractional bits to hold 1/pool_area, or none',
+            )
     return f'a pool area of {area} is not a power of two: the source divides in float32' if area & (area - 1) else ''
 
 
-def average_pool_spec(layer: SourceLayer, rank: int, average: FixedFormat | None = None, out_fmt: FixedFormat | None = None,
-                      spec: object = None) -> Spec:
+def average_pool_spec(
+    layer: SourceLayer, rank: int, average: FixedFormat | None = None, out_fmt: FixedFormat | None = None, spec: object = None
+) -> Spec:
     args = pooling_args(layer, rank)
     pool, padding = dict(args)['pool_size'], dict(args)['padding']
     why = average_exactness(int(np.prod(pool)), average, spec)
@@ -82,7 +94,9 @@ def average_pool_spec(layer: SourceLayer, rank: int, average: FixedFormat | None
     return AveragePoolSpec(rank, args, False, why, out_fmt)
 
 
-def global_pool_spec(layer: SourceLayer, rank: int, average: FixedFormat | None = None, out_fmt: FixedFormat | None = None) -> Spec:
+def global_pool_spec(
+    layer: SourceLayer, rank: int, average: FixedFormat | None = None, out_fmt: FixedFormat | None = None
+) -> Spec:
     channels_last(layer)
     if layer.config.get('keepdims'):
         raise LayerProblem('keepdims=True is not converted', 'use keepdims=False and a Reshape')

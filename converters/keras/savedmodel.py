@@ -20,8 +20,16 @@ from hgqbridge.errors import SourceFileError
 from hgqbridge.limits import Limits
 
 #: Children of a layer node that are lists or Keras bookkeeping, not named attributes.
-SKIP = {'variables', 'trainable_variables', 'non_trainable_variables', 'keras_api', 'layer_metrics', 'regularization_losses',
-        '_self_saveable_object_factories', 'state_variables'}
+SKIP = {
+    'variables',
+    'trainable_variables',
+    'non_trainable_variables',
+    'keras_api',
+    'layer_metrics',
+    'regularization_losses',
+    '_self_saveable_object_factories',
+    'state_variables',
+}
 
 
 def is_savedmodel(path: Path) -> bool:
@@ -42,8 +50,11 @@ def _inside(path: Path) -> None:
     root = path.resolve()
     for item in [path / 'keras_metadata.pb', path / 'variables', *(path / 'variables').glob('*')]:
         if item.is_symlink() or (item.exists() and root not in item.resolve().parents):
-            raise SourceFileError('the SavedModel folder holds a link to a file outside it, which hgqbridge never follows',
-                                  where=str(item), fix='copy the real files into the folder')
+            raise SourceFileError(
+                'the SavedModel folder holds a link to a file outside it, which hgqbridge never follows',
+                where=str(item),
+                fix='copy the real files into the folder',
+            )
         if item.exists() and not (item.is_file() or item.is_dir()):
             raise SourceFileError('the SavedModel folder holds something that is not a regular file', where=str(item))
 
@@ -58,17 +69,28 @@ def _model_config(path: Path, limits: Limits) -> dict:
         root = next(n for n in meta.nodes if n.node_path == 'root')
         info = json.loads(root.metadata)
     except RecursionError:
-        raise SourceFileError('the SavedModel metadata is nested too deeply to read', where=str(path), fix='re-save the model') from None
+        raise SourceFileError(
+            'the SavedModel metadata is nested too deeply to read', where=str(path), fix='re-save the model'
+        ) from None
     except Exception as err:  # protobuf DecodeError, StopIteration, JSONDecodeError: all mean a broken file
-        raise SourceFileError('keras_metadata.pb is not a readable tf.keras SavedModel metadata file', where=str(path),
-                              received=f'{type(err).__name__}: {str(err)[:200]}', fix='re-save the model with model.save(folder)') from None
+        raise SourceFileError(
+            'keras_metadata.pb is not a readable tf.keras SavedModel metadata file',
+            where=str(path),
+            received=f'{type(err).__name__}: {str(err)[:200]}',
+            fix='re-save the model with model.save(folder)',
+        ) from None
     if not isinstance(info, dict) or not isinstance(info.get('config'), dict):
-        raise SourceFileError('the SavedModel metadata holds no model config (a subclassed model?)', where=str(path),
-                              fix='save a Functional or Sequential model, or use model.save("m.h5")')
+        raise SourceFileError(
+            'the SavedModel metadata holds no model config (a subclassed model?)',
+            where=str(path),
+            fix='save a Functional or Sequential model, or use model.save("m.h5")',
+        )
     try:
         return {'class_name': info.get('class_name'), 'config': _untuple(info['config'])}
     except RecursionError:
-        raise SourceFileError('the SavedModel metadata is nested too deeply to read', where=str(path), fix='re-save the model') from None
+        raise SourceFileError(
+            'the SavedModel metadata is nested too deeply to read', where=str(path), fix='re-save the model'
+        ) from None
 
 
 def _layer_variables(graph: Any, node_id: int, prefix: str, depth: int = 0) -> dict[str, str]:
@@ -92,8 +114,11 @@ def load_savedmodel(path: Path, limits: Limits = Limits()) -> tuple[dict, dict[s
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
     if not is_savedmodel(path):
-        raise SourceFileError('the folder is not a tf.keras SavedModel (no keras_metadata.pb)', where=str(path),
-                              fix='pass a .h5/.json/.keras file, or a folder written by tf.keras model.save(folder)')
+        raise SourceFileError(
+            'the folder is not a tf.keras SavedModel (no keras_metadata.pb)',
+            where=str(path),
+            fix='pass a .h5/.json/.keras file, or a folder written by tf.keras model.save(folder)',
+        )
     _inside(path)
     config = _model_config(path, limits)
     try:
@@ -102,17 +127,27 @@ def load_savedmodel(path: Path, limits: Limits = Limits()) -> tuple[dict, dict[s
         objects = trackable_object_graph_pb2.TrackableObjectGraph()
         objects.ParseFromString(reader.get_tensor('_CHECKPOINTABLE_OBJECT_GRAPH'))
     except Exception as err:  # tf.errors.*, DecodeError: a missing or corrupted checkpoint
-        raise SourceFileError('the SavedModel variables cannot be read (missing or corrupted checkpoint)', where=str(path / 'variables'),
-                              received=f'{type(err).__name__}: {str(err)[:200]}') from None
+        raise SourceFileError(
+            'the SavedModel variables cannot be read (missing or corrupted checkpoint)',
+            where=str(path / 'variables'),
+            received=f'{type(err).__name__}: {str(err)[:200]}',
+        ) from None
     layers_cfg = config['config'].get('layers')
     if not isinstance(layers_cfg, list):
         raise SourceFileError('the model config has no list of layers', where=str(path))
     # root children layer-N are model.layers in order (Sequential: without its InputLayer)
     named = [c for c in objects.nodes[0].children if c.local_name.startswith('layer-')]
-    names = [(lc.get('config') or {}).get('name') for lc in layers_cfg if config['class_name'] != 'Sequential' or lc.get('class_name') != 'InputLayer']
+    names = [
+        (lc.get('config') or {}).get('name')
+        for lc in layers_cfg
+        if config['class_name'] != 'Sequential' or lc.get('class_name') != 'InputLayer'
+    ]
     if len(named) != len(names):
-        raise SourceFileError('the SavedModel object graph does not match its model config', where=str(path),
-                              received=f'{len(named)} layer nodes for {len(names)} layers')
+        raise SourceFileError(
+            'the SavedModel object graph does not match its model config',
+            where=str(path),
+            received=f'{len(named)} layer nodes for {len(names)} layers',
+        )
     weights: dict[str, dict[str, np.ndarray]] = {}
     total = 0
     for child in named:

@@ -33,7 +33,9 @@ class FoldConstants:
             except (ValueError, IndexError, TypeError, OverflowError) as err:
                 from hgqbridge.errors import SourceFileError
 
-                raise SourceFileError('a constant subgraph cannot be evaluated', where=f'{node.name} ({node.op})', received=str(err)[:200]) from None
+                raise SourceFileError(
+                    'a constant subgraph cannot be evaluated', where=f'{node.name} ({node.op})', received=str(err)[:200]
+                ) from None
             if value is not None:
                 consts[node.outputs[0]] = value
                 continue
@@ -91,7 +93,10 @@ class TrackLayout:
             for tensor in node.inputs:
                 consumers.setdefault(tensor, []).append(node)
         for name, dims in g.inputs:
-            to_cf = [n.op == 'Transpose' and list(n.attrs.get('perm', [])) == to_channels_first(len(dims)) for n in consumers.get(name, [])]
+            to_cf = [
+                n.op == 'Transpose' and list(n.attrs.get('perm', [])) == to_channels_first(len(dims))
+                for n in consumers.get(name, [])
+            ]
             layout[name] = 'same' if len(dims) not in (3, 4) or (to_cf and all(to_cf)) else 'cf'
         for node in g.nodes:
             first = next((t for t in node.inputs if t and t not in g.consts), None)
@@ -111,7 +116,21 @@ class TrackLayout:
 
 
 #: Ops that exporters use to compute shapes; folded to constants when every input is known.
-FOLDABLE = ('Shape', 'Gather', 'Cast', 'Slice', 'Concat', 'Unsqueeze', 'Squeeze', 'Mul', 'Div', 'Add', 'Sub', 'ReduceProd', 'Identity')
+FOLDABLE = (
+    'Shape',
+    'Gather',
+    'Cast',
+    'Slice',
+    'Concat',
+    'Unsqueeze',
+    'Squeeze',
+    'Mul',
+    'Div',
+    'Add',
+    'Sub',
+    'ReduceProd',
+    'Identity',
+)
 
 
 def _folded_size(op: str, args: list[np.ndarray | None]) -> float:
@@ -136,9 +155,10 @@ def fold_constant(node: Node, consts: dict[str, np.ndarray], shapes: dict, limit
         if not dims or any(d is None for d in dims[1:]):
             return None
         return np.array([1 if d is None else d for d in dims], dtype=np.int64)
-    args = [consts.get(i) if i else None for i in node.inputs]
-    if not args or args[0] is None or any(a is None for a, name in zip(args, node.inputs) if name):
+    known = [consts.get(i) if i else None for i in node.inputs]
+    if not known or known[0] is None or any(a is None for a, name in zip(known, node.inputs) if name):
         return None
+    args: list[Any] = known  # every input that is given is a constant now
     a = args[0]
     op = node.op
     limits.check('elements', _folded_size(op, args), f'folding the constant {node.outputs[0]!r} ({op})', node.name or op)
@@ -152,17 +172,19 @@ def fold_constant(node: Node, consts: dict[str, np.ndarray], shapes: dict, limit
         steps = args[4].astype(np.int64) if len(args) > 4 and args[4] is not None else np.ones_like(starts)
         index = [slice(None)] * a.ndim
         for s, e, ax, st in zip(starts, ends, axes, steps):
-            index[int(ax)] = slice(int(max(min(s, 2**62), -2**62)), int(max(min(e, 2**62), -2**62)), int(st))
+            index[int(ax)] = slice(int(max(min(s, 2**62), -(2**62))), int(max(min(e, 2**62), -(2**62))), int(st))
         return a[tuple(index)]
     if op == 'Concat':
         return np.concatenate([np.atleast_1d(x) for x in args], axis=int(attrs.get('axis', 0)))
     if op in ('Unsqueeze', 'Squeeze'):
-        axes = tuple(int(x) for x in (args[1] if len(args) > 1 and args[1] is not None else attrs.get('axes', [])))
-        return np.expand_dims(a, axes) if op == 'Unsqueeze' else np.squeeze(a, axes or None)
+        dims = tuple(int(x) for x in (args[1] if len(args) > 1 and args[1] is not None else attrs.get('axes', [])))
+        return np.expand_dims(a, dims) if op == 'Unsqueeze' else np.squeeze(a, dims or None)
     if op == 'ReduceProd':
         return np.prod(a, keepdims=bool(attrs.get('keepdims', 1)))
     b = args[1]
-    return {'Mul': np.multiply, 'Div': np.floor_divide if a.dtype.kind in 'iu' else np.divide, 'Add': np.add, 'Sub': np.subtract}[op](a, b)
+    return {'Mul': np.multiply, 'Div': np.floor_divide if a.dtype.kind in 'iu' else np.divide, 'Add': np.add, 'Sub': np.subtract}[
+        op
+    ](a, b)
 
 
 def to_channels_first(rank: int) -> list[int]:

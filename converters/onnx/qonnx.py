@@ -25,29 +25,45 @@ ROUNDING = {'ROUND': 'RND_CONV', 'HALF_EVEN': 'RND_CONV', 'FLOOR': 'TRN'}
 def _po2_exponents(scale: np.ndarray) -> np.ndarray:
     s = np.asarray(scale, dtype=np.float64)
     if s.size == 0 or not np.all(np.isfinite(s)) or np.any(s <= 0):
-        raise LayerProblem(f'the scale must be positive and finite, got {s.ravel()[:4]}', 're-export with positive, finite scales')
+        raise LayerProblem(
+            f'the scale must be positive and finite, got {s.ravel()[:4]}', 're-export with positive, finite scales'
+        )
     e = np.log2(s)
     if not np.all(e == np.round(e)):
-        raise LayerProblem(f'scale {s.ravel()[:4]} is not a power of two, so Quant is not a fixed-point format',
-                           'use power-of-two scales (Brevitas: scaling_impl_type="po2"/restrict_scaling_type=POWER_OF_TWO)')
+        raise LayerProblem(
+            f'scale {s.ravel()[:4]} is not a power of two, so Quant is not a fixed-point format',
+            'use power-of-two scales (Brevitas: scaling_impl_type="po2"/restrict_scaling_type=POWER_OF_TWO)',
+        )
     return np.round(e).astype(np.int64)
 
 
-def quant_format(consts: dict[str, np.ndarray], inputs: list[str], attrs: dict[str, Any], weight: bool) -> FixedFormat | FormatArray:
+def quant_format(
+    consts: dict[str, np.ndarray], inputs: list[str], attrs: dict[str, Any], weight: bool
+) -> FixedFormat | FormatArray:
     """The format Quant applies, from its constant scale / zero-point / bit-width inputs."""
     if len(inputs) != 4 or not all(i in consts for i in inputs[1:]):
-        raise LayerProblem('Quant needs constant scale, zero-point and bit-width inputs', 'fold the quantizer parameters into initializers')
+        raise LayerProblem(
+            'Quant needs constant scale, zero-point and bit-width inputs', 'fold the quantizer parameters into initializers'
+        )
     scale, zeropt, bits = consts[inputs[1]], consts[inputs[2]], consts[inputs[3]]
     if np.any(zeropt != 0):
-        raise LayerProblem(f'a non-zero zero-point ({zeropt.ravel()[:4]}) is not a fixed-point format', 'use zero zero-points (symmetric quantization)')
+        raise LayerProblem(
+            f'a non-zero zero-point ({zeropt.ravel()[:4]}) is not a fixed-point format',
+            'use zero zero-points (symmetric quantization)',
+        )
     if bits.size != 1 or float(bits.ravel()[0]) != int(bits.ravel()[0]) or not 1 <= int(bits.ravel()[0]) <= 32:
-        raise LayerProblem(f'bitwidth must be one whole number from 1 to 32, got {bits.ravel()[:4]}', 're-export with one integer bit width per quantizer')
+        raise LayerProblem(
+            f'bitwidth must be one whole number from 1 to 32, got {bits.ravel()[:4]}',
+            're-export with one integer bit width per quantizer',
+        )
     rounding = str(attrs.get('rounding_mode', 'ROUND')).upper()
     if rounding not in ROUNDING:
         raise LayerProblem(f'rounding_mode {rounding!r} is not converted', f'use {" or ".join(ROUNDING)}')
     signed, narrow, b = int(attrs.get('signed', 1)), int(attrs.get('narrow', 0)), int(bits.ravel()[0])
     if narrow and not signed:
-        raise LayerProblem('narrow unsigned Quant (largest code 2^b - 2) is not a fixed-point format', 'use narrow=0 for unsigned quantizers')
+        raise LayerProblem(
+            'narrow unsigned Quant (largest code 2^b - 2) is not a fixed-point format', 'use narrow=0 for unsigned quantizers'
+        )
     overflow = 'SAT_SYM' if narrow else 'SAT'
     exps = _po2_exponents(scale)
     if exps.size == 1:
@@ -57,8 +73,8 @@ def quant_format(consts: dict[str, np.ndarray], inputs: list[str], attrs: dict[s
         raise LayerProblem('a per-channel scale on activations is not converted', 'use one scale per activation tensor')
     if rounding != 'ROUND':
         raise LayerProblem(f'per-channel weight scales with rounding_mode {rounding!r} are not converted', 'use ROUND')
-    f = -exps
-    return FormatArray(np.full_like(f, signed), b - signed - f, f, ROUNDING[rounding], overflow)
+    fs = -exps
+    return FormatArray(np.full_like(fs, signed), b - signed - fs, fs, ROUNDING[rounding], overflow)
 
 
 def quant_values(w: np.ndarray, fmt: FixedFormat | FormatArray) -> np.ndarray:

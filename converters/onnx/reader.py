@@ -43,7 +43,13 @@ def _attrs(node: Any) -> dict[str, Any]:
     out = {}
     for attr in node.attribute:
         value = helper.get_attribute_value(attr)
-        out[attr.name] = value.decode('utf-8', 'replace') if isinstance(value, bytes) else list(value) if isinstance(value, (list, tuple)) else value
+        out[attr.name] = (
+            value.decode('utf-8', 'replace')
+            if isinstance(value, bytes)
+            else list(value)
+            if isinstance(value, (list, tuple))
+            else value
+        )
     return out
 
 
@@ -57,8 +63,12 @@ def _load(path: Path, limits: Limits) -> Any:
     except RecursionError:
         raise SourceFileError('the ONNX graph is nested too deeply to read', where=str(path)) from None
     except Exception as err:  # google.protobuf DecodeError and friends: a corrupted file
-        raise SourceFileError('the file is not a readable ONNX model', where=str(path), received=f'{type(err).__name__}: {str(err)[:200]}',
-                              fix='export the model again (torch.onnx.export, tf2onnx, qonnx)') from None
+        raise SourceFileError(
+            'the file is not a readable ONNX model',
+            where=str(path),
+            received=f'{type(err).__name__}: {str(err)[:200]}',
+            fix='export the model again (torch.onnx.export, tf2onnx, qonnx)',
+        ) from None
     if not model.graph.node:
         raise SourceFileError('the ONNX graph has no nodes', where=str(path))
     limits.check('layers', len(model.graph.node), 'the number of ONNX nodes', str(path))
@@ -100,9 +110,12 @@ def _refuse_outside_data(model: Any, path: Path) -> None:
 
     found = [at for t, at in _tensors(model.graph, '') if t.data_location == TensorProto.EXTERNAL or len(t.external_data)]
     if found:  # (local functions, where more tensors could hide, are refused before anything is read)
-        raise SourceFileError('the ONNX file refers to tensor data stored in other files, which hgqbridge never reads', where=str(path),
-                              received='; '.join(found[:3]) + (f' and {len(found) - 3} more' if len(found) > 3 else ''),
-                              fix='save the model with its weights inside (onnx.save(model, path, save_as_external_data=False))')
+        raise SourceFileError(
+            'the ONNX file refers to tensor data stored in other files, which hgqbridge never reads',
+            where=str(path),
+            received='; '.join(found[:3]) + (f' and {len(found) - 3} more' if len(found) > 3 else ''),
+            fix='save the model with its weights inside (onnx.save(model, path, save_as_external_data=False))',
+        )
 
 
 def _refuse_unknown_domains(model: Any, path: Path) -> None:
@@ -110,8 +123,12 @@ def _refuse_unknown_domains(model: Any, path: Path) -> None:
     redefine any op name, so a model with local functions is refused too."""
     if len(model.functions):
         names = ', '.join(f'{f.domain}:{f.name}' for f in model.functions)
-        raise SourceFileError('the ONNX model defines its own functions (which may redefine standard ops); they are not converted',
-                              where=str(path), received=names[:200], fix='export without local functions (inline them)')
+        raise SourceFileError(
+            'the ONNX model defines its own functions (which may redefine standard ops); they are not converted',
+            where=str(path),
+            received=names[:200],
+            fix='export without local functions (inline them)',
+        )
     bad = []
     for node in model.graph.node:
         standard = node.domain in STANDARD_DOMAINS and node.op_type not in QONNX_OPS
@@ -119,9 +136,12 @@ def _refuse_unknown_domains(model: Any, path: Path) -> None:
         if not (standard or qonnx):
             bad.append(f'{node.name or node.output[0]} ({node.domain or "ai.onnx"}:{node.op_type})')
     if bad:
-        raise SourceFileError(f'{len(bad)} ONNX node(s) belong to a domain whose ops hgqbridge does not know, so they are not read as '
-                              'standard ops', where=str(path), received='; '.join(bad[:5]),
-                              fix='export with standard ONNX ops (QONNX Quant/BipolarQuant in the qonnx.custom_op.general domain)')
+        raise SourceFileError(
+            f'{len(bad)} ONNX node(s) belong to a domain whose ops hgqbridge does not know, so they are not read as standard ops',
+            where=str(path),
+            received='; '.join(bad[:5]),
+            fix='export with standard ONNX ops (QONNX Quant/BipolarQuant in the qonnx.custom_op.general domain)',
+        )
 
 
 def _shapes(model: Any) -> dict[str, list[int | None]]:
@@ -129,7 +149,7 @@ def _shapes(model: Any) -> dict[str, list[int | None]]:
 
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:  # noqa: BLE001 - shapes are a help, not a requirement (QONNX domains are unknown to onnx)
+    except Exception:
         inferred = model
     out = {}
     for info in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
@@ -147,8 +167,12 @@ def read_onnx(path: Path, limits: Limits = Limits()) -> SourceGraph:
             g, _ = step.apply(g)
         return source_graph(g, path)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as err:
-        raise SourceFileError('the ONNX graph is malformed', where=str(path), received=f'{type(err).__name__}: {str(err)[:200]}',
-                              fix='export the model again') from None
+        raise SourceFileError(
+            'the ONNX graph is malformed',
+            where=str(path),
+            received=f'{type(err).__name__}: {str(err)[:200]}',
+            fix='export the model again',
+        ) from None
 
 
 def _onnx_graph(model: Any, path: Path) -> OnnxGraph:
@@ -157,7 +181,7 @@ def _onnx_graph(model: Any, path: Path) -> OnnxGraph:
     g = model.graph
     try:
         consts = {i.name: _array(numpy_helper.to_array(i)) for i in g.initializer}
-    except Exception as err:  # noqa: BLE001 - a malformed tensor
+    except Exception as err:
         raise SourceFileError('an initializer cannot be read', where=str(path), received=str(err)[:200]) from None
     shapes = _shapes(model)
     nodes = []
@@ -173,7 +197,9 @@ def _onnx_graph(model: Any, path: Path) -> OnnxGraph:
             continue
         dims = shapes.get(value.name) or []
         if len(dims) < 2 or any(d is None or d <= 0 for d in dims[1:]):
-            raise SourceFileError('the graph input shape must be static apart from the batch', where=f'{path}:{value.name}', received=dims)
+            raise SourceFileError(
+                'the graph input shape must be static apart from the batch', where=f'{path}:{value.name}', received=dims
+            )
         inputs.append((value.name, dims))
     return OnnxGraph(g.name or path.stem, nodes, inputs, [v.name for v in g.output], consts, {}, shapes)
 
@@ -206,7 +232,9 @@ def source_graph(g: OnnxGraph, path: Path) -> SourceGraph:
         name = safe(tensor)
         layers.append(SourceLayer(name, 'InputLayer', {'batch_shape': [None, *channels_last[1:]], 'onnx_name': tensor}))
         if cf:
-            notes.append('the HGQ2 model is channels-last: feed NCHW data as x.transpose(0, 2, 3, 1) (NCW as x.transpose(0, 2, 1))')
+            notes.append(
+                'the HGQ2 model is channels-last: feed NCHW data as x.transpose(0, 2, 3, 1) (NCW as x.transpose(0, 2, 1))'
+            )
         producer[tensor] = name
         inputs.append(name)
     for node in g.nodes:
@@ -222,12 +250,20 @@ def source_graph(g: OnnxGraph, path: Path) -> SourceGraph:
             elif tensor in producer:
                 inbound.append(producer[tensor])
             else:
-                raise SourceFileError('a node reads a tensor nothing produces', where=f'{path}:{name} ({node.op})', received=tensor)
+                raise SourceFileError(
+                    'a node reads a tensor nothing produces', where=f'{path}:{name} ({node.op})', received=tensor
+                )
         first = next((t for t in node.inputs if t and t not in g.consts), None)
-        config = {**node.attrs, 'onnx_name': node.name, 'domain': node.domain, 'formats': const_inputs,
-                  'rank': len(g.shapes.get(first) or []) or None if first else None,
-                  'out_rank': len(g.shapes.get(node.outputs[0]) or []) or None,
-                  'layout': g.layout.get(first, 'same') if first else 'same', 'layout_change': node.outputs[0] in g.layout_change}
+        config = {
+            **node.attrs,
+            'onnx_name': node.name,
+            'domain': node.domain,
+            'formats': const_inputs,
+            'rank': len(g.shapes.get(first) or []) or None if first else None,
+            'out_rank': len(g.shapes.get(node.outputs[0]) or []) or None,
+            'layout': g.layout.get(first, 'same') if first else 'same',
+            'layout_change': node.outputs[0] in g.layout_change,
+        }
         layers.append(SourceLayer(name, node.op, config, weights, inbound))
         for out in node.outputs:
             producer[out] = name

@@ -44,7 +44,9 @@ class FoldBatchNorm:
         aliases = dict(graph.aliases)
         for bn in graph.layers:
             producer = by_name.get(bn.inbound[0]) if bn.class_name == self.table.batchnorm and len(bn.inbound) == 1 else None
-            folded = self._fold(producer, bn, graph) if producer is not None else None
+            if producer is None:
+                continue
+            folded = self._fold(producer, bn, graph)
             if folded is None:
                 continue
             layers[layers.index(producer)] = by_name[producer.name] = folded
@@ -83,6 +85,8 @@ class FoldBatchNorm:
             return None  # left to the batch-normalization handler, which names the problem
         scale, offset = bn_scale_offset(gamma, beta, mean, var, float(epsilon))
         b = np.zeros_like(scale) if bias is None else bias.astype(F32)
-        weights = {f'{producer.name}/{t.kernel}:0': (kernel.astype(F32) * scale).astype(F32),
-                   f'{producer.name}/{t.bias}:0': ((b * scale).astype(F32) + offset).astype(F32)}
+        weights = {
+            f'{producer.name}/{t.kernel}:0': (kernel.astype(F32) * scale).astype(F32),
+            f'{producer.name}/{t.bias}:0': ((b * scale).astype(F32) + offset).astype(F32),
+        }
         return replace(producer, config={**producer.config, 'use_bias': True}, weights=weights)

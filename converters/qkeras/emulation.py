@@ -10,6 +10,8 @@ compare the result with QKeras's own outputs.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 F32 = np.float32
@@ -39,7 +41,13 @@ def _least_squares(x: np.ndarray, z: np.ndarray, po2: bool) -> np.ndarray:
 
 
 def auto_scaled_bits(
-    w: np.ndarray, bits: int, integer: int, keep_negative: bool, alpha: str, head: bool = False, frozen: np.ndarray | None = None,
+    w: np.ndarray,
+    bits: int,
+    integer: int,
+    keep_negative: bool,
+    alpha: str,
+    head: bool = False,
+    frozen: np.ndarray | None = None,
 ) -> np.ndarray:
     """quantized_bits(bits, integer, symmetric=1, keep_negative, alpha='auto'|'auto_po2') applied to w.
 
@@ -112,7 +120,7 @@ def _sign_one(x: np.ndarray) -> np.ndarray:
     return (s + (F32(1) - np.abs(s))).astype(F32)
 
 
-def _ls_scale(alpha: object, x: np.ndarray, q: np.ndarray) -> np.ndarray | F32:
+def _ls_scale(alpha: Any, x: np.ndarray, q: np.ndarray) -> np.ndarray | F32:
     """_get_scale: least squares per output channel for 'auto'/'auto_po2', the number itself otherwise."""
     if alpha in ('auto', 'auto_po2'):
         return _least_squares(x, q, po2=alpha == 'auto_po2')
@@ -125,7 +133,7 @@ def sign_bits(w: np.ndarray, alpha: float | None) -> np.ndarray:
     return _ste(x, F32(1.0 if alpha is None else alpha) * _sign_one(x))
 
 
-def binary(w: np.ndarray, use_01: bool, alpha: object) -> np.ndarray:
+def binary(w: np.ndarray, use_01: bool, alpha: Any) -> np.ndarray:
     """qkeras.binary (and stochastic_binary at inference) applied to weights."""
     x = np.asarray(w, dtype=F32)
     k = _sign_one(x)
@@ -136,7 +144,7 @@ def binary(w: np.ndarray, use_01: bool, alpha: object) -> np.ndarray:
     return _ste(x, _ls_scale(alpha, x, k) * k)
 
 
-def ternary(w: np.ndarray, alpha: object, threshold: float | None, unrolls: int) -> np.ndarray:
+def ternary(w: np.ndarray, alpha: Any, threshold: float | None, unrolls: int) -> np.ndarray:
     """qkeras.ternary (and stochastic_ternary at inference) applied to weights."""
     x = np.asarray(w, dtype=F32)
     sign = np.sign(x).astype(F32)
@@ -160,7 +168,9 @@ def ternary(w: np.ndarray, alpha: object, threshold: float | None, unrolls: int)
     return _ste(x, F32(alpha) * q)
 
 
-def _po2_exponent(x_abs: np.ndarray, min_exp: int, max_exp: int, max_value: float | None, quadratic: bool, log2_rounding: str) -> np.ndarray:
+def _po2_exponent(
+    x_abs: np.ndarray, min_exp: int, max_exp: int, max_value: float | None, quadratic: bool, log2_rounding: str
+) -> np.ndarray:
     """_clip_power_of_two: the (clipped) exponent of each |x|; values below 1e-7 get min_exp."""
     x_filter = np.where(x_abs < EPS, EPS, x_abs).astype(F32)
     if max_value is not None:
@@ -172,7 +182,9 @@ def _po2_exponent(x_abs: np.ndarray, min_exp: int, max_exp: int, max_value: floa
     return np.where(x_abs < EPS, F32(min_exp), clipped).astype(F32)
 
 
-def relu_po2(w: np.ndarray, bits: int, max_value: float | None, negative_slope: float, quadratic: bool, log2_rounding: str) -> np.ndarray:
+def relu_po2(
+    w: np.ndarray, bits: int, max_value: float | None, negative_slope: float, quadratic: bool, log2_rounding: str
+) -> np.ndarray:
     """qkeras.quantized_relu_po2 applied to weights (x <= 0 with slope 0 gives 2^min_exp, not 0)."""
     need_sign = 1 if max_value is None or max_value > 1 else 0
     min_exp, max_exp = -(2 ** (bits - need_sign)), 2 ** (bits - need_sign) - 1

@@ -11,8 +11,10 @@ from typing import Any
 
 from hgqbridge.errors import QuantizerSyntaxError
 
-_TOKEN = re.compile(r"\s*(?:(?P<num>[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))|(?P<name>[A-Za-z_]\w*)"
-                    r"|(?P<str>'[^']*'|\"[^\"]*\")|(?P<punct>[(),=\[\]]))")
+_TOKEN = re.compile(
+    r'\s*(?:(?P<num>[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))|(?P<name>[A-Za-z_]\w*)'
+    r"|(?P<str>'[^']*'|\"[^\"]*\")|(?P<punct>[(),=\[\]]))"
+)
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -22,7 +24,9 @@ def _tokens(text: str) -> list[tuple[str, str]]:
             break
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise QuantizerSyntaxError('unexpected character in quantizer string', received=text, fix='check the quantizer string')
+            raise QuantizerSyntaxError(
+                'unexpected character in quantizer string', received=text, fix='check the quantizer string'
+            )
         kind = m.lastgroup or ''
         out.append((kind, m.group(kind)))
         pos = m.end()
@@ -48,7 +52,9 @@ def parse_string(text: str) -> tuple[str, list[Any], dict[str, Any]]:
     """``'quantized_bits(6, 0, alpha=1)'`` → ``('quantized_bits', [6, 0], {'alpha': 1})``. Never evaluates."""
     toks = _tokens(text)
     if not toks or toks[0][0] != 'name':
-        raise QuantizerSyntaxError('a quantizer string must start with a name', received=text, fix='e.g. quantized_bits(6,0,alpha=1)')
+        raise QuantizerSyntaxError(
+            'a quantizer string must start with a name', received=text, fix='e.g. quantized_bits(6,0,alpha=1)'
+        )
     name, rest = toks[0][1], toks[1:]
     if not rest:
         return name, [], {}
@@ -70,7 +76,9 @@ def parse_string(text: str) -> tuple[str, list[Any], dict[str, Any]]:
     for item in items:
         if len(item) == 1:
             if kwargs:
-                raise QuantizerSyntaxError('a positional argument follows a keyword argument', received=text, fix='put positional arguments first')
+                raise QuantizerSyntaxError(
+                    'a positional argument follows a keyword argument', received=text, fix='put positional arguments first'
+                )
             args.append(_value(*item[0], text))
         elif len(item) == 3 and item[0][0] == 'name' and item[1][1] == '=':
             kwargs[item[0][1]] = _value(*item[2], text)

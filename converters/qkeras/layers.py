@@ -23,8 +23,11 @@ EXACT = 'exact: the quantizers as fixed-point formats (data-dependent scales com
 
 LAYERS.refuse('QLSTM', 'HGQ2 has no LSTM layer', 'replace it by a QSimpleRNN, or keep the layer in QKeras')
 LAYERS.refuse('QBidirectional', 'bidirectional recurrent layers are not converted', 'use a single-direction QSimpleRNN')
-LAYERS.refuse('QAdaptiveActivation', 'its integer bits follow running statistics, so the saved model does not fix its quantizer',
-              'freeze it: replace it by QActivation(quantized_bits(...)) with the bits it has learned')
+LAYERS.refuse(
+    'QAdaptiveActivation',
+    'its integer bits follow running statistics, so the saved model does not fix its quantizer',
+    'freeze it: replace it by QActivation(quantized_bits(...)) with the bits it has learned',
+)
 
 
 def activation_spec(activation: object) -> Spec:
@@ -44,8 +47,17 @@ def _rounded(pairs: tuple[tuple[Quantizer | None, str], ...]) -> bool:
     return any(q is not None and not isinstance(q, FloatActivation) and q.float_rounded(pos) for q, pos in pairs)
 
 
-def weight_spec(layer: SourceLayer, kind: str, args: dict, kernel: np.ndarray, bias: np.ndarray | None, *,
-                kernel_shape: tuple[int, ...] | None = None, position: str = 'kernel', activation: bool = True) -> Spec:
+def weight_spec(
+    layer: SourceLayer,
+    kind: str,
+    args: dict,
+    kernel: np.ndarray,
+    bias: np.ndarray | None,
+    *,
+    kernel_shape: tuple[int, ...] | None = None,
+    position: str = 'kernel',
+    activation: bool = True,
+) -> Spec:
     """The HGQ2 weight layer for a QKeras layer: its ``{position}_quantizer`` applied to ``kernel`` (then reshaped
     to ``kernel_shape``, e.g. a depthwise kernel as a grouped convolution's), ``bias_quantizer`` to ``bias``, and
     the layer's ``activation=`` (a quantizer, or relu/linear) unless ``activation`` is False."""
@@ -70,8 +82,12 @@ def weight_spec(layer: SourceLayer, kind: str, args: dict, kernel: np.ndarray, b
     return WeightLayerSpec(kind, args, kernel, bias, kernel_fmt, bias_fmt, 'linear', out_fmt, out_affine, rounded)
 
 
-@LAYERS.register('QActivation', status='exact: the quantizer becomes the next layer\'s input quantizer (or a Quantizer layer)',
-                 builds=('Quantizer', 'ReLU', 'QAdd', 'Activation'), quantizes=True)
+@LAYERS.register(
+    'QActivation',
+    status="exact: the quantizer becomes the next layer's input quantizer (or a Quantizer layer)",
+    builds=('Quantizer', 'ReLU', 'QAdd', 'Activation'),
+    quantizes=True,
+)
 def q_activation(layer: SourceLayer) -> Spec:
     return activation_spec(layer.config.get('activation'))
 

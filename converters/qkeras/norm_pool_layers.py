@@ -38,10 +38,14 @@ def _pool_activation(layer: SourceLayer) -> FixedFormat | None:
     if act is None or (isinstance(act, FloatActivation) and act.name == 'linear'):
         return None
     if isinstance(act, FloatActivation):
-        raise LayerProblem(f'activation={act.name!r} inside {layer.class_name} is not converted', 'move it to its own Activation layer')
+        raise LayerProblem(
+            f'activation={act.name!r} inside {layer.class_name} is not converted', 'move it to its own Activation layer'
+        )
     fmt, affine = act.activation_plan()
     if affine is not None:
-        raise LayerProblem(f'a {type(act).__name__} activation inside {layer.class_name} is not converted', 'move it to its own QActivation')
+        raise LayerProblem(
+            f'a {type(act).__name__} activation inside {layer.class_name} is not converted', 'move it to its own QActivation'
+        )
     return fmt
 
 
@@ -60,13 +64,22 @@ def q_batch_normalization(layer: SourceLayer) -> Spec:
     return batch_norm_spec(layer, lambda what, values: _statistic(layer, what, values))
 
 
-@LAYERS.register('QAveragePooling2D', status='exact for power-of-two areas with valid padding (QKeras average_quantizer must hold 1/area); '
-                 'else measured (float32 division)', builds=('QAveragePooling2D',), quantizes=True)
+@LAYERS.register(
+    'QAveragePooling2D',
+    status='exact for power-of-two areas with valid padding (QKeras average_quantizer must hold 1/area); '
+    'else measured (float32 division)',
+    builds=('QAveragePooling2D',),
+    quantizes=True,
+)
 def q_average_pooling_2d(layer: SourceLayer) -> Spec:
     return average_pool_spec(layer, 2, _average(layer), _pool_activation(layer), layer.config.get('average_quantizer'))
 
 
-@LAYERS.register('QGlobalAveragePooling2D', status='exact for power-of-two areas (average_quantizer must hold 1/area); else measured '
-                 '(float32 division)', builds=('QGlobalAveragePooling2D',), quantizes=True)
+@LAYERS.register(
+    'QGlobalAveragePooling2D',
+    status='exact for power-of-two areas (average_quantizer must hold 1/area); else measured (float32 division)',
+    builds=('QGlobalAveragePooling2D',),
+    quantizes=True,
+)
 def q_global_average_pooling_2d(layer: SourceLayer) -> Spec:
     return global_pool_spec(layer, 2, _average(layer), _pool_activation(layer))

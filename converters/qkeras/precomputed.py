@@ -17,8 +17,9 @@ import numpy as np
 from hgqbridge.errors import LayerProblem
 from hgqbridge.fixed import FixedFormat, FormatArray
 
-from .qbase import FormatQuantizer, WeightPlan, check_common, effective_alpha
 from .emulation import binary, po2, relu_po2, ternary
+from .qbase import FormatQuantizer, WeightPlan, check_common, effective_alpha
+
 
 class PrecomputedQuantizer(FormatQuantizer):
     """A weights-only quantizer: ``values`` computes what QKeras computes; activations are refused."""
@@ -73,7 +74,13 @@ class QuantizedPo2(PrecomputedQuantizer):
             raise LayerProblem(f'unknown log2_rounding {self.log2_rounding!r}', "use 'rnd' or 'floor'")
         if self.max_value is not None and float(self.max_value) < 0:
             raise LayerProblem(f'max_value must be non-negative, got {self.max_value}', 'fix the quantizer in the model')
-        return po2(w, self.bits, None if self.max_value is None else float(self.max_value), bool(self.quadratic_approximation), self.log2_rounding)
+        return po2(
+            w,
+            self.bits,
+            None if self.max_value is None else float(self.max_value),
+            bool(self.quadratic_approximation),
+            self.log2_rounding,
+        )
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,9 @@ class QuantizedReluPo2(PrecomputedQuantizer):
             raise LayerProblem(f'unknown log2_rounding {self.log2_rounding!r}', "use 'rnd' or 'floor'")
         ns = float(self.negative_slope or 0.0)
         if ns < 0 or (ns and not float(np.log2(ns)).is_integer()):
-            raise LayerProblem(f'negative_slope must be 0 or a power of two, got {self.negative_slope}', 'fix the quantizer in the model')
+            raise LayerProblem(
+                f'negative_slope must be 0 or a power of two, got {self.negative_slope}', 'fix the quantizer in the model'
+            )
         if self.max_value is not None and float(self.max_value) < 0:
             raise LayerProblem(f'max_value must be non-negative, got {self.max_value}', 'fix the quantizer in the model')
         max_value = None if self.max_value is None else float(self.max_value)
@@ -157,7 +166,9 @@ class Ternary(PrecomputedQuantizer):
             raise LayerProblem(f'threshold must be a number, got {self.threshold!r}', 'fix the quantizer in the model')
         unrolls = self.number_of_unrolls
         if not isinstance(unrolls, int) or not 0 <= unrolls <= 100:
-            raise LayerProblem(f'number_of_unrolls must be an integer from 0 to 100, got {unrolls!r}', 'fix the quantizer in the model')
+            raise LayerProblem(
+                f'number_of_unrolls must be an integer from 0 to 100, got {unrolls!r}', 'fix the quantizer in the model'
+            )
         return ternary(w, alpha, None if self.threshold is None else float(self.threshold), unrolls)
 
 

@@ -37,7 +37,6 @@ class FormatQuantizer:
         return None
 
 
-
 #: Positions where QKeras's ``_set_trainable_parameter`` rewrites alpha=None to 'auto_po2' (layer kernels, and
 #: the gamma and variance quantizers of QBatchNormalization).
 WEIGHT_POSITIONS = ('kernel', 'depthwise', 'pointwise', 'recurrent', 'gamma', 'variance')
@@ -48,7 +47,9 @@ def check_integer(integer: Any) -> int:
     """A quantizer's ``integer`` argument as an int, or a LayerProblem (NaN, infinity, fractions, absurd sizes)."""
     whole = isinstance(integer, int) or (isinstance(integer, float) and math.isfinite(integer) and integer.is_integer())
     if isinstance(integer, bool) or not whole or abs(integer) > MAX_BITS:
-        raise LayerProblem(f'integer must be a whole number from -{MAX_BITS} to {MAX_BITS}, got {integer!r}', 'fix the quantizer in the model')
+        raise LayerProblem(
+            f'integer must be a whole number from -{MAX_BITS} to {MAX_BITS}, got {integer!r}', 'fix the quantizer in the model'
+        )
     return int(integer)
 
 
@@ -73,5 +74,7 @@ def effective_alpha(alpha: Any, position: str) -> Any:
         return alpha
     numeric = isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
     if alpha is not None and not (numeric and np.isfinite(alpha) and alpha != 0):
-        raise LayerProblem(f"alpha must be None, a non-zero finite number, 'auto' or 'auto_po2', got {alpha!r}", 'fix the quantizer in the model')
+        raise LayerProblem(
+            f"alpha must be None, a non-zero finite number, 'auto' or 'auto_po2', got {alpha!r}", 'fix the quantizer in the model'
+        )
     return alpha

@@ -23,11 +23,12 @@ from hgqbridge.fixed import FixedFormat, FormatArray
 
 from ..hgq.composite_specs import ClippedQuantizeSpec, LeakyQuantizeSpec
 from ..hgq.specs import Spec
+from .emulation import auto_scaled_bits, scaled_bits, sign_bits
 from .grammar import parse_string
 from .precomputed import Binary, QuantizedPo2, QuantizedReluPo2, StochasticBinary, StochasticTernary, Ternary
 from .qbase import ActivationPlan, FormatQuantizer, WeightPlan, check_common, check_integer, effective_alpha
-from .emulation import auto_scaled_bits, scaled_bits, sign_bits
 from .registry import QUANTIZERS
+
 
 @dataclass(frozen=True)
 class FloatActivation:
@@ -85,8 +86,10 @@ class QuantizedBits(FormatQuantizer):
         check_integer(self.integer)
         if self.bits == 1 and self.keep_negative:  # QKeras's sign path: alpha * sign(w), 0 -> +1
             if isinstance(alpha, str):
-                raise LayerProblem(f'quantized_bits(1) with alpha={alpha!r} divides by zero levels in QKeras (its weights are NaN)',
-                                   'give the 1-bit quantizer alpha=1 (or use binary())')
+                raise LayerProblem(
+                    f'quantized_bits(1) with alpha={alpha!r} divides by zero levels in QKeras (its weights are NaN)',
+                    'give the 1-bit quantizer alpha=1 (or use binary())',
+                )
             q = sign_bits(w, None if alpha is None else float(alpha))
             return q, FormatArray.covering(q)
         if alpha is None or (not isinstance(alpha, str) and float(alpha) == 1.0):
@@ -95,8 +98,10 @@ class QuantizedBits(FormatQuantizer):
         if self.post_training_scale is not None:
             frozen = np.asarray(self.post_training_scale, dtype=np.float32)
             if not isinstance(alpha, str) or not np.all(np.isfinite(frozen)) or frozen.size not in (1, w.shape[-1]):
-                raise LayerProblem(f'post_training_scale {self.post_training_scale!r} needs an auto alpha and one finite scale per output channel',
-                                   'fix the quantizer in the model')
+                raise LayerProblem(
+                    f'post_training_scale {self.post_training_scale!r} needs an auto alpha and one finite scale per output channel',
+                    'fix the quantizer in the model',
+                )
         if isinstance(alpha, str):  # 'auto' or 'auto_po2' (effective_alpha refuses anything else)
             q = auto_scaled_bits(w, self.bits, self.integer, bool(self.keep_negative), alpha, self.semantics == 'head', frozen)
         else:
@@ -127,8 +132,10 @@ class QuantizedBits(FormatQuantizer):
 class QuantizedRelu(FormatQuantizer):
     """qkeras.quantized_relu, with its positional argument order."""
 
-    MAPPING = ('kif(0, integer, bits-integer), RND_CONV, SAT; use_sigmoid: kif(0, i+1, bits-1-i) then min(., 2^i - 2^(i-bits)); '
-               'negative_slope 2^-s: kif(0, i, f) + slope * kif(1, i, f-s) of the negative side, f = bits-1-i')
+    MAPPING = (
+        'kif(0, integer, bits-integer), RND_CONV, SAT; use_sigmoid: kif(0, i+1, bits-1-i) then min(., 2^i - 2^(i-bits)); '
+        'negative_slope 2^-s: kif(0, i, f) + slope * kif(1, i, f-s) of the negative side, f = bits-1-i'
+    )
 
     bits: int = 8
     integer: int = 0
@@ -149,7 +156,9 @@ class QuantizedRelu(FormatQuantizer):
         if self.use_sigmoid or self.negative_slope:
             raise LayerProblem(
                 f'quantized_relu with {"use_sigmoid" if self.use_sigmoid else "negative_slope"} needs two quantization steps, '
-                f'which are converted only in a QActivation or a layer\'s activation= (not on a {position})', 'use quantized_bits or a plain quantized_relu there')
+                f"which are converted only in a QActivation or a layer's activation= (not on a {position})",
+                'use quantized_bits or a plain quantized_relu there',
+            )
         # relu_upper_bound acts only with is_quantized_clip=False, which QKeras does not save: ignored, as in QKeras.
         return FixedFormat(0, int(self.integer), int(self.bits) - int(self.integer), 'RND_CONV', 'SAT')
 
@@ -164,7 +173,10 @@ class QuantizedRelu(FormatQuantizer):
         check_common(self.bits, self.qnoise_factor)
         check_integer(self.integer)
         if self.bits < 2:
-            raise LayerProblem(f'quantized_relu({self.bits}) with use_sigmoid or negative_slope rounds ties like no fixed-point format', 'use bits >= 2')
+            raise LayerProblem(
+                f'quantized_relu({self.bits}) with use_sigmoid or negative_slope rounds ties like no fixed-point format',
+                'use bits >= 2',
+            )
         if self.use_sigmoid and self.negative_slope:
             raise LayerProblem('quantized_relu with both use_sigmoid and negative_slope is not converted', 'use one of them')
         i, f = int(self.integer), int(self.bits) - 1 - int(self.integer)
@@ -172,7 +184,10 @@ class QuantizedRelu(FormatQuantizer):
             return ClippedQuantizeSpec(FixedFormat(0, i + 1, f, 'RND_CONV', 'SAT'), 2.0**i - 2.0 ** (i - self.bits))
         ns = float(self.negative_slope)
         if not (ns > 0 and float(np.log2(ns)).is_integer()):
-            raise LayerProblem(f'negative_slope must be a power of two (QKeras asserts it), got {self.negative_slope}', 'use negative_slope 2^-s, as QKeras requires')
+            raise LayerProblem(
+                f'negative_slope must be a power of two (QKeras asserts it), got {self.negative_slope}',
+                'use negative_slope 2^-s, as QKeras requires',
+            )
         s = -int(np.log2(ns))
         return LeakyQuantizeSpec(FixedFormat(0, i, f, 'RND_CONV', 'SAT'), FixedFormat(1, i, f - s, 'RND_CONV', 'SAT'), ns)
 
@@ -191,7 +206,9 @@ class QuantizedTanh(FormatQuantizer):
     def fixed_format(self, position: str) -> FixedFormat:
         check_common(self.bits, 1.0)
         if self.use_real_tanh:
-            raise LayerProblem('quantized_tanh(use_real_tanh=True) computes a real tanh, not a fixed-point function', 'use the hard tanh')
+            raise LayerProblem(
+                'quantized_tanh(use_real_tanh=True) computes a real tanh, not a fixed-point function', 'use the hard tanh'
+            )
         if self.bits < 2:
             raise LayerProblem('quantized_tanh(1) has no fractional bit to round to', 'use bits >= 2')
         return FixedFormat(1, 0, self.bits - 1, 'RND_CONV', 'SAT_SYM' if self.symmetric else 'SAT')
@@ -215,7 +232,10 @@ class QuantizedSigmoid(FormatQuantizer):
     def fixed_format(self, position: str) -> FixedFormat:
         check_common(self.bits, 1.0)
         if self.use_real_sigmoid:
-            raise LayerProblem('quantized_sigmoid(use_real_sigmoid=True) computes a real sigmoid, not a fixed-point function', 'use the hard sigmoid')
+            raise LayerProblem(
+                'quantized_sigmoid(use_real_sigmoid=True) computes a real sigmoid, not a fixed-point function',
+                'use the hard sigmoid',
+            )
         if self.bits < 2:
             raise LayerProblem('quantized_sigmoid(1) rounds ties differently from any fixed-point quantizer', 'use bits >= 2')
         if position != 'activation':
@@ -259,28 +279,47 @@ class BinaryTanh(BinarySigmoid):
 
 Quantizer = QuantizedBits | QuantizedRelu | QuantizedTanh | QuantizedSigmoid | FormatQuantizer | FloatActivation
 
-for _name, _cls in {
-    'quantized_bits': QuantizedBits, 'quantized_relu': QuantizedRelu, 'quantized_tanh': QuantizedTanh, 'quantized_sigmoid': QuantizedSigmoid,
-    'quantized_po2': QuantizedPo2, 'quantized_relu_po2': QuantizedReluPo2, 'binary': Binary, 'stochastic_binary': StochasticBinary,
-    'ternary': Ternary, 'stochastic_ternary': StochasticTernary, 'binary_sigmoid': BinarySigmoid, 'binary_tanh': BinaryTanh,
-}.items():
+_CLASSES: dict[str, Any] = {
+    'quantized_bits': QuantizedBits,
+    'quantized_relu': QuantizedRelu,
+    'quantized_tanh': QuantizedTanh,
+    'quantized_sigmoid': QuantizedSigmoid,
+    'quantized_po2': QuantizedPo2,
+    'quantized_relu_po2': QuantizedReluPo2,
+    'binary': Binary,
+    'stochastic_binary': StochasticBinary,
+    'ternary': Ternary,
+    'stochastic_ternary': StochasticTernary,
+    'binary_sigmoid': BinarySigmoid,
+    'binary_tanh': BinaryTanh,
+}
+for _name, _cls in _CLASSES.items():
     QUANTIZERS.register(_name, status=f'exact: {_cls.MAPPING}')(_cls)
 for _name in ('quantized_hswish', 'quantized_linear'):
     QUANTIZERS.refuse(_name, 'this quantizer is not converted yet', 'use quantized_bits or quantized_relu')
-QUANTIZERS.refuse('bernoulli', 'bernoulli draws random numbers at inference, so no deterministic model computes it', 'use quantized_bits')
+QUANTIZERS.refuse(
+    'bernoulli', 'bernoulli draws random numbers at inference, so no deterministic model computes it', 'use quantized_bits'
+)
 QUANTIZERS.refuse('quantized_ulaw', 'a logarithmic compander is not a fixed-point format', 'use quantized_bits')
 # QKeras functions (not classes) that QActivation accepts by name; unquantized, they reach exactly 1.0, which no
 # saturating fixed-point format of x holds (its maximum is 2^i - 2^-f), or need a comparison, not a rounding.
-QUANTIZERS.refuse('hard_sigmoid', 'QKeras hard_sigmoid clip(x/2+1/2, 0, 1) reaches exactly 1.0, which no saturating fixed-point format holds',
-                  'use quantized_sigmoid(bits), which is converted exactly')
-QUANTIZERS.refuse('hard_tanh', 'QKeras hard_tanh clip(x, -1, 1) reaches exactly 1.0, which no saturating fixed-point format holds',
-                  'use quantized_tanh(bits), which is converted exactly')
+QUANTIZERS.refuse(
+    'hard_sigmoid',
+    'QKeras hard_sigmoid clip(x/2+1/2, 0, 1) reaches exactly 1.0, which no saturating fixed-point format holds',
+    'use quantized_sigmoid(bits), which is converted exactly',
+)
+QUANTIZERS.refuse(
+    'hard_tanh',
+    'QKeras hard_tanh clip(x, -1, 1) reaches exactly 1.0, which no saturating fixed-point format holds',
+    'use quantized_tanh(bits), which is converted exactly',
+)
 for _name in ('smooth_sigmoid', 'smooth_tanh'):
     QUANTIZERS.refuse(_name, f'{_name} has slope 0.1875 and is not quantized', 'use quantized_sigmoid / quantized_tanh')
 QUANTIZERS.freeze()
 
 #: Float activations that map to a Keras layer; anything else is refused by name.
 FLOAT_ACTIVATIONS = ('linear', 'relu', 'softmax')
+
 
 def make_quantizer(name: str, args: list[Any], kwargs: dict[str, Any]) -> Quantizer:
     """Build the typed spec for a quantizer or float activation name; raise LayerProblem if not supported."""
@@ -291,11 +330,15 @@ def make_quantizer(name: str, args: list[Any], kwargs: dict[str, Any]) -> Quanti
         refusal = QUANTIZERS.refusal(name)
         if refusal is not None:
             raise LayerProblem(f'{name}: {refusal.reason}', refusal.fix)
-        raise LayerProblem(f'unknown quantizer or activation {name!r}', f'supported: {", ".join(QUANTIZERS.names() + list(FLOAT_ACTIVATIONS))}')
-    cls = entry.handler
+        raise LayerProblem(
+            f'unknown quantizer or activation {name!r}', f'supported: {", ".join(QUANTIZERS.names() + list(FLOAT_ACTIVATIONS))}'
+        )
+    cls: Any = entry.handler
     names = [f.name for f in fields(cls)]
     if len(args) > len(names):
-        raise LayerProblem(f'{name} takes at most {len(names)} positional arguments, got {len(args)}', f'its arguments are {", ".join(names)}')
+        raise LayerProblem(
+            f'{name} takes at most {len(names)} positional arguments, got {len(args)}', f'its arguments are {", ".join(names)}'
+        )
     unknown = sorted(set(kwargs) - set(names))
     if unknown:
         raise LayerProblem(f'{name} has no argument(s) {", ".join(unknown)}', f'valid: {", ".join(names)}')
@@ -325,7 +368,9 @@ def parse_quantizer(spec: Any) -> Quantizer | None:
         if spec['class_name'] == 'quantized_bits' and 'post_training_scale' in config:
             config['semantics'] = 'head'  # only QKeras HEAD / qkeras-v3 save this field, and they compute auto_po2 differently
         return make_quantizer(spec['class_name'], [], config)
-    raise LayerProblem(f'cannot read a quantizer from {spec!r}', 'expected a string like quantized_bits(6,0,alpha=1) or a serialized dict')
+    raise LayerProblem(
+        f'cannot read a quantizer from {spec!r}', 'expected a string like quantized_bits(6,0,alpha=1) or a serialized dict'
+    )
 
 
 def weight_plan(q: Quantizer | None, w: np.ndarray, position: str) -> tuple[np.ndarray, FixedFormat | FormatArray | None]:

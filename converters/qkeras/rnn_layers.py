@@ -7,6 +7,8 @@ and QLSTM are refused with the reason.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from hgqbridge.errors import LayerProblem
@@ -17,21 +19,32 @@ from ..hgq.specs import Spec
 from .quantizers import FloatActivation, parse_quantizer, weight_plan
 from .registry import LAYERS
 
-LAYERS.refuse('QGRU', "QKeras's GRU gates are float hard sigmoids (z * h + (1 - z) * h~ in float32), which no HGQ2 QGRU reproduces bit for bit",
-              'replace it by a QSimpleRNN, or keep the layer in QKeras')
+LAYERS.refuse(
+    'QGRU',
+    "QKeras's GRU gates are float hard sigmoids (z * h + (1 - z) * h~ in float32), which no HGQ2 QGRU reproduces bit for bit",
+    'replace it by a QSimpleRNN, or keep the layer in QKeras',
+)
 
 
 def _weight(layer: SourceLayer, name: str, shape: tuple[int, ...]) -> np.ndarray:
     value = layer.weight(name)
     if value is None or value.shape != shape:
-        raise LayerProblem(f'expected {name} of shape {shape}, got {None if value is None else value.shape}', 'pass the weights saved with this model')
+        raise LayerProblem(
+            f'expected {name} of shape {shape}, got {None if value is None else value.shape}',
+            'pass the weights saved with this model',
+        )
     if not np.all(np.isfinite(value)):
         raise LayerProblem(f'{name} contains NaN or Inf', 're-train or re-save the model')
     return value
 
 
-@LAYERS.register('QSimpleRNN', status='exact: HGQ2 QSimpleRNN, the activation quantizer as its pre-activation quantizer, state_quantizer as '
-                 'its state quantizer', builds=('QSimpleRNN',), quantizes=True)
+@LAYERS.register(
+    'QSimpleRNN',
+    status='exact: HGQ2 QSimpleRNN, the activation quantizer as its pre-activation quantizer, state_quantizer as '
+    'its state quantizer',
+    builds=('QSimpleRNN',),
+    quantizes=True,
+)
 def q_simple_rnn(layer: SourceLayer) -> Spec:
     cfg = layer.config
     units = cfg.get('units')
@@ -46,27 +59,42 @@ def q_simple_rnn(layer: SourceLayer) -> Spec:
     kernel = _weight(layer, 'kernel', (kernel.shape[0], units))
     recurrent = _weight(layer, 'recurrent_kernel', (units, units))
     bias = _weight(layer, 'bias', (units,)) if cfg.get('use_bias', True) else None
-    plans = {}
+    plans: dict[str, Any] = {}
     for position, values in (('kernel', kernel), ('recurrent', recurrent), ('bias', bias)):
         q = parse_quantizer(cfg.get(f'{position}_quantizer'))
         plans[position] = weight_plan(q, values, position) if values is not None else (None, None)
     act = parse_quantizer(cfg.get('activation', 'quantized_tanh'))
     if act is None or isinstance(act, FloatActivation) or act.two_step() is not None:
-        raise LayerProblem(f'QSimpleRNN with activation={cfg.get("activation")!r} is not converted: its state would not be one fixed-point format',
-                           'use a quantizer activation such as quantized_tanh(8) or quantized_relu(6, 2)')
+        raise LayerProblem(
+            f'QSimpleRNN with activation={cfg.get("activation")!r} is not converted: its state would not be one fixed-point format',
+            'use a quantizer activation such as quantized_tanh(8) or quantized_relu(6, 2)',
+        )
     act_fmt, affine = act.activation_plan()
     if affine is not None:
-        raise LayerProblem('a QSimpleRNN activation with an affine transform (quantized_sigmoid) is not converted', 'use quantized_tanh or quantized_relu')
+        raise LayerProblem(
+            'a QSimpleRNN activation with an affine transform (quantized_sigmoid) is not converted',
+            'use quantized_tanh or quantized_relu',
+        )
     state = parse_quantizer(cfg.get('state_quantizer'))
     state_fmt = state.fixed_format('state') if state is not None and not isinstance(state, FloatActivation) else None
     if state_fmt is not None and state_fmt.holds(act_fmt):
         state_fmt = None  # every state value already lies in the state quantizer's format: it changes nothing
     elif state_fmt is not None:
         raise LayerProblem(
-            f'state_quantizer {cfg.get("state_quantizer")!r} re-quantizes the state, and HGQ2 0.2.0 loses a QSimpleRNN\'s state '
+            f"state_quantizer {cfg.get('state_quantizer')!r} re-quantizes the state, and HGQ2 0.2.0 loses a QSimpleRNN's state "
             'quantizer when the model is saved (its get_config has no enable_sq), so the saved model would compute something else',
-            'use a state_quantizer that holds every activation value (or none)')
+            'use a state_quantizer that holds every activation value (or none)',
+        )
     return SimpleRNNSpec(
-        units, plans['kernel'][0], plans['recurrent'][0], plans['bias'][0], plans['kernel'][1], plans['recurrent'][1], plans['bias'][1],
-        act_fmt, state_fmt, bool(cfg.get('return_sequences', False)), bool(cfg.get('go_backwards', False)),
+        units,
+        plans['kernel'][0],
+        plans['recurrent'][0],
+        plans['bias'][0],
+        plans['kernel'][1],
+        plans['recurrent'][1],
+        plans['bias'][1],
+        act_fmt,
+        state_fmt,
+        bool(cfg.get('return_sequences', False)),
+        bool(cfg.get('go_backwards', False)),
     )

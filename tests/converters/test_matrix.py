@@ -33,7 +33,9 @@ def test_check_predicts_export(name: str, target: str, conversions: dict, golden
         return
     before = [np.array(w) for w in model.get_weights()]
     exported = hgqbridge.export(model, target, tmp_path / 'prj', golden_inputs[name], **NO_RTL[target])  # RTL: test_export.py
-    assert all(np.array_equal(a, np.array(b)) for a, b in zip(before, model.get_weights())), 'export changed the model it was given'
+    assert all(np.array_equal(a, np.array(b)) for a, b in zip(before, model.get_weights())), (
+        'export changed the model it was given'
+    )
     if exported.ok:
         EXPORTED_EXACT.setdefault(target, set()).update(type(layer).__name__ for layer in model.layers)
     warned = {i.layer for i in report.items if '[float32-sums]' in i.reason}
@@ -48,4 +50,6 @@ def test_proven_classes_were_exported_bit_exactly(target: str) -> None:
     from hgqbridge.converters import TARGETS
 
     proven = set(TARGETS[target.split(':')[0]].proven)
-    assert proven <= EXPORTED_EXACT.get(target, set()), f'claimed but not proven here: {sorted(proven - EXPORTED_EXACT.get(target, set()))}'
+    assert proven <= EXPORTED_EXACT.get(target, set()), (
+        f'claimed but not proven here: {sorted(proven - EXPORTED_EXACT.get(target, set()))}'
+    )

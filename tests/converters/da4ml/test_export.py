@@ -20,8 +20,15 @@ def test_emulator_is_bit_exact(name: str, conversions: dict, golden_inputs: dict
     assert report.ok, report.to_text()
     assert report.mismatches == {'normal': 0, 'stress': 0}
     assert report.estimates['LUT estimate (da4ml cost)'] > 500
-    assert set(report.estimates['EBOPs per layer']) and sum(report.estimates['EBOPs per layer'].values()) == report.estimates['EBOPs']
-    assert list((out / 'verilog' / 'src').glob('*.v')) and list((out / 'vhdl' / 'src').glob('*.vhd')) and list((out / 'hls').rglob('*.hh'))
+    assert (
+        set(report.estimates['EBOPs per layer'])
+        and sum(report.estimates['EBOPs per layer'].values()) == report.estimates['EBOPs']
+    )
+    assert (
+        list((out / 'verilog' / 'src').glob('*.v'))
+        and list((out / 'vhdl' / 'src').glob('*.vhd'))
+        and list((out / 'hls').rglob('*.hh'))
+    )
     assert (out / 'comb_logic.json').is_file() and (out / 'hgqbridge_export.json').is_file()
 
 
@@ -59,7 +66,10 @@ def test_float32_rule_matches_what_verification_measures(conversions: dict) -> N
     report = verify(conversions['digits_cnn'], QKERAS / 'digits_cnn.golden.npz')
     scaled = [m.layer for m in report.results['normal'] if m.reason.startswith('non-power-of-two')]
     differ = [m.layer for ms in report.results.values() for m in ms if m.mismatches and not m.exact_required]
-    assert fired == scaled == ['dense'] and set(differ) <= {'dense', 'softmax'}  # where the float32 sums may round (CPU-dependent)
+    assert fired == scaled == ['dense'] and set(differ) <= {
+        'dense',
+        'softmax',
+    }  # where the float32 sums may round (CPU-dependent)
 
 
 @pytest.mark.slow

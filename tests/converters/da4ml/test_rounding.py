@@ -25,6 +25,7 @@ def test_rnd_conv_trace_matches_hgq(fmt: FixedFormat) -> None:
     from da4ml.converter import trace_model
     from da4ml.trace import comb_trace
     from hgq.layers import Quantizer
+
     from hgqbridge.converters.da4ml.rounding import rnd_conv_support
     from hgqbridge.converters.hgq.tensors import quantizer_config
 
@@ -42,6 +43,7 @@ def test_rnd_conv_trace_matches_hgq(fmt: FixedFormat) -> None:
 
 def test_patch_is_scoped() -> None:
     import hgq._dais_tracer.layers._base as base
+
     from hgqbridge.converters.da4ml.rounding import rnd_conv_support
 
     before = base.quantize

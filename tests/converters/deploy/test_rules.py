@@ -7,27 +7,48 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
 from hgqbridge.converters import TARGETS, parse_target
 from hgqbridge.converters.deploy.facts import LayerFacts
 from hgqbridge.converters.deploy.rules import Rule
-
 from hgqbridge.inspect import QuantizerInfo
 
 
-def q(k: int = 1, i: int = 2, f: int = 5, rnd: str = 'RND_CONV', ovf: str = 'SAT', shape: tuple[int, ...] = (), affine: tuple | None = None) -> QuantizerInfo:
+def q(
+    k: int = 1,
+    i: int = 2,
+    f: int = 5,
+    rnd: str = 'RND_CONV',
+    ovf: str = 'SAT',
+    shape: tuple[int, ...] = (),
+    affine: tuple | None = None,
+) -> QuantizerInfo:
     a = lambda v: np.full(shape, v, dtype=np.int64)  # noqa: E731
     return QuantizerInfo(a(k), a(i), a(f), rnd, ovf, affine)
 
 
-PLAIN = LayerFacts('d', 'QDense', 'hgq.layers.core.dense.QDense', {'input': q(), 'kernel': q(1, 0, 3), 'bias': q(1, 0, 3)},
-                   'linear', arithmetic=True, fed_by_quantizer=True, fan_in=16, n_out=8)
+PLAIN = LayerFacts(
+    'd',
+    'QDense',
+    'hgq.layers.core.dense.QDense',
+    {'input': q(), 'kernel': q(1, 0, 3), 'bias': q(1, 0, 3)},
+    'linear',
+    arithmetic=True,
+    fed_by_quantizer=True,
+    fan_in=16,
+    n_out=8,
+)
 HETERO = QuantizerInfo(np.array([1, 1]), np.array([2, 3]), np.array([5, 5]), 'RND_CONV', 'SAT')
 
 #: rule name -> (facts that make it fire, target text, options)
 FIRES: dict[str, tuple[LayerFacts | list[LayerFacts], str, dict]] = {
     'supported-layer': (replace(PLAIN, cls='QEinsum', path='hgq.layers.QEinsum', arithmetic=False), 'hls4ml:vitis', {}),
     'float-quantizer': (replace(PLAIN, quantizers={**PLAIN.quantizers, 'kernel': None}), 'da4ml', {}),
-    'float-head': (replace(PLAIN, cls='Activation', activation='softmax', is_output=True, arithmetic=False, quantizers={}), 'da4ml', {}),
+    'float-head': (
+        replace(PLAIN, cls='Activation', activation='softmax', is_output=True, arithmetic=False, quantizers={}),
+        'da4ml',
+        {},
+    ),
     'quantize-first': (replace(PLAIN, fed_by_quantizer=False, quantizers={'kernel': q(1, 0, 3)}), 'da4ml', {}),
     'dense-activation': (replace(PLAIN, activation='tanh'), 'da4ml', {}),
     'round-mode': (replace(PLAIN, quantizers={'input': q(rnd='S_RND')}), 'da4ml', {}),
@@ -42,11 +63,19 @@ FIRES: dict[str, tuple[LayerFacts | list[LayerFacts], str, dict]] = {
     'no-csim-here': ([PLAIN], 'hls4ml:oneapi', {}),
     'quartus-deprecated': ([PLAIN], 'hls4ml:quartus', {}),
     'two-inputs': (replace(PLAIN, cls='QAdd', arithmetic=False, n_inputs=3), 'hls4ml:vitis', {}),
-    'input-chain': (replace(PLAIN, cls='MaxPooling2D', reads_model_input=True, arithmetic=False, quantizers={}), 'hls4ml:vitis', {}),
+    'input-chain': (
+        replace(PLAIN, cls='MaxPooling2D', reads_model_input=True, arithmetic=False, quantizers={}),
+        'hls4ml:vitis',
+        {},
+    ),
     'vivado-unroll': (replace(PLAIN, fan_in=256, n_out=64), 'hls4ml:vivado', {}),
     'reuse-factor': (replace(PLAIN, fan_in=16, n_out=8), 'hls4ml:vitis', {'strategy': 'resource', 'reuse_factor': 3}),
     'conv-dilation': (replace(PLAIN, cls='QConv1D', dilation=(2,)), 'hls4ml:vitis', {}),
-    'affine-quantizer': (replace(PLAIN, cls='Quantizer', arithmetic=False, quantizers={'self': q(affine=(0.5, 0.5))}), 'hls4ml:vitis', {}),
+    'affine-quantizer': (
+        replace(PLAIN, cls='Quantizer', arithmetic=False, quantizers={'self': q(affine=(0.5, 0.5))}),
+        'hls4ml:vitis',
+        {},
+    ),
 }
 
 

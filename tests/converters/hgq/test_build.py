@@ -7,16 +7,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from hgqbridge.converters.hgq.build import build_model
 from hgqbridge.converters.hgq.composite_specs import (
-    AveragePoolSpec, BatchNormSpec, ChainSpec, ClippedQuantizeSpec, LeakyQuantizeSpec, LeakyReluSpec, SeparableSpec, SimpleRNNSpec,
+    AveragePoolSpec,
+    BatchNormSpec,
+    ChainSpec,
+    ClippedQuantizeSpec,
+    LeakyQuantizeSpec,
+    LeakyReluSpec,
+    SeparableSpec,
+    SimpleRNNSpec,
 )
 from hgqbridge.converters.hgq.policy import FloatPolicy
 from hgqbridge.converters.hgq.specs import (
-    FloatActivationSpec, IdentitySpec, InputSpec, MergeSpec, MoveSpec, QuantizeSpec, WeightLayerSpec,
+    FloatActivationSpec,
+    IdentitySpec,
+    InputSpec,
+    MergeSpec,
+    MoveSpec,
+    QuantizeSpec,
+    WeightLayerSpec,
 )
 from hgqbridge.converters.hgq.tensors import BuildContext, Tensor, TensorRef, materialize
-
 from hgqbridge.errors import UnsupportedError
 from hgqbridge.fixed import FixedFormat
 from hgqbridge.graph import SourceGraph, SourceLayer
@@ -31,7 +44,9 @@ def dense(out_fmt: FixedFormat | None = None, affine: tuple[float, float] | None
     return WeightLayerSpec('dense', {'units': 3}, K4, B3, FixedFormat(1, 0, 3), FixedFormat(1, 0, 3), 'linear', out_fmt, affine)
 
 
-def _build(spec: object, shape: tuple[int, ...], pending: FixedFormat | None, n_inputs: int = 1, policy: FloatPolicy | None = None):
+def _build(
+    spec: object, shape: tuple[int, ...], pending: FixedFormat | None, n_inputs: int = 1, policy: FloatPolicy | None = None
+):
     import keras
 
     ctx = BuildContext(policy=policy)
@@ -52,29 +67,111 @@ ROWS = [
     (dense(), (4,), Q, 1, ['QDense'], TensorRef('s'), None),
     (dense(FixedFormat(0, 1, 3)), (4,), Q, 1, ['QDense', 'Quantizer'], TensorRef('s_activation'), None),
     (dense(FixedFormat(1, 0, 3), (0.5, 0.5)), (4,), Q, 1, ['QDense', 'Quantizer'], TensorRef('s_activation'), None),
-    (WeightLayerSpec('conv1d', {'filters': 2, 'kernel_size': (3,)}, C1, None, FixedFormat(1, 0, 3), None), (6, 4), Q, 1, ['QConv1D'],
-     TensorRef('s'), None),
-    (MoveSpec('Flatten'), (2, 2), Q, 1, ['Flatten', 'Quantizer'], TensorRef('x0_q'), None),  # the moved quantizer holds flatten(q(x))
+    (
+        WeightLayerSpec('conv1d', {'filters': 2, 'kernel_size': (3,)}, C1, None, FixedFormat(1, 0, 3), None),
+        (6, 4),
+        Q,
+        1,
+        ['QConv1D'],
+        TensorRef('s'),
+        None,
+    ),
+    (
+        MoveSpec('Flatten'),
+        (2, 2),
+        Q,
+        1,
+        ['Flatten', 'Quantizer'],
+        TensorRef('x0_q'),
+        None,
+    ),  # the moved quantizer holds flatten(q(x))
     (MergeSpec('add'), (4,), Q, 2, ['QAdd'], TensorRef('s'), None),
     (MergeSpec('concatenate'), (4,), Q, 2, ['Quantizer', 'Quantizer', 'Concatenate'], TensorRef('s'), None),
-    (SeparableSpec(WeightLayerSpec('conv1d', {'filters': 4, 'kernel_size': (3,), 'groups': 4}, np.full((3, 1, 4), 0.5, np.float32), None,
-                                   FixedFormat(1, 0, 3), None),
-                   WeightLayerSpec('conv1d', {'filters': 2, 'kernel_size': (1,)}, np.full((1, 4, 2), 0.5, np.float32), None, FixedFormat(1, 0, 3), None)),
-     (6, 4), Q, 1, ['QConv1D', 'QConv1D'], TensorRef('s'), None),
-    (BatchNormSpec(None, None, np.zeros(4, np.float32), np.ones(4, np.float32), 0.0), (4,), Q, 1, ['QBatchNormalization'], TensorRef('s'), None),
-    (AveragePoolSpec(1, (('pool_size', (2,)), ('strides', (2,)), ('padding', 'valid'))), (4, 3), Q, 1, ['QAveragePooling1D'], TensorRef('s'), None),
+    (
+        SeparableSpec(
+            WeightLayerSpec(
+                'conv1d',
+                {'filters': 4, 'kernel_size': (3,), 'groups': 4},
+                np.full((3, 1, 4), 0.5, np.float32),
+                None,
+                FixedFormat(1, 0, 3),
+                None,
+            ),
+            WeightLayerSpec(
+                'conv1d',
+                {'filters': 2, 'kernel_size': (1,)},
+                np.full((1, 4, 2), 0.5, np.float32),
+                None,
+                FixedFormat(1, 0, 3),
+                None,
+            ),
+        ),
+        (6, 4),
+        Q,
+        1,
+        ['QConv1D', 'QConv1D'],
+        TensorRef('s'),
+        None,
+    ),
+    (
+        BatchNormSpec(None, None, np.zeros(4, np.float32), np.ones(4, np.float32), 0.0),
+        (4,),
+        Q,
+        1,
+        ['QBatchNormalization'],
+        TensorRef('s'),
+        None,
+    ),
+    (
+        AveragePoolSpec(1, (('pool_size', (2,)), ('strides', (2,)), ('padding', 'valid'))),
+        (4, 3),
+        Q,
+        1,
+        ['QAveragePooling1D'],
+        TensorRef('s'),
+        None,
+    ),
     (AveragePoolSpec(1, (), True), (4, 3), Q, 1, ['QGlobalAveragePooling1D'], TensorRef('s'), None),
     (ClippedQuantizeSpec(FixedFormat(0, 1, 3), 1.5), (4,), None, 1, ['Quantizer', 'ReLU'], TensorRef('s'), None),
-    (LeakyQuantizeSpec(FixedFormat(0, 1, 3), FixedFormat(1, 1, 2), 0.5), (4,), None, 1, ['Quantizer', 'Quantizer', 'ReLU', 'QAdd'], TensorRef('s'), None),
+    (
+        LeakyQuantizeSpec(FixedFormat(0, 1, 3), FixedFormat(1, 1, 2), 0.5),
+        (4,),
+        None,
+        1,
+        ['Quantizer', 'Quantizer', 'ReLU', 'QAdd'],
+        TensorRef('s'),
+        None,
+    ),
     (ChainSpec(dense(), FloatActivationSpec('relu')), (4,), Q, 1, ['QDense', 'ReLU'], TensorRef('s_activation'), None),
-    (SimpleRNNSpec(3, K4, np.eye(3, dtype=np.float32) / 2, B3, FixedFormat(1, 0, 3), FixedFormat(1, 0, 3), FixedFormat(1, 0, 3),
-                   FixedFormat(1, 0, 5), None), (5, 4), Q, 1, ['QSimpleRNN'], TensorRef('s'), None),
+    (
+        SimpleRNNSpec(
+            3,
+            K4,
+            np.eye(3, dtype=np.float32) / 2,
+            B3,
+            FixedFormat(1, 0, 3),
+            FixedFormat(1, 0, 3),
+            FixedFormat(1, 0, 3),
+            FixedFormat(1, 0, 5),
+            None,
+        ),
+        (5, 4),
+        Q,
+        1,
+        ['QSimpleRNN'],
+        TensorRef('s'),
+        None,
+    ),
     (LeakyReluSpec(0.25), (4,), Q, 1, ['Quantizer', 'LeakyReLU'], TensorRef('s'), None),
 ]
 
 
-@pytest.mark.parametrize('spec, shape, pending, n_inputs, classes, ref, left', ROWS, ids=[f'{type(r[0]).__name__}-{n}' for n, r in enumerate(ROWS)])
-def test_spec(spec: object, shape: tuple, pending: FixedFormat | None, n_inputs: int, classes: list[str], ref: TensorRef, left: object) -> None:
+@pytest.mark.parametrize(
+    'spec, shape, pending, n_inputs, classes, ref, left', ROWS, ids=[f'{type(r[0]).__name__}-{n}' for n, r in enumerate(ROWS)]
+)
+def test_spec(
+    spec: object, shape: tuple, pending: FixedFormat | None, n_inputs: int, classes: list[str], ref: TensorRef, left: object
+) -> None:
     model, ctx, out = _build(spec, shape, pending, n_inputs)
     built = [type(layer).__name__ for layer in model.layers if type(layer).__name__ != 'InputLayer']
     assert built == classes
@@ -89,8 +186,12 @@ def test_every_spec_class_has_a_row() -> None:
     import hgqbridge.converters.hgq.composite_specs as composite
     import hgqbridge.converters.hgq.specs as single
 
-    classes = {name for module in (single, composite) for name, obj in vars(module).items()
-               if isinstance(obj, type) and name.endswith('Spec') and obj.__module__ == module.__name__ and name != 'Spec'}
+    classes = {
+        name
+        for module in (single, composite)
+        for name, obj in vars(module).items()
+        if isinstance(obj, type) and name.endswith('Spec') and obj.__module__ == module.__name__ and name != 'Spec'
+    }
     assert classes - {type(r[0]).__name__ for r in ROWS} == {'InputSpec'}  # built by every row
 
 
@@ -115,13 +216,19 @@ def test_float_policy_quantizes_float_parts() -> None:
 
 
 def test_build_time_problems_join_the_list() -> None:
-    layers = [SourceLayer('in', 'InputLayer', {}), SourceLayer('bn', 'BN', {}, inbound=['in']),
-              SourceLayer('gap', 'GAP', {}, inbound=['in']), SourceLayer('after', 'Flat', {}, inbound=['bn'])]
+    layers = [
+        SourceLayer('in', 'InputLayer', {}),
+        SourceLayer('bn', 'BN', {}, inbound=['in']),
+        SourceLayer('gap', 'GAP', {}, inbound=['in']),
+        SourceLayer('after', 'Flat', {}, inbound=['bn']),
+    ]
     graph = SourceGraph('m', layers, ['in'], ['after', 'gap'], Path('m.h5'))
-    specs = {'in': InputSpec((None, 4, 4, 3)),
-             'bn': BatchNormSpec(None, None, np.zeros(3, np.float32), np.ones(3, np.float32), 0.0, axis=1),
-             'gap': AveragePoolSpec(2, (), True, '', None, FixedFormat(1, 0, 3)),
-             'after': MoveSpec('Flatten')}
+    specs = {
+        'in': InputSpec((None, 4, 4, 3)),
+        'bn': BatchNormSpec(None, None, np.zeros(3, np.float32), np.ones(3, np.float32), 0.0, axis=1),
+        'gap': AveragePoolSpec(2, (), True, '', None, FixedFormat(1, 0, 3)),
+        'after': MoveSpec('Flatten'),
+    }
     with pytest.raises(UnsupportedError) as info:
         build_model(graph, specs, BuildContext())
     assert [p.layer for p in info.value.problems] == ['m/bn (BN)', 'm/gap (GAP)']  # 'after' depends on bn: not tried

@@ -11,7 +11,12 @@ import pytest
 import hgqbridge
 from hgqbridge.errors import HGQBridgeError, OutputExistsError, ProblemsError
 
-EXPORTABLE = ['jet_tagger', 'digits_mlp', 'branches_1d', 'po2_weights']  # mixed_small, digits_cnn, hard_activations: refused by check (tested below)
+EXPORTABLE = [
+    'jet_tagger',
+    'digits_mlp',
+    'branches_1d',
+    'po2_weights',
+]  # mixed_small, digits_cnn, hard_activations: refused by check (tested below)
 
 
 @pytest.mark.slow
@@ -85,7 +90,10 @@ def test_unknown_targets(bad: str, conversions: dict) -> None:
 def test_refusals_name_layer_and_rule(conversions: dict) -> None:
     report = hgqbridge.check(conversions['digits_cnn'].model, 'hls4ml:vitis')
     assert [(i.layer, i.status) for i in report.items if i.status != 'ok'] == [
-        ('pad2', 'error'), ('dense', 'warning'), ('softmax', 'warning')]
+        ('pad2', 'error'),
+        ('dense', 'warning'),
+        ('softmax', 'warning'),
+    ]
     assert '[supported-layer]' in report.items[[i.layer for i in report.items].index('pad2')].reason
 
 
@@ -108,7 +116,9 @@ def test_affine_rule_is_real(conversions: dict, golden_inputs: dict, tmp_path: P
 
     model = conversions['hard_activations'].model
     report = hgqbridge.check(model, 'hls4ml:vitis')
-    assert [(i.layer, '[affine-quantizer]' in i.reason) for i in report.items if i.status == 'error'] == [('dense_out_activation', True)]
+    assert [(i.layer, '[affine-quantizer]' in i.reason) for i in report.items if i.status == 'error'] == [
+        ('dense_out_activation', True)
+    ]
     forced = export(model, parse_target('hls4ml:vitis', {})[1], tmp_path / 'prj', golden_inputs['hard_activations'])
     assert not forced.ok and forced.mismatches['normal'] > forced.compared_values['normal'] // 2
     assert forced.first_divergence == {'normal': 'dense_out', 'stress': 'dense_out'}  # the affine quantizer is fused there
@@ -122,9 +132,15 @@ def test_dilated_convolution_is_refused(conversions: dict) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     'target, options',
-    [('hls4ml:vivado', {'strategy': 'resource', 'reuse_factor': 4}), ('hls4ml:vitis', {'io_type': 'io_stream'}), ('hls4ml:quartus', {})],
+    [
+        ('hls4ml:vivado', {'strategy': 'resource', 'reuse_factor': 4}),
+        ('hls4ml:vitis', {'io_type': 'io_stream'}),
+        ('hls4ml:quartus', {}),
+    ],
 )
-def test_other_backends_and_options_are_bit_exact(target: str, options: dict, conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
+def test_other_backends_and_options_are_bit_exact(
+    target: str, options: dict, conversions: dict, golden_inputs: dict, tmp_path: Path
+) -> None:
     report = hgqbridge.export(conversions['jet_tagger'].model, target, tmp_path / 'prj', golden_inputs['jet_tagger'], **options)
     assert report.ok and report.mismatches == {'normal': 0, 'stress': 0}, report.to_text()
 
@@ -136,7 +152,9 @@ def test_oneapi_is_written_and_says_it_is_not_verified(conversions: dict, golden
     assert (tmp_path / 'prj' / 'hgqbridge_export.json').is_file() and len(report.files) > 5
 
 
-@pytest.mark.parametrize('n_in, n_out, rf, valid', [(16, 64, 4, True), (16, 64, 16, True), (16, 64, 3, False), (32, 5, 7, False), (32, 5, 160, True)])
+@pytest.mark.parametrize(
+    'n_in, n_out, rf, valid', [(16, 64, 4, True), (16, 64, 16, True), (16, 64, 3, False), (32, 5, 7, False), (32, 5, 160, True)]
+)
 def test_reuse_factor_rule(n_in: int, n_out: int, rf: int, valid: bool) -> None:
     from hgqbridge.converters.hls4ml.rules import valid_reuse_factor
 

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 
 import hgqbridge
-from hgqbridge.errors import HGQBridgeError, UnsupportedError
-
 from hgqbridge.compare import ulps_of_max
+from hgqbridge.errors import HGQBridgeError, UnsupportedError
 
 from ...conftest import FLOAT_ULPS, ISAS, ROOT, record, rerun_reference
 
 KERAS = ROOT / 'fixtures' / 'keras'
-ENTRIES = {e['name']: e for m in ('manifest_keras2.json', 'manifest_keras3.json') for e in json.loads((KERAS / m).read_text())['models']}
+ENTRIES = {
+    e['name']: e for m in ('manifest_keras2.json', 'manifest_keras3.json') for e in json.loads((KERAS / m).read_text())['models']
+}
 
 
 def _files(name: str) -> list[Path]:
@@ -55,8 +56,12 @@ def test_quantized_from_calibration_data(name: str) -> None:
 
     data = KERAS / ENTRIES[name]['data']
     conv = hgqbridge.import_model(*_files(name), bits=8, calibration=data)
-    widths = [int(np.max(info.width)) for layer in conv.model.layers for q in layer_quantizers(layer).values()
-              if (info := quantizer_info(q)) is not None]
+    widths = [
+        int(np.max(info.width))
+        for layer in conv.model.layers
+        for q in layer_quantizers(layer).values()
+        if (info := quantizer_info(q)) is not None
+    ]
     assert widths and max(widths) <= 8
     text = conv.report.to_text()
     assert 'calibration data' in text and 'float model' in text and 'quantized model' in text
@@ -95,7 +100,11 @@ def test_unsupported_layers_are_listed_all_at_once(tmp_path: Path) -> None:
     (tmp_path / 'm.json').write_text(json.dumps(config))
     with pytest.raises(UnsupportedError) as info:
         hgqbridge.import_model(tmp_path / 'm.json', KERAS / 'k2_conv1d_weights.h5')
-    assert [p.layer for p in info.value.problems] == ['k2_conv1d/pool1 (MyCustomPooling)', 'k2_conv1d/conv2 (LSTM)', 'k2_conv1d/flatten (Lambda)']
+    assert [p.layer for p in info.value.problems] == [
+        'k2_conv1d/pool1 (MyCustomPooling)',
+        'k2_conv1d/conv2 (LSTM)',
+        'k2_conv1d/flatten (Lambda)',
+    ]
 
 
 @pytest.mark.parametrize('bits', [0, 1, 33, 'eight'])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from hgqbridge.converters.hgq.composite_specs import AveragePoolSpec, BatchNormSpec, ChainSpec, SeparableSpec
 from hgqbridge.converters.hgq.specs import FloatActivationSpec, IdentitySpec, InputSpec, MergeSpec, MoveSpec, WeightLayerSpec
 from hgqbridge.converters.keras import LAYERS
-
 from hgqbridge.errors import LayerProblem
 from hgqbridge.fixed import FixedFormat
 from hgqbridge.graph import SourceLayer
@@ -24,8 +24,12 @@ DW = np.linspace(-1, 1, 3 * 3 * 2 * 2, dtype=np.float32).reshape(3, 3, 2, 2)
 DW1 = DW[0]  # (3, 2, 2): a 1-D depthwise kernel
 PW2 = np.linspace(-0.5, 0.5, 4 * 3, dtype=np.float32).reshape(1, 1, 4, 3)
 B3, B4 = np.array([0.5, -0.25, 0.125], np.float32), np.array([0.5, -0.25, 0.125, 1.0], np.float32)
-BN = {'d/gamma:0': np.array([1.0, 0.5, 2.0], np.float32), 'd/beta:0': B3, 'd/moving_mean:0': np.array([0.25, 0.0, -0.5], np.float32),
-      'd/moving_variance:0': np.array([1.0, 4.0, 0.25], np.float32)}
+BN = {
+    'd/gamma:0': np.array([1.0, 0.5, 2.0], np.float32),
+    'd/beta:0': B3,
+    'd/moving_mean:0': np.array([0.25, 0.0, -0.5], np.float32),
+    'd/moving_variance:0': np.array([1.0, 4.0, 0.25], np.float32),
+}
 KC = CONV2['d/kernel:0'][..., :3]
 DW_CFG = {'kernel_size': [3, 3], 'depth_multiplier': 2, 'padding': 'same', 'depthwise_quantizer': Q6, 'bias_quantizer': Q6}
 
@@ -78,8 +82,6 @@ def _pool(rank: int, global_pool: bool, why: str):
     return test
 
 
-
-
 def _handle(cls: str, config: dict, weights: dict, inbound: list[str]) -> object:
     entry = LAYERS.entry(cls)
     assert entry is not None, f'no handler for {cls}'
@@ -102,12 +104,25 @@ ROWS = [
     ('Dropout', {'rate': 0.2}, {}, lambda s: s == IdentitySpec('Dropout does nothing at inference')),
     ('Flatten', {}, {}, lambda s: s == MoveSpec('Flatten')),
     ('Reshape', {'target_shape': [2, 3]}, {}, lambda s: s == MoveSpec('Reshape', (('target_shape', (2, 3)),))),
-    ('MaxPooling1D', {'pool_size': [2], 'strides': None}, {},
-     lambda s: s == MoveSpec('MaxPooling1D', (('pool_size', (2,)), ('strides', (2,)), ('padding', 'valid')))),
-    ('MaxPooling2D', {'pool_size': [2, 2], 'strides': [1, 1], 'padding': 'same'}, {},
-     lambda s: s == MoveSpec('MaxPooling2D', (('pool_size', (2, 2)), ('strides', (1, 1)), ('padding', 'same')))),
+    (
+        'MaxPooling1D',
+        {'pool_size': [2], 'strides': None},
+        {},
+        lambda s: s == MoveSpec('MaxPooling1D', (('pool_size', (2,)), ('strides', (2,)), ('padding', 'valid'))),
+    ),
+    (
+        'MaxPooling2D',
+        {'pool_size': [2, 2], 'strides': [1, 1], 'padding': 'same'},
+        {},
+        lambda s: s == MoveSpec('MaxPooling2D', (('pool_size', (2, 2)), ('strides', (1, 1)), ('padding', 'same'))),
+    ),
     ('ZeroPadding1D', {'padding': [1, 2]}, {}, lambda s: s == MoveSpec('ZeroPadding1D', (('padding', (1, 2)),))),
-    ('ZeroPadding2D', {'padding': [[0, 1], [1, 0]]}, {}, lambda s: s == MoveSpec('ZeroPadding2D', (('padding', ((0, 1), (1, 0))),))),
+    (
+        'ZeroPadding2D',
+        {'padding': [[0, 1], [1, 0]]},
+        {},
+        lambda s: s == MoveSpec('ZeroPadding2D', (('padding', ((0, 1), (1, 0))),)),
+    ),
     ('Add', {}, {}, lambda s: s == MergeSpec('add')),
     ('Subtract', {}, {}, lambda s: s == MergeSpec('subtract')),
     ('Multiply', {}, {}, lambda s: s == MergeSpec('multiply')),
@@ -115,10 +130,24 @@ ROWS = [
     ('Dense', {'units': 4, 'activation': 'relu'}, WEIGHTS, _float_weights('dense', WEIGHTS)),
     ('Conv1D', {'filters': 4, 'kernel_size': [3]}, CONV1, _float_weights('conv1d', CONV1)),
     ('Conv2D', {'filters': 4, 'kernel_size': [3, 3]}, CONV2, _float_weights('conv2d', CONV2)),
-    ('DepthwiseConv2D', {**DW_CFG, 'depthwise_quantizer': None, 'use_bias': False}, {'d/depthwise_kernel:0': DW},
-     lambda s: s.kernel_fmt is None and s.bias is None and s.args['groups'] == 2),
-    ('SeparableConv2D', {'filters': 3, 'kernel_size': [3, 3]}, {'d/depthwise_kernel:0': DW, 'd/pointwise_kernel:0': PW2, 'd/bias:0': B3}, _separable(2)),
-    ('SeparableConv1D', {'filters': 3, 'kernel_size': [3]}, {'d/depthwise_kernel:0': DW1, 'd/pointwise_kernel:0': PW2[0], 'd/bias:0': B3}, _separable(1)),
+    (
+        'DepthwiseConv2D',
+        {**DW_CFG, 'depthwise_quantizer': None, 'use_bias': False},
+        {'d/depthwise_kernel:0': DW},
+        lambda s: s.kernel_fmt is None and s.bias is None and s.args['groups'] == 2,
+    ),
+    (
+        'SeparableConv2D',
+        {'filters': 3, 'kernel_size': [3, 3]},
+        {'d/depthwise_kernel:0': DW, 'd/pointwise_kernel:0': PW2, 'd/bias:0': B3},
+        _separable(2),
+    ),
+    (
+        'SeparableConv1D',
+        {'filters': 3, 'kernel_size': [3]},
+        {'d/depthwise_kernel:0': DW1, 'd/pointwise_kernel:0': PW2[0], 'd/bias:0': B3},
+        _separable(1),
+    ),
     ('BatchNormalization', {'axis': [1], 'epsilon': 0.001}, BN, _batchnorm(False)),
     ('AveragePooling2D', {'pool_size': [3, 3]}, {}, _pool(2, False, 'area of 9')),
     ('AveragePooling1D', {'pool_size': [2], 'padding': 'same'}, {}, _pool(1, False, "'same' padding")),

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hgqbridge.converters import read
 
+from hgqbridge.converters import read
 from hgqbridge.errors import SourceFileError
 from hgqbridge.graph import SourceGraph
 from hgqbridge.limits import Limits
@@ -30,7 +30,7 @@ read_keras = read_savedmodel = read_h5
 
 def test_reads_full_h5_without_tensorflow() -> None:
     graph = read_h5(QKERAS / 'jet_tagger.h5')
-    assert [l.class_name for l in graph][:3] == ['InputLayer', 'QDense', 'QActivation']
+    assert [layer.class_name for layer in graph][:3] == ['InputLayer', 'QDense', 'QActivation']
     assert graph.inputs == ['input_1'] and graph.outputs == ['softmax']
     assert graph.layer('fc1').weight('kernel').shape == (16, 64)
     assert graph.layer('relu1').inbound == ['fc1']
@@ -161,7 +161,7 @@ def _h5_without_bias(tmp: Path) -> bytes:
 
 def test_reads_qkeras_v3_keras_file() -> None:
     graph = read_keras(V3)
-    assert [l.class_name for l in graph][:4] == ['InputLayer', 'QActivation', 'QConv2D', 'QActivation']
+    assert [layer.class_name for layer in graph][:4] == ['InputLayer', 'QActivation', 'QConv2D', 'QActivation']
     conv = graph.layer('conv1')
     assert conv.weight('kernel').shape == (3, 3, 2, 4) and conv.weight('bias').shape == (4,)
     assert graph.layer('bn').weight('moving_variance').shape == (4,)
@@ -176,7 +176,10 @@ def test_reads_qkeras_v3_keras_file() -> None:
         (lambda t: _rezip(t, 'x.keras', drop='config.json'), 'lacks required members'),
         (lambda t: _rezip(t, 'x.keras', replace={'config.json': b'{oops'}), 'not valid JSON'),
         (lambda t: _rezip(t, 'x.keras', replace={'config.json': b'[]'}), 'not a Keras model config'),
-        (lambda t: _rezip(t, 'x.keras', replace={'model.weights.h5': b'garbage'}), 'weights.h5 in the .keras archive is corrupted'),
+        (
+            lambda t: _rezip(t, 'x.keras', replace={'model.weights.h5': b'garbage'}),
+            'weights.h5 in the .keras archive is corrupted',
+        ),
         (lambda t: _rezip(t, 'x.keras', replace={'model.weights.h5': _h5_without_bias(t)}), 'do not match its class'),
     ],
     ids=['not-zip', 'truncated', 'no-weights', 'no-config', 'bad-json', 'json-list', 'bad-h5', 'missing-bias'],

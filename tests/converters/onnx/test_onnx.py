@@ -10,14 +10,21 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import hgqbridge
+from hgqbridge.compare import ulps_of_max
 from hgqbridge.converters.hgq.composite_specs import AveragePoolSpec, BatchNormSpec, ChainSpec, LeakyReluSpec
-from hgqbridge.converters.hgq.specs import FloatActivationSpec, IdentitySpec, InputSpec, MergeSpec, MoveSpec, QuantizeSpec, WeightLayerSpec
+from hgqbridge.converters.hgq.specs import (
+    FloatActivationSpec,
+    IdentitySpec,
+    InputSpec,
+    MergeSpec,
+    MoveSpec,
+    QuantizeSpec,
+    WeightLayerSpec,
+)
 from hgqbridge.converters.onnx import OPS
 from hgqbridge.errors import LayerProblem, SourceFileError, UnsupportedError
 from hgqbridge.fixed import FixedFormat
 from hgqbridge.graph import SourceLayer
-
-from hgqbridge.compare import ulps_of_max
 
 from ...conftest import FLOAT_ULPS, ROOT, record, rerun_reference
 
@@ -35,7 +42,9 @@ def _outputs(name: str, **kw: object) -> list[tuple[np.ndarray, np.ndarray]]:
     as the conversion report says, and channels-last ones (Keras exports) fed as they are."""
     conv = hgqbridge.import_model(ONNX / ENTRIES[name]['files'][0], **kw)
     layout = channels_last if ENTRIES[name]['layout'] == 'channels_first' else (lambda x: x)
-    assert any('feed NCHW data' in line for line in conv.report.summary) == (ENTRIES[name]['layout'] == 'channels_first' and len(ENTRIES[name]['shape']) > 1)
+    assert any('feed NCHW data' in line for line in conv.report.summary) == (
+        ENTRIES[name]['layout'] == 'channels_first' and len(ENTRIES[name]['shape']) > 1
+    )
     with np.load(ONNX / ENTRIES[name]['golden']) as g:
         return [(conv.model.predict(layout(g[f'x_{k}']), verbose=0), g[f'{k}::output']) for k in ('normal', 'stress')]
 
@@ -62,9 +71,16 @@ def test_float_graph_quantized_with_calibration() -> None:
 
 
 def _model(nodes: list, inits: list, n_in: int = 4) -> bytes:
-    graph = helper.make_graph(nodes, 'g', [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['n', n_in])],
-                              [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 13), helper.make_opsetid('qonnx.custom_op.general', 1)])
+    graph = helper.make_graph(
+        nodes,
+        'g',
+        [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['n', n_in])],
+        [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)],
+        inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid('', 13), helper.make_opsetid('qonnx.custom_op.general', 1)]
+    )
     return model.SerializeToString()
 
 
@@ -103,10 +119,15 @@ def test_broken_files(tmp_path: Path, data: bytes, message: str) -> None:
 
 def test_weight_quantizer_with_a_zero_point_names_the_node(tmp_path: Path) -> None:
     q = 'qonnx.custom_op.general'
-    nodes = [helper.make_node('Quant', ['w', 's', 'z', 'b'], ['wq'], name='q_w', domain=q), helper.make_node('MatMul', ['x', 'wq'], ['y'], name='mm')]
+    nodes = [
+        helper.make_node('Quant', ['w', 's', 'z', 'b'], ['wq'], name='q_w', domain=q),
+        helper.make_node('MatMul', ['x', 'wq'], ['y'], name='mm'),
+    ]
     path = tmp_path / 'm.onnx'
     path.write_bytes(_model(nodes, [_const('w', np.ones((4, 2))), _const('s', 0.25), _const('z', 1.0), _const('b', 4.0)]))
-    with pytest.raises(UnsupportedError, match=r'q_w \(Quant\).*zero-point') as info:  # reported by its consumer, with every other problem
+    with pytest.raises(
+        UnsupportedError, match=r'q_w \(Quant\).*zero-point'
+    ) as info:  # reported by its consumer, with every other problem
         hgqbridge.import_model(path)
     assert [p.layer for p in info.value.problems] == ['g/mm (MatMul)']
 
@@ -115,9 +136,19 @@ W = {'n/in1:0': np.arange(6, dtype=np.float32).reshape(3, 2), 'n/in2:0': np.ones
 CONV = {'n/in1:0': np.ones((4, 2, 3, 3), np.float32)}
 ROWS = [
     ('InputLayer', {'batch_shape': [None, 4]}, {}, lambda s: s == InputSpec((None, 4))),
-    ('Gemm', {'transB': 1, 'rank': 2}, W, lambda s: isinstance(s, WeightLayerSpec) and s.kernel.shape == (2, 3) and s.args == {'units': 3}),
+    (
+        'Gemm',
+        {'transB': 1, 'rank': 2},
+        W,
+        lambda s: isinstance(s, WeightLayerSpec) and s.kernel.shape == (2, 3) and s.args == {'units': 3},
+    ),
     ('MatMul', {'rank': 2}, {'n/in1:0': W['n/in1:0']}, lambda s: isinstance(s, WeightLayerSpec) and s.bias is None),
-    ('Conv', {'pads': [1, 1, 1, 1], 'strides': [1, 1], 'layout': 'cf'}, CONV, lambda s: s.kernel.shape == (3, 3, 2, 4) and s.args['padding'] == 'same'),
+    (
+        'Conv',
+        {'pads': [1, 1, 1, 1], 'strides': [1, 1], 'layout': 'cf'},
+        CONV,
+        lambda s: s.kernel.shape == (3, 3, 2, 4) and s.args['padding'] == 'same',
+    ),
     ('Relu', {}, {}, lambda s: s == FloatActivationSpec('relu')),
     ('Sigmoid', {}, {}, lambda s: s == FloatActivationSpec('sigmoid')),
     ('Tanh', {}, {}, lambda s: s == FloatActivationSpec('tanh')),
@@ -125,20 +156,58 @@ ROWS = [
     ('LeakyRelu', {'alpha': 0.125}, {}, lambda s: s == LeakyReluSpec(0.125)),
     ('Identity', {}, {}, lambda s: isinstance(s, IdentitySpec)),
     ('Dropout', {}, {}, lambda s: isinstance(s, IdentitySpec)),
-    ('MaxPool', {'kernel_shape': [2, 2], 'rank': 4, 'layout': 'cf'}, {}, lambda s: isinstance(s, MoveSpec) and s.keras_class == 'MaxPooling2D'),
-    ('AveragePool', {'kernel_shape': [2], 'rank': 3, 'layout': 'cf'}, {}, lambda s: isinstance(s, AveragePoolSpec) and (s.rank, s.global_pool) == (1, False)),
-    ('GlobalAveragePool', {'rank': 4, 'layout': 'cf'}, {}, lambda s: isinstance(s, ChainSpec) and (s.first.rank, s.first.global_pool) == (2, True)),
-    ('ReduceMean', {'rank': 3, 'axes': [2], 'keepdims': 0, 'layout': 'cf'}, {}, lambda s: isinstance(s, AveragePoolSpec) and (s.rank, s.global_pool) == (1, True)),
-    ('Flatten', {'rank': 4, 'axis': 1, 'layout': 'cf'}, {}, lambda s: isinstance(s, ChainSpec) and s.first.args == (('dims', (3, 1, 2)),)),
+    (
+        'MaxPool',
+        {'kernel_shape': [2, 2], 'rank': 4, 'layout': 'cf'},
+        {},
+        lambda s: isinstance(s, MoveSpec) and s.keras_class == 'MaxPooling2D',
+    ),
+    (
+        'AveragePool',
+        {'kernel_shape': [2], 'rank': 3, 'layout': 'cf'},
+        {},
+        lambda s: isinstance(s, AveragePoolSpec) and (s.rank, s.global_pool) == (1, False),
+    ),
+    (
+        'GlobalAveragePool',
+        {'rank': 4, 'layout': 'cf'},
+        {},
+        lambda s: isinstance(s, ChainSpec) and (s.first.rank, s.first.global_pool) == (2, True),
+    ),
+    (
+        'ReduceMean',
+        {'rank': 3, 'axes': [2], 'keepdims': 0, 'layout': 'cf'},
+        {},
+        lambda s: isinstance(s, AveragePoolSpec) and (s.rank, s.global_pool) == (1, True),
+    ),
+    (
+        'Flatten',
+        {'rank': 4, 'axis': 1, 'layout': 'cf'},
+        {},
+        lambda s: isinstance(s, ChainSpec) and s.first.args == (('dims', (3, 1, 2)),),
+    ),
     ('Reshape', {'rank': 2, 'out_rank': 2}, {'n/in1:0': np.array([-1, 8], np.float32)}, lambda s: isinstance(s, IdentitySpec)),
     ('Add', {}, {}, lambda s: s == MergeSpec('add')),
     ('Concat', {'rank': 4, 'axis': 1, 'layout': 'cf'}, {}, lambda s: s == MergeSpec('concatenate', -1)),
-    ('BatchNormalization', {'epsilon': 0.0}, {f'n/in{k}:0': np.ones(3, np.float32) for k in (1, 2, 3, 4)}, lambda s: isinstance(s, BatchNormSpec)),
+    (
+        'BatchNormalization',
+        {'epsilon': 0.0},
+        {f'n/in{k}:0': np.ones(3, np.float32) for k in (1, 2, 3, 4)},
+        lambda s: isinstance(s, BatchNormSpec),
+    ),
     ('Transpose', {'perm': [0, 3, 1, 2], 'layout_change': True}, {}, lambda s: isinstance(s, IdentitySpec)),
-    ('Quant', {'signed': 1, 'narrow': 1, 'rounding_mode': 'ROUND'}, {'n/in1:0': np.float32(0.125), 'n/in2:0': np.float32(0), 'n/in3:0': np.float32(6)},
-     lambda s: s == QuantizeSpec(FixedFormat(1, 2, 3, 'RND_CONV', 'SAT_SYM'))),
-    ('IntQuant', {'signed': 0, 'narrow': 0, 'rounding_mode': 'FLOOR'}, {'n/in1:0': np.float32(0.25), 'n/in2:0': np.float32(0), 'n/in3:0': np.float32(4)},
-     lambda s: s == QuantizeSpec(FixedFormat(0, 2, 2, 'TRN', 'SAT'))),
+    (
+        'Quant',
+        {'signed': 1, 'narrow': 1, 'rounding_mode': 'ROUND'},
+        {'n/in1:0': np.float32(0.125), 'n/in2:0': np.float32(0), 'n/in3:0': np.float32(6)},
+        lambda s: s == QuantizeSpec(FixedFormat(1, 2, 3, 'RND_CONV', 'SAT_SYM')),
+    ),
+    (
+        'IntQuant',
+        {'signed': 0, 'narrow': 0, 'rounding_mode': 'FLOOR'},
+        {'n/in1:0': np.float32(0.25), 'n/in2:0': np.float32(0), 'n/in3:0': np.float32(4)},
+        lambda s: s == QuantizeSpec(FixedFormat(0, 2, 2, 'TRN', 'SAT')),
+    ),
 ]
 
 
@@ -176,7 +245,7 @@ def test_keras_export_transposes_and_shape_subgraph_are_folded() -> None:
     ops = [layer.class_name for layer in graph]
     assert 'Shape' not in ops and 'Gather' not in ops and ops.count('Transpose') == 2
     conv = hgqbridge.import_model(ONNX / 'keras_cnn.onnx', dummy=True)
-    assert not any(type(l).__name__ == 'Permute' for l in conv.model.layers)  # channels-last in ONNX too: no reordering
+    assert not any(type(layer).__name__ == 'Permute' for layer in conv.model.layers)  # channels-last in ONNX too: no reordering
 
 
 @pytest.mark.slow

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from hgqbridge.converters.onnx.graph import Node, OnnxGraph, WeightProblem
 from hgqbridge.converters.onnx.passes import FoldConstants, FuseMatMulAdd, TrackLayout
-
 from hgqbridge.errors import LimitError
 from hgqbridge.fixed import FixedFormat
 from hgqbridge.limits import Limits
 
 
 def _g(nodes: list[Node], consts: dict | None = None, shapes: dict | None = None, inputs: list | None = None) -> OnnxGraph:
-    return OnnxGraph('g', nodes, inputs or [('x', [1, 3, 4, 4])], [nodes[-1].outputs[0]], dict(consts or {}), {}, dict(shapes or {}))
+    return OnnxGraph(
+        'g', nodes, inputs or [('x', [1, 3, 4, 4])], [nodes[-1].outputs[0]], dict(consts or {}), {}, dict(shapes or {})
+    )
 
 
 def test_fold_constants_computes_shape_chains() -> None:
-    nodes = [Node('Shape', 's', ('x',), ('shape',)), Node('Gather', 'g', ('shape', 'zero'), ('n',), {'axis': 0}),
-             Node('Concat', 'c', ('n', 'minus1'), ('target',), {'axis': 0}), Node('Reshape', 'r', ('x', 'target'), ('y',))]
+    nodes = [
+        Node('Shape', 's', ('x',), ('shape',)),
+        Node('Gather', 'g', ('shape', 'zero'), ('n',), {'axis': 0}),
+        Node('Concat', 'c', ('n', 'minus1'), ('target',), {'axis': 0}),
+        Node('Reshape', 'r', ('x', 'target'), ('y',)),
+    ]
     g = _g(nodes, {'zero': np.array(0), 'minus1': np.array([-1])}, {'x': [None, 3, 4, 4]})
     folded, changed = FoldConstants().apply(g)
     assert changed and [n.op for n in folded.nodes] == ['Reshape'] and folded.consts['target'].tolist() == [1, -1]
@@ -26,17 +32,29 @@ def test_fold_constants_computes_shape_chains() -> None:
 
 
 def test_fold_constants_checks_the_size_before_allocating() -> None:
-    g = _g([Node('Mul', 'm', ('a', 'b'), ('c',))], {'a': np.ones((1 << 12, 1), np.float32), 'b': np.ones((1, 1 << 12), np.float32)})
+    g = _g(
+        [Node('Mul', 'm', ('a', 'b'), ('c',))], {'a': np.ones((1 << 12, 1), np.float32), 'b': np.ones((1, 1 << 12), np.float32)}
+    )
     with pytest.raises(LimitError, match='elements'):
         FoldConstants(Limits(elements=1 << 20)).apply(g)
 
 
 def test_a_weight_quantizer_becomes_a_format_or_a_problem_for_its_consumer() -> None:
-    consts = {'w': np.array([[0.3, -0.6]], np.float32), 's': np.float32(0.25), 'z': np.float32(0), 'b': np.float32(4), 'z1': np.float32(1)}
-    good = _g([Node('Quant', 'q', ('w', 's', 'z', 'b'), ('wq',), {'signed': 1}), Node('MatMul', 'mm', ('x', 'wq'), ('y',))], consts)
+    consts = {
+        'w': np.array([[0.3, -0.6]], np.float32),
+        's': np.float32(0.25),
+        'z': np.float32(0),
+        'b': np.float32(4),
+        'z1': np.float32(1),
+    }
+    good = _g(
+        [Node('Quant', 'q', ('w', 's', 'z', 'b'), ('wq',), {'signed': 1}), Node('MatMul', 'mm', ('x', 'wq'), ('y',))], consts
+    )
     folded, _ = FoldConstants().apply(good)
     assert folded.formats['wq'] == FixedFormat(1, 1, 2) and folded.consts['wq'].tolist() == [[0.25, -0.5]]
-    bad = _g([Node('Quant', 'q', ('w', 's', 'z1', 'b'), ('wq',), {'signed': 1}), Node('MatMul', 'mm', ('x', 'wq'), ('y',))], consts)
+    bad = _g(
+        [Node('Quant', 'q', ('w', 's', 'z1', 'b'), ('wq',), {'signed': 1}), Node('MatMul', 'mm', ('x', 'wq'), ('y',))], consts
+    )
     problem = FoldConstants().apply(bad)[0].formats['wq']
     assert isinstance(problem, WeightProblem) and 'zero-point' in problem.reason
 
@@ -48,8 +66,11 @@ def test_matmul_add_becomes_gemm() -> None:
 
 
 def test_layouts_follow_transposes() -> None:
-    nodes = [Node('Transpose', 't1', ('x',), ('xcf',), {'perm': [0, 3, 1, 2]}), Node('Conv', 'c', ('xcf', 'w'), ('h',)),
-             Node('Transpose', 't2', ('h',), ('y',), {'perm': [0, 2, 3, 1]})]
+    nodes = [
+        Node('Transpose', 't1', ('x',), ('xcf',), {'perm': [0, 3, 1, 2]}),
+        Node('Conv', 'c', ('xcf', 'w'), ('h',)),
+        Node('Transpose', 't2', ('h',), ('y',), {'perm': [0, 2, 3, 1]}),
+    ]
     tracked, changed = TrackLayout().apply(_g(nodes, {'w': np.ones((2, 3, 1, 1))}, inputs=[('x', [1, 4, 4, 3])]))
     assert changed and tracked.layout['x'] == 'same' and tracked.layout['xcf'] == 'cf' and tracked.layout['h'] == 'cf'
     assert tracked.layout['y'] == 'same' and tracked.layout_change == {'xcf', 'y'}

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from hgqbridge.converters.hgq.composite_specs import AveragePoolSpec, BatchNormSpec, SeparableSpec, SimpleRNNSpec
 from hgqbridge.converters.hgq.driver import parse_all
 from hgqbridge.converters.hgq.specs import QuantizeSpec, WeightLayerSpec
 from hgqbridge.converters.keras import LAYERS as KERAS
 from hgqbridge.converters.qkeras import LAYERS
-
 from hgqbridge.errors import LayerProblem, UnsupportedError
 from hgqbridge.fixed import FixedFormat
 from hgqbridge.graph import SourceGraph, SourceLayer
@@ -28,8 +28,12 @@ DW = np.linspace(-1, 1, 3 * 3 * 2 * 2, dtype=np.float32).reshape(3, 3, 2, 2)
 DW1 = DW[0]  # (3, 2, 2): a 1-D depthwise kernel
 PW2 = np.linspace(-0.5, 0.5, 4 * 3, dtype=np.float32).reshape(1, 1, 4, 3)
 B3, B4 = np.array([0.5, -0.25, 0.125], np.float32), np.array([0.5, -0.25, 0.125, 1.0], np.float32)
-BN = {'d/gamma:0': np.array([1.0, 0.5, 2.0], np.float32), 'd/beta:0': B3, 'd/moving_mean:0': np.array([0.25, 0.0, -0.5], np.float32),
-      'd/moving_variance:0': np.array([1.0, 4.0, 0.25], np.float32)}
+BN = {
+    'd/gamma:0': np.array([1.0, 0.5, 2.0], np.float32),
+    'd/beta:0': B3,
+    'd/moving_mean:0': np.array([0.25, 0.0, -0.5], np.float32),
+    'd/moving_variance:0': np.array([1.0, 4.0, 0.25], np.float32),
+}
 KC = CONV2['d/kernel:0'][..., :3]
 DW_CFG = {'kernel_size': [3, 3], 'depth_multiplier': 2, 'padding': 'same', 'depthwise_quantizer': Q6, 'bias_quantizer': Q6}
 
@@ -86,7 +90,6 @@ RNN_CFG = {'units': 4, 'activation': 'quantized_tanh(6)', 'kernel_quantizer': Q6
 RNN_W = {'d/cell/kernel:0': KERNEL, 'd/cell/recurrent_kernel:0': np.eye(4, dtype=np.float32) / 2, 'd/cell/bias:0': BIAS}
 
 
-
 def _handle(cls: str, config: dict, weights: dict, inbound: list[str] | None = None) -> object:
     entry = LAYERS.entry(cls)
     assert entry is not None, f'no handler for {cls}'
@@ -106,25 +109,60 @@ def _quantized(kind: str, weights: dict, out: FixedFormat | None):
 ROWS = [
     ('QActivation', {'activation': 'quantized_relu(6)'}, {}, lambda s: s == QuantizeSpec(FixedFormat(0, 0, 6))),
     ('QActivation', {'activation': 'quantized_sigmoid(4)'}, {}, lambda s: s == QuantizeSpec(FixedFormat(1, 0, 3), (0.5, 0.5))),
-    ('QDense', {'units': 4, 'kernel_quantizer': Q6, 'bias_quantizer': 'quantized_bits(8,3)', 'activation': 'quantized_relu(4,1)'}, WEIGHTS,
-     lambda s: _quantized('dense', WEIGHTS, FixedFormat(0, 1, 3))(s) and s.bias_fmt == FixedFormat(1, 3, 4)),
+    (
+        'QDense',
+        {'units': 4, 'kernel_quantizer': Q6, 'bias_quantizer': 'quantized_bits(8,3)', 'activation': 'quantized_relu(4,1)'},
+        WEIGHTS,
+        lambda s: _quantized('dense', WEIGHTS, FixedFormat(0, 1, 3))(s) and s.bias_fmt == FixedFormat(1, 3, 4),
+    ),
     ('QConv1D', CONV_CFG, CONV1, lambda s: _quantized('conv1d', CONV1, None)(s) and s.args['padding'] == 'same'),
     ('QConv2D', {**CONV_CFG, 'kernel_size': [3, 3], 'strides': [1, 1]}, CONV2, lambda s: _quantized('conv2d', CONV2, None)(s)),
     ('QDepthwiseConv2D', DW_CFG, {'d/depthwise_kernel:0': DW, 'd/bias:0': B4}, _grouped),
-    ('QSeparableConv2D', {'filters': 3, 'kernel_size': [3, 3], 'depthwise_quantizer': Q6, 'pointwise_quantizer': Q6, 'bias_quantizer': Q6},
-     {'d/depthwise_kernel:0': DW, 'd/pointwise_kernel:0': PW2, 'd/bias:0': B3}, _separable(2)),
-    ('QSeparableConv1D', {'filters': 3, 'kernel_size': [3], 'depthwise_quantizer': Q6, 'pointwise_quantizer': Q6},
-     {'d/depthwise_kernel:0': DW1, 'd/pointwise_kernel:0': PW2[0], 'd/bias:0': B3}, _separable(1)),
-    ('QConv2DBatchnorm', {'filters': 3, 'kernel_size': [3, 3], 'epsilon': 0.0},
-     {'d/kernel:0': KC, 'd/bias:0': B3, **{k.replace('d/', 'd/batchnorm/'): v for k, v in BN.items()}}, _folded),
-    ('QDepthwiseConv2DBatchnorm', {**DW_CFG, 'epsilon': 0.0, 'depthwise_quantizer': None, 'bias_quantizer': None},
-     {'d/depthwise_kernel:0': DW, 'd/bias:0': B4, 'd/gamma:0': B4 * 0 + 1, 'd/beta:0': B4 * 0, 'd/moving_mean:0': B4 * 0,
-      'd/moving_variance:0': B4 * 0 + 1}, lambda s: np.array_equal(s.kernel, DW.reshape(3, 3, 1, 4)) and np.array_equal(s.bias, B4)),
+    (
+        'QSeparableConv2D',
+        {'filters': 3, 'kernel_size': [3, 3], 'depthwise_quantizer': Q6, 'pointwise_quantizer': Q6, 'bias_quantizer': Q6},
+        {'d/depthwise_kernel:0': DW, 'd/pointwise_kernel:0': PW2, 'd/bias:0': B3},
+        _separable(2),
+    ),
+    (
+        'QSeparableConv1D',
+        {'filters': 3, 'kernel_size': [3], 'depthwise_quantizer': Q6, 'pointwise_quantizer': Q6},
+        {'d/depthwise_kernel:0': DW1, 'd/pointwise_kernel:0': PW2[0], 'd/bias:0': B3},
+        _separable(1),
+    ),
+    (
+        'QConv2DBatchnorm',
+        {'filters': 3, 'kernel_size': [3, 3], 'epsilon': 0.0},
+        {'d/kernel:0': KC, 'd/bias:0': B3, **{k.replace('d/', 'd/batchnorm/'): v for k, v in BN.items()}},
+        _folded,
+    ),
+    (
+        'QDepthwiseConv2DBatchnorm',
+        {**DW_CFG, 'epsilon': 0.0, 'depthwise_quantizer': None, 'bias_quantizer': None},
+        {
+            'd/depthwise_kernel:0': DW,
+            'd/bias:0': B4,
+            'd/gamma:0': B4 * 0 + 1,
+            'd/beta:0': B4 * 0,
+            'd/moving_mean:0': B4 * 0,
+            'd/moving_variance:0': B4 * 0 + 1,
+        },
+        lambda s: np.array_equal(s.kernel, DW.reshape(3, 3, 1, 4)) and np.array_equal(s.bias, B4),
+    ),
     ('QBatchNormalization', {'axis': -1, 'epsilon': 0.001}, BN, _batchnorm(True)),
     ('QAveragePooling2D', {'pool_size': [2, 2], 'average_quantizer': 'quantized_bits(8,0,alpha=1)'}, {}, _pool(2, False, '')),
     ('QGlobalAveragePooling2D', {'average_quantizer': 'quantized_bits(8,0,alpha=1)'}, {}, _pool(2, True, '')),
-    ('QSimpleRNN', {**RNN_CFG, 'state_quantizer': 'quantized_bits(8,2,alpha=1)'}, RNN_W,
-     lambda s: isinstance(s, SimpleRNNSpec) and s.activation_fmt == FixedFormat(1, 0, 5) and s.state_fmt is None and s.kernel_fmt == FixedFormat(1, 0, 5)),
+    (
+        'QSimpleRNN',
+        {**RNN_CFG, 'state_quantizer': 'quantized_bits(8,2,alpha=1)'},
+        RNN_W,
+        lambda s: (
+            isinstance(s, SimpleRNNSpec)
+            and s.activation_fmt == FixedFormat(1, 0, 5)
+            and s.state_fmt is None
+            and s.kernel_fmt == FixedFormat(1, 0, 5)
+        ),
+    ),
 ]
 
 
@@ -158,7 +196,12 @@ def test_every_handler_has_a_row() -> None:
         ('QDense', {'units': 4, 'kernel_quantizer': "ternary(alpha='auto',threshold=0.3)"}, WEIGHTS, 'takes no threshold'),
         ('QDense', {'units': 4, 'kernel_quantizer': 'quantized_relu_po2(4,negative_slope=0.3)'}, WEIGHTS, 'power of two'),
         ('QAveragePooling2D', {'pool_size': [3, 3], 'average_quantizer': 'quantized_bits(4,0,alpha=1)'}, {}, 'rounds 1/9'),
-        ('QSeparableConv2D', {'filters': 5, 'kernel_size': [3, 3]}, {'d/depthwise_kernel:0': DW, 'd/pointwise_kernel:0': PW2}, 'pointwise kernel'),
+        (
+            'QSeparableConv2D',
+            {'filters': 5, 'kernel_size': [3, 3]},
+            {'d/depthwise_kernel:0': DW, 'd/pointwise_kernel:0': PW2},
+            'pointwise kernel',
+        ),
         ('QConv2DBatchnorm', {'filters': 3, 'kernel_size': [3, 3]}, {'d/kernel:0': KC}, 'moving_mean'),
         ('QBatchNormalization', {'axis': -1}, {k: v for k, v in BN.items() if 'gamma' not in k}, 'gamma'),
         ('QSimpleRNN', {**RNN_CFG, 'state_quantizer': 'quantized_bits(4,0,alpha=1)'}, RNN_W, 'enable_sq'),
@@ -177,7 +220,7 @@ def test_auto_po2_kernel_is_precomputed_exactly() -> None:
     spec = _handle('QDense', {'units': 4, 'kernel_quantizer': 'quantized_bits(4,0)'}, WEIGHTS)
     assert not np.array_equal(spec.kernel, KERNEL)
     assert np.array_equal(spec.kernel_fmt.quantize(spec.kernel), spec.kernel)
-    steps = spec.kernel / 2.0 ** -spec.kernel_fmt.f
+    steps = spec.kernel / 2.0**-spec.kernel_fmt.f
     assert np.array_equal(steps, np.round(steps)) and np.abs(steps).max() <= 7  # 4-bit symmetric codes
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from hgqbridge.converters.qkeras.quantizers import (
     FloatActivation,
     QuantizedBits,
@@ -11,7 +12,6 @@ from hgqbridge.converters.qkeras.quantizers import (
     parse_quantizer,
     parse_string,
 )
-
 from hgqbridge.errors import LayerProblem, QuantizerSyntaxError
 from hgqbridge.fixed import FixedFormat
 
@@ -61,8 +61,18 @@ def test_parse_string_rejects(text: str) -> None:
 
 
 def test_parse_dict_and_string_agree() -> None:
-    saved = {'class_name': 'quantized_bits', 'config': {'bits': 6, 'integer': 0, 'symmetric': 0, 'alpha': 1, 'keep_negative': True,
-                                                        'use_stochastic_rounding': False, 'qnoise_factor': 1.0}}
+    saved = {
+        'class_name': 'quantized_bits',
+        'config': {
+            'bits': 6,
+            'integer': 0,
+            'symmetric': 0,
+            'alpha': 1,
+            'keep_negative': True,
+            'use_stochastic_rounding': False,
+            'qnoise_factor': 1.0,
+        },
+    }
     assert parse_quantizer(saved) == parse_quantizer('quantized_bits(6,0,alpha=1)')
     assert parse_quantizer('relu') == FloatActivation('relu')
     assert parse_quantizer(None) is None
@@ -74,7 +84,11 @@ def test_parse_dict_and_string_agree() -> None:
         (QuantizedBits(8, 0, alpha=1), 'kernel', FixedFormat(1, 0, 7, 'RND_CONV', 'SAT')),
         (QuantizedBits(8, 3, 1, alpha=1), 'kernel', FixedFormat(1, 3, 4, 'RND_CONV', 'SAT_SYM')),
         (QuantizedBits(8, 0, keep_negative=False, alpha=1), 'activation', FixedFormat(0, 0, 8, 'RND_CONV', 'SAT')),
-        (QuantizedBits(8, 0, 1, keep_negative=False), 'bias', FixedFormat(0, 0, 8, 'RND_CONV', 'SAT')),  # symmetric: no effect unsigned
+        (
+            QuantizedBits(8, 0, 1, keep_negative=False),
+            'bias',
+            FixedFormat(0, 0, 8, 'RND_CONV', 'SAT'),
+        ),  # symmetric: no effect unsigned
         (QuantizedBits(4, -2), 'bias', FixedFormat(1, -2, 5, 'RND_CONV', 'SAT')),  # alpha None fine off-kernel
         (QuantizedBits(4, 6, alpha=1), 'activation', FixedFormat(1, 6, -3, 'RND_CONV', 'SAT')),
         (QuantizedRelu(6), 'activation', FixedFormat(0, 0, 6, 'RND_CONV', 'SAT')),
@@ -112,15 +126,29 @@ def test_mapping_refuses(spec: object, position: str, message: str) -> None:
         spec.fixed_format(position)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize('spec', ['bernoulli()', 'quantized_ulaw(8)', 'quantized_po2(4)', 'nonsense(3)', 'quantized_bits(6, foo=1)', 'hard_sigmoid',
-                                  'quantized_tanh(1)', 'quantized_tanh(6,use_real_tanh=True)', 'quantized_sigmoid(1)', 'quantized_sigmoid(4,0,1)'])
+@pytest.mark.parametrize(
+    'spec',
+    [
+        'bernoulli()',
+        'quantized_ulaw(8)',
+        'quantized_po2(4)',
+        'nonsense(3)',
+        'quantized_bits(6, foo=1)',
+        'hard_sigmoid',
+        'quantized_tanh(1)',
+        'quantized_tanh(6,use_real_tanh=True)',
+        'quantized_sigmoid(1)',
+        'quantized_sigmoid(4,0,1)',
+    ],
+)
 def test_unsupported_names_are_refused(spec: str) -> None:
     with pytest.raises(LayerProblem):
         parse_quantizer(spec).activation_plan()  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize('name, reason', [('hard_sigmoid', 'exactly 1.0'), ('hard_tanh', 'exactly 1.0'),
-                                          ('smooth_sigmoid', '0.1875')])
+@pytest.mark.parametrize(
+    'name, reason', [('hard_sigmoid', 'exactly 1.0'), ('hard_tanh', 'exactly 1.0'), ('smooth_sigmoid', '0.1875')]
+)
 def test_hard_functions_are_refused_with_the_reason(name: str, reason: str) -> None:
     with pytest.raises(LayerProblem, match=reason) as info:
         parse_quantizer(name)
@@ -129,8 +157,12 @@ def test_hard_functions_are_refused_with_the_reason(name: str, reason: str) -> N
 
 def test_two_step_cases_are_covered() -> None:
     assert {c for c in CASES if c not in ONE_FORMAT} == {
-        'quantized_relu(4,2,negative_slope=0.25)', 'quantized_relu(6,2,negative_slope=0.5)', 'quantized_relu(8,3,negative_slope=0.125)',
-        'quantized_relu(4,0,1)', 'quantized_relu(6,2,1)', 'quantized_relu(3,1,use_sigmoid=1)',
+        'quantized_relu(4,2,negative_slope=0.25)',
+        'quantized_relu(6,2,negative_slope=0.5)',
+        'quantized_relu(8,3,negative_slope=0.125)',
+        'quantized_relu(4,0,1)',
+        'quantized_relu(6,2,1)',
+        'quantized_relu(3,1,use_sigmoid=1)',
     }
 
 
@@ -159,6 +191,7 @@ def test_numpy_reference_matches_qkeras(case: str) -> None:
 def test_hgq2_quantizer_matches_qkeras(case: str) -> None:
     """The HGQ2 layers built for the quantizer (a Quantizer, or the two-step forms) reproduce QKeras bit for bit."""
     import keras
+
     from hgqbridge.converters.hgq.tensors import BuildContext, Tensor, materialize
     from hgqbridge.converters.qkeras.layers import activation_spec
 

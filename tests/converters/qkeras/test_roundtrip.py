@@ -33,8 +33,13 @@ def test_bit_exact_against_qkeras(name: str, conversions: dict) -> None:
 @pytest.mark.parametrize('name', sorted(MODELS))
 def test_genuine_hgq_layers_keep_source_names(name: str, conversions: dict) -> None:
     conv = conversions[name]
-    expected = {'QDense': 'hgq.layers.core.dense.QDense', 'Dense': 'hgq.layers.core.dense.QDense',
-                'QConv1D': 'hgq.layers.conv.QConv1D', 'QConv2D': 'hgq.layers.conv.QConv2D', 'Add': 'hgq.layers.ops.merge.QAdd'}
+    expected = {
+        'QDense': 'hgq.layers.core.dense.QDense',
+        'Dense': 'hgq.layers.core.dense.QDense',
+        'QConv1D': 'hgq.layers.conv.QConv1D',
+        'QConv2D': 'hgq.layers.conv.QConv2D',
+        'Add': 'hgq.layers.ops.merge.QAdd',
+    }
     for source in conv.graph:
         if source.class_name in expected:
             layer = conv.model.get_layer(source.name)
@@ -62,11 +67,25 @@ def test_a_one_lsb_change_is_caught(conversions: dict, tmp_path: Path) -> None:
 
 def test_sequential_json_with_input_format(tmp_path: Path) -> None:
     """A Sequential model (no InputLayer in the config) and a user-given input format."""
-    config = {'class_name': 'Sequential', 'config': {'name': 'seq', 'layers': [
-        {'class_name': 'QDense', 'config': {'name': 'd', 'units': 2, 'batch_input_shape': [None, 3], 'use_bias': False,
-                                            'kernel_quantizer': 'quantized_bits(4,0,alpha=1)'}},
-        {'class_name': 'QActivation', 'config': {'name': 'a', 'activation': 'quantized_relu(4,2)'}},
-    ]}}
+    config = {
+        'class_name': 'Sequential',
+        'config': {
+            'name': 'seq',
+            'layers': [
+                {
+                    'class_name': 'QDense',
+                    'config': {
+                        'name': 'd',
+                        'units': 2,
+                        'batch_input_shape': [None, 3],
+                        'use_bias': False,
+                        'kernel_quantizer': 'quantized_bits(4,0,alpha=1)',
+                    },
+                },
+                {'class_name': 'QActivation', 'config': {'name': 'a', 'activation': 'quantized_relu(4,2)'}},
+            ],
+        },
+    }
     import h5py
 
     (tmp_path / 'seq.json').write_text(json.dumps(config))
@@ -91,7 +110,9 @@ def test_sequential_json_with_input_format(tmp_path: Path) -> None:
 @pytest.mark.parametrize('isa', ISAS)
 def test_goldens_are_what_qkeras_computes_today(isa: str) -> None:
     """Re-run the real QKeras 0.9.0 (own --target folder, subprocess) on the committed fixtures, as on three CPUs."""
-    assert (REF_ENV / 'qkeras').is_dir(), f'the QKeras reference environment is missing: run `make qkeras-ref` (creates {REF_ENV})'
+    assert (REF_ENV / 'qkeras').is_dir(), (
+        f'the QKeras reference environment is missing: run `make qkeras-ref` (creates {REF_ENV})'
+    )
     result = rerun_reference(QKERAS / 'make_fixtures.py', {'TF_USE_LEGACY_KERAS': '1', 'PYTHONPATH': str(REF_ENV)}, isa)
     assert result['qkeras'] == '0.9.0'
     assert set(result['results']) == {e['name'] for e in MANIFEST['models']} | {'quantizers'}
@@ -117,4 +138,4 @@ def test_saved_keras_file_is_identical(name: str, conversions: dict, golden_inpu
     loaded = load_model(tmp_path / 'm.keras')
     x = golden_inputs[name]
     assert np.array_equal(model.predict([x], verbose=0), loaded.predict([x], verbose=0))
-    assert [type(l).__name__ for l in loaded.layers] == [type(l).__name__ for l in model.layers]
+    assert [type(layer).__name__ for layer in loaded.layers] == [type(layer).__name__ for layer in model.layers]
