@@ -29,8 +29,8 @@ EPILOG = """examples:
 """
 
 
-def _print_report(report: Any, as_json: bool, save: Path | None = None) -> None:
-    print(report.to_json() if as_json else report.to_text())
+def _print_report(report: Any, as_json: bool, save: Path | None = None, markdown: bool = False) -> None:
+    print(report.to_json() if as_json else report.to_markdown() if markdown else report.to_text())
     if save is not None:
         report.save(save)
 
@@ -95,7 +95,7 @@ def cmd_check(a: argparse.Namespace) -> int:
     from .models import load_model
 
     report = check(load_model(a.model, _limits(a)), a.target, **_target_options(a))
-    _print_report(report, a.json)
+    _print_report(report, a.json, markdown=a.markdown)
     return 0 if report.deployable else 1
 
 
@@ -111,7 +111,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     report = export(
         load_model(a.model, limits), a.target, a.output, x, force=a.force, sources=(a.model, a.data), **_target_options(a)
     )
-    _print_report(report, a.json)
+    _print_report(report, a.json, markdown=a.markdown)
     return 0 if report.ok else 1
 
 
@@ -234,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument('--strategy', help='hls4ml: latency (default), resource or distributed_arithmetic')
         s.add_argument('--reuse-factor', type=int, help='hls4ml: the reuse factor (default 1)')
         s.add_argument('--json', action='store_true', help='print the report as JSON')
+        s.add_argument('--markdown', action='store_true', help='print the report as a Markdown table')
         if name == 'export':
             s.add_argument('-o', '--output', type=Path, required=True, help='project folder')
             s.add_argument('--data', type=Path, required=True, help='.npz with array x (inputs to compare on)')

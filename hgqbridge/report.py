@@ -1,4 +1,4 @@
-"""Report dataclasses for conversion, verification, check and export; each renders as text and JSON."""
+"""Report dataclasses for conversion, verification, check and export; each renders as text, JSON and Markdown."""
 
 from __future__ import annotations
 
@@ -10,7 +10,23 @@ from typing import Any
 from .errors import Problem
 
 
+def _table(head: list[str], rows: list[list[Any]]) -> str:
+    def cell(value: Any) -> str:
+        return str(value).replace('|', '\\|').replace('\n', ' ')
+
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    return '\n'.join(lines + ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in rows])
+
+
 class _Report:
+    def to_markdown(self) -> str:
+        """The report as a Markdown section (a title line, then a table), for CI summaries and pull requests."""
+        title, head, rows = self._markdown()
+        return f'**{title}**\n\n{_table(head, rows)}\n'
+
+    def _markdown(self) -> tuple[str, list[str], list[list[Any]]]:
+        raise NotImplementedError
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]
 
@@ -49,6 +65,10 @@ class ConversionReport(_Report):
     hgq_layers: list[str]
     summary: list[str] = field(default_factory=list)  # model-level notes: the float policy, float vs quantized
 
+    def _markdown(self) -> tuple[str, list[str], list[list[Any]]]:
+        rows = [[n.source, n.source_class, n.hgq_class, '; '.join(n.notes)] for n in self.layers]
+        return f'{self.source} ({self.framework}) -> HGQ2 model {self.model}', ['source layer', 'class', 'HGQ2', 'notes'], rows
+
     def to_text(self) -> str:
         lines = [f'Converted {self.source} ({self.framework}) into HGQ2 model {self.model!r}:']
         for note in self.layers:
@@ -85,6 +105,19 @@ class VerifyReport(_Report):
     bit_exact: bool
     first_divergence: dict[str, str | None]
     missing: list[str] = field(default_factory=list)
+
+    def _markdown(self) -> tuple[str, list[str], list[list[Any]]]:
+        rows = [
+            [kind, m.layer, m.values, m.mismatches, 'yes' if m.exact_required else f'no: {m.reason}', f'{m.max_ulps:.3g}']
+            for kind, matches in self.results.items()
+            for m in matches
+        ]
+        verdict = 'bit-exact' if self.bit_exact else 'NOT bit-exact'
+        return (
+            f'{self.source} vs {self.reference}: {verdict}',
+            ['inputs', 'layer', 'values', 'differ', 'exact required', 'ulp'],
+            rows,
+        )
 
     def to_text(self) -> str:
         inexact = sorted({m.layer for ms in self.results.values() for m in ms if not m.exact_required and m.mismatches})
@@ -139,6 +172,11 @@ class CheckReport(_Report):
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), 'deployable': self.deployable}
 
+    def _markdown(self) -> tuple[str, list[str], list[list[Any]]]:
+        rows = [[i.status, i.layer, i.layer_class, i.reason, i.fix] for i in self.items]
+        verdict = 'deployable' if self.deployable else 'NOT deployable'
+        return f'{self.model} on {self.target}: {verdict}', ['status', 'layer', 'class', 'reason', 'fix'], rows
+
     def to_text(self) -> str:
         lines = [f'Deployability of {self.model!r} on {self.target}:']
         for item in self.items:
@@ -175,6 +213,22 @@ class ExportReport(_Report):
     def verified(self) -> bool:
         """Whether any firmware model was run and compared at all (oneAPI/Catapult cannot be compiled here)."""
         return bool(self.bit_exact)
+
+    def _markdown(self) -> tuple[str, list[str], list[list[Any]]]:
+        rows = [
+            [
+                kind,
+                self.compared_values[kind],
+                self.mismatches[kind],
+                'yes' if exact else 'NO',
+                self.first_divergence.get(kind) or '',
+            ]
+            for kind, exact in self.bit_exact.items()
+        ]
+        rows += [[key, '', '', '', value] for key, value in self.estimates.items() if not isinstance(value, dict)]
+        verdict = 'bit-exact' if self.ok else 'NOT bit-exact' if self.verified else 'written, NOT verified'
+        head = ['inputs', 'values', 'differ', 'bit-exact', 'first divergence']
+        return f'export to {self.target} in {self.out_dir}: {verdict}', head, rows
 
     def to_text(self) -> str:
         verdict = (

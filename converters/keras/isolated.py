@@ -30,8 +30,9 @@ import numpy as np
 from hgqbridge.errors import SourceFileError
 from hgqbridge.limits import Limits
 
-Weights = dict[str, dict[str, np.ndarray]]
-WeightOrder = dict[str, tuple[str, ...]]
+from .archive import WeightOrder
+from .hdf5 import Weights
+
 PR_SET_PDEATHSIG = 1
 
 
