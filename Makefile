@@ -1,4 +1,4 @@
-# Two commands are the contract, both work on a machine with nothing but python3 (>= 3.10, with venv):
+# Two commands are the contract, both work on a machine with nothing but python3 (3.11 to 3.13, with venv):
 #   make demo   create .venv, install, run the demo (QKeras model -> HGQ2 -> fine-tune -> hls4ml + da4ml)
 #   make test   create .venv, install with test extras and the QKeras reference, run the whole suite
 PYTHON ?= python3

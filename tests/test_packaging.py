@@ -10,10 +10,7 @@ from __future__ import annotations
 import re
 import sys
 
-try:
-    import tomllib
-except ImportError:  # Python 3.10
-    import tomli as tomllib
+import tomllib
 
 from .conftest import ROOT
 

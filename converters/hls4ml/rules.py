@@ -88,7 +88,7 @@ SUPPORTED = (
     'MaxPooling2D',
 )
 
-#: The subset that tests/converters/hls4ml/test_export.py exports and proves bit-exact today.
+#: The subset proven bit-exact today: tests/converters/test_matrix.py fails if no model holding one of them exports exactly.
 VERIFIED = (
     'QDense',
     'QConv1D',

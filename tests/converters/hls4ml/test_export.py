@@ -98,17 +98,6 @@ def test_refusals_name_layer_and_rule(conversions: dict) -> None:
 
 
 @pytest.mark.slow
-def test_conv2d_and_maxpooling_stack_is_bit_exact(conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
-    """The QConv2D (auto_po2 kernels) + MaxPooling2D part of digits_cnn, cut before its ZeroPadding2D."""
-    import keras
-
-    model = conversions['digits_cnn'].model
-    stack = keras.Model(model.inputs, model.get_layer('pool1').output, name='conv_stack')
-    report = hgqbridge.export(stack, 'hls4ml:vitis', tmp_path / 'prj', golden_inputs['digits_cnn'])
-    assert report.ok and report.mismatches == {'normal': 0, 'stress': 0}, report.to_text()
-
-
-@pytest.mark.slow
 def test_affine_rule_is_real(conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
     """check refuses the hard-sigmoid quantizer for hls4ml; forcing the export shows why: every value differs."""
     from hgqbridge.converters import parse_target
