@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
@@ -265,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(run=cmd_demo)
 
     s = sub.add_parser('support', parents=[common], help='print the support matrix (generated from the registries)')
-    s.set_defaults(run=cmd_support)
+    s.set_defaults(run=cmd_support, needs_tensorflow=False)
     return p
 
 
@@ -299,11 +301,37 @@ def _failure(err: BaseException, debug: bool) -> str:
     )
 
 
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow 2.21 writes absl INFO lines (oneDNN, CUDA) to file descriptor 2 while it loads, whatever
+    TF_CPP_MIN_LOG_LEVEL says, which would break the promise that a failure is one line. So fd 2 points at a
+    temporary file during the import; what it caught is shown only if the import itself fails."""
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+    os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
+    if 'tensorflow' in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            caught.seek(0)
+            sys.stderr.write(caught.read().decode(errors='replace'))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, 'debug', False))
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
+        if getattr(args, 'needs_tensorflow', True):
+            _import_tensorflow_quietly()
         return int(args.run(args))
     except HGQBridgeError as err:
         print(f'hgqbridge {args.command}: error: {err}', file=sys.stderr)

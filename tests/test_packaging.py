@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import sys
-
 import tomllib
 
 from .conftest import ROOT

@@ -37,7 +37,7 @@ def quantize_variable(v: Any, k: int, i: int, f: int, overflow: str) -> Any:
     if k + i + f <= 0:
         return FixedVariable(0, 0, 1, hwconf=v.hwconf, opr='const')
     if v.low == v.high:  # a constant: quantize its value directly
-        value = FixedFormat(k, i, f, 'RND_CONV', overflow).quantize(np.float64(v.low))
+        value = FixedFormat(k, i, f, 'RND_CONV', overflow).quantize(np.asarray(v.low, dtype=np.float64))
         return FixedVariable.from_const(float(value), hwconf=v.hwconf, _factor=1)
     if overflow in ('SAT', 'SAT_SYM'):
         fmt = FixedFormat(k, i, f, 'RND_CONV', overflow)

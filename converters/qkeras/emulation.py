@@ -36,7 +36,7 @@ def _least_squares(x: np.ndarray, z: np.ndarray, po2: bool) -> np.ndarray:
         qq = np.mean(z * z, axis=axes, keepdims=True, dtype=F32)
     else:  # rank 1: QKeras skips the averaging, one scale per element
         qx, qq = x * z, z * z
-    scale = (qx / (qq + EPS)).astype(F32)
+    scale = np.asarray(qx / (qq + EPS), dtype=F32)
     return _po2(scale) if po2 else scale
 
 
