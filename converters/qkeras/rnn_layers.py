@@ -40,8 +40,9 @@ def _weight(layer: SourceLayer, name: str, shape: tuple[int, ...]) -> np.ndarray
 
 @LAYERS.register(
     'QSimpleRNN',
-    status='exact: HGQ2 QSimpleRNN, the activation quantizer as its pre-activation quantizer, state_quantizer as '
-    'its state quantizer',
+    status='exact: HGQ2 QSimpleRNN, the activation quantizer as its pre-activation quantizer; refused: a float '
+    "activation ('relu', 'tanh': the state is not one fixed-point format) and a state_quantizer that does not hold "
+    'every activation value (HGQ2 0.2.0 drops a state quantizer when the model is saved)',
     builds=('QSimpleRNN',),
     quantizes=True,
 )
