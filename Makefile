@@ -69,6 +69,7 @@ test-fast: install
 
 fixtures: qkeras-ref
 	TF_USE_LEGACY_KERAS=1 PYTHONPATH=$(REF) $(BIN)/python fixtures/qkeras/make_fixtures.py
+	TF_USE_LEGACY_KERAS=1 PYTHONPATH=$(REF) $(BIN)/python fixtures/qkeras_peers/make_fixtures.py
 	PYTHONPATH=$(REF3) $(BIN)/python fixtures/qkeras_v3/make_fixtures.py
 	TF_USE_LEGACY_KERAS=1 PYTHONPATH=$(REF) $(BIN)/python fixtures/keras/make_fixtures.py --keras 2
 	$(BIN)/python fixtures/keras/make_fixtures.py --keras 3

@@ -18,7 +18,7 @@ ROUND_MODES = ('TRN', 'RND', 'RND_CONV')
 OVERFLOW_MODES = ('SAT', 'SAT_SYM', 'WRAP')
 
 
-def quantize_kif(x: np.ndarray, k: Any, i: Any, f: Any, round_mode: str, overflow: str) -> np.ndarray:
+def quantize_kif(x: np.ndarray | float, k: Any, i: Any, f: Any, round_mode: str, overflow: str) -> np.ndarray:
     """The exact fixed-point quantization of ``x`` (float64) with per-element ``k, i, f`` (broadcast against x):
     saturate (SAT: ``[-k 2^i, 2^i - 2^-f]``, SAT_SYM: ``±(2^i - 2^-f)``), round (TRN floor, RND half up, RND_CONV
     half to even), or wrap (WRAP: modulo ``2^(k+i+f)`` steps). Elements of zero or negative width are 0."""
@@ -75,7 +75,7 @@ class FixedFormat:
             return -self.high * self.k
         return -(2.0**self.i) * self.k
 
-    def quantize(self, x: np.ndarray) -> np.ndarray:
+    def quantize(self, x: np.ndarray | float) -> np.ndarray:
         """The exact quantized value of ``x`` (computed in float64)."""
         return quantize_kif(x, self.k, self.i, self.f, self.round, self.overflow)
 
@@ -120,23 +120,51 @@ class FixedFormat:
         return FixedFormat(max(self.k, other.k), max(self.i, other.i), max(self.f, other.f), self.round, self.overflow)
 
     @classmethod
-    def covering(cls, x: np.ndarray, max_f: int = 24, overflow: str = 'SAT', round: str = 'TRN') -> FixedFormat:
-        """The narrowest format holding every value of ``x`` exactly (fractional bits capped at ``max_f``)."""
+    def covering(
+        cls, x: np.ndarray, max_f: int = 24, overflow: str = 'SAT', round: str = 'TRN', inexact_ok: bool = False
+    ) -> FixedFormat:
+        """The narrowest format holding every value of ``x`` exactly, with at most ``max_f`` fractional bits.
+
+        A value that needs more fractional bits (2^-64 with max_f 32, a denormal) or is not finite raises
+        ValueError: a format that rounds it would not hold it. ``inexact_ok=True`` caps f at ``max_f`` instead
+        (for data that is meant to be rounded, such as raw inputs on a firmware port)."""
         x = np.asarray(x, dtype=np.float64)
-        k = int(bool((x < 0).any()))
-        f = -max_f
-        for cand in range(-max_f, max_f + 1):
-            if np.array_equal(np.round(x * 2.0**cand), x * 2.0**cand):
-                f = cand
-                break
-        else:
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f'no fixed-point format holds {x[~np.isfinite(x)].ravel()[0]!r}')
+        needed = fraction_bits(x)
+        f = max(needed, -max_f)
+        if f > max_f:
+            if not inexact_ok:
+                worst = x.ravel()[int(np.argmax(_fraction_bits_each(x.ravel())))]
+                raise ValueError(f'{float(worst)!r} needs {needed} fractional bits, more than the {max_f} allowed')
             f = max_f
-        high = float(x.max()) if x.size else 0.0
-        low = float(x.min()) if x.size else 0.0
+        if not np.any(x):
+            return cls(0, 0, 0, round, overflow)
+        high, low = float(x.max()), float(x.min())
+        k = int(low < 0)
         i = -f
-        while 2.0**i - 2.0**-f < high or -(2.0**i) * k > low:
+        while high >= 2.0**i or -(2.0**i) * k > low:  # on the 2^-f grid, x <= 2^i - 2^-f is x < 2^i (exact in floats)
             i += 1
         return cls(k, i, f, round, overflow)
+
+
+def _fraction_bits_each(x: np.ndarray) -> np.ndarray:
+    """Per element of a finite float64 array: the fractional bits its value needs (the exponent of its lowest
+    set bit, negated); 0 needs none (-2000)."""
+    mant, exp = np.frexp(x)
+    m = np.abs(mant * 2.0**53).astype(np.int64)  # exact: a float64 mantissa has 53 bits
+    low_bit = np.log2((m & -m).astype(np.float64), where=m != 0, out=np.zeros(x.shape))
+    return np.where(m != 0, 53 - exp - low_bit, -2000).astype(np.int64)
+
+
+def fraction_bits(x: np.ndarray) -> int:
+    """The fractional bits a format needs to hold every (finite) value of ``x`` exactly; -2000 for all zeros."""
+    x = np.asarray(x, dtype=np.float64)
+    return int(_fraction_bits_each(x.ravel()).max()) if x.size else -2000
+
+
+#: HGQ2 quantizes in float32: 2^f, 2^-f and every value times 2^f must be finite normal float32 numbers.
+FLOAT32_MAX_F = 126
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,11 +185,23 @@ class FormatArray:
         return quantize_kif(x, self.k, self.i, self.f, self.round, self.overflow)
 
     @classmethod
-    def covering(cls, values: np.ndarray, max_f: int = 32) -> FormatArray:
-        """One format per channel (last axis) holding every value of that channel exactly."""
+    def covering(cls, values: np.ndarray, max_f: int = FLOAT32_MAX_F) -> FormatArray:
+        """One format per channel (last axis) holding every value of that channel exactly, in HGQ2's float32
+        arithmetic. A value no such format holds (non-finite, a denormal, a channel whose range spans more than
+        126 binary orders of magnitude) raises ValueError, naming the channel: never a silently rounding format."""
         values = np.asarray(values, dtype=np.float64)
         flat = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)
-        fmts = [FixedFormat.covering(flat[:, c], max_f=max_f) for c in range(flat.shape[1])]
+        fmts = []
+        for c in range(flat.shape[1]):
+            try:
+                fmt = FixedFormat.covering(flat[:, c], max_f=max_f)
+            except ValueError as err:
+                raise ValueError(f'channel {c}: {err}') from None
+            if fmt.i + fmt.f > FLOAT32_MAX_F + 1 or fmt.i > FLOAT32_MAX_F:  # codes below 2^127: finite in float32
+                raise ValueError(
+                    f'channel {c}: its values need steps of 2^{-fmt.f} up to 2^{fmt.i}, more than float32 arithmetic holds exactly'
+                )
+            fmts.append(fmt)
         shape = (1,) * (values.ndim - 1) + (len(fmts),) if values.ndim > 1 else (len(fmts),)
         k, i, f = (np.array([getattr(m, a) for m in fmts]).reshape(shape) for a in 'kif')
         return cls(k, i, f)

@@ -95,13 +95,53 @@ def verify(conversion: Any, golden_path: Path) -> VerifyReport:
     shape = tuple(conversion.model.inputs[0].shape[1:])
     for kind in INPUT_SETS:
         names = [n for n in order if f'{kind}::{n}' in golden]
-        got = source_tensors(conversion, check_input_shape(golden[f'x_{kind}'], shape, f'{golden_path}: x_{kind}'), names)
-        matches = [compare_tensors(n, golden[f'{kind}::{n}'], got[n], inexact.get(n, '')) for n in names if n in got]
+        x = check_input_shape(golden[f'x_{kind}'], shape, f'{golden_path}: x_{kind}')
+        got = source_tensors(conversion, x, names)
+        off_grid = _off_input_grid(conversion, x)
+        beyond = _beyond_source_range(conversion, golden, kind, inexact)
+        reasons = {n: inexact.get(n) or beyond.get(n) or off_grid for n in names}
+        matches = [compare_tensors(n, golden[f'{kind}::{n}'], got[n], reasons[n]) for n in names if n in got]
         missing.update(n for n in names if n not in got)
         results[kind] = matches
         first[kind] = next((m.layer for m in matches if m.exact_required and m.mismatches), None)
     exact = all(m.bit_exact for ms in results.values() for m in ms if m.exact_required) and any(results.values())
     return VerifyReport(str(conversion.graph.path), str(golden_path), results, exact, first, sorted(missing))
+
+
+def _beyond_source_range(conversion: Any, golden: dict[str, np.ndarray], kind: str, known: dict[str, str]) -> dict[str, str]:
+    """Layers whose inputs (as the source computed them) reach the |x| beyond which the source's own float32
+    arithmetic stops being exact (``Conversion.exact_below``), and every layer computed from them."""
+    bounds = getattr(conversion, 'exact_below', None) or {}
+    reasons: dict[str, str] = {}
+    for layer in conversion.graph:
+        if layer.name in bounds and layer.inbound:
+            src = conversion.graph.layer(layer.inbound[0])
+            values = golden.get(f'x_{kind}') if src.class_name == 'InputLayer' else golden.get(f'{kind}::{src.name}')
+            peak = float(np.max(np.abs(values))) if values is not None and values.size else 0.0
+            if peak >= bounds[layer.name]:
+                reasons[layer.name] = (
+                    f"inputs reach |x| = {peak:g}, beyond {bounds[layer.name]:g} where the source's float32 "
+                    'x + (xq - x) stops being the quantized value'
+                )
+        upstream = next((n for n in layer.inbound if n in reasons), None)
+        if upstream is not None and layer.name not in reasons and layer.name not in known:
+            reasons[layer.name] = f'computed from {upstream}'
+    return reasons
+
+
+def _off_input_grid(conversion: Any, x: np.ndarray) -> str:
+    """Why nothing can match when the inputs are off the grid the HGQ2 model rounds raw inputs to (the source reads
+    them unrounded); '' when every input value is on it (or the source quantizes its own inputs)."""
+    fmt = getattr(conversion, 'raw_input_format', None)
+    if fmt is None:
+        return ''
+    off = int(np.count_nonzero(fmt.quantize(x).astype(np.float32) != x))
+    if not off:
+        return ''
+    return (
+        f'{off} of {x.size} input values are not representable in the input format {fmt} that the HGQ2 model rounds '
+        'its raw input to (the source reads them unrounded): give inputs on that grid, or convert with --input-format'
+    )
 
 
 def _inexact_downstream(conversion: Any) -> dict[str, str]:

@@ -1,5 +1,7 @@
 """FixedFormat: the numpy reference quantizer and the ap_fixed spelling."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -90,3 +92,47 @@ def test_format_array_by_hand(round_mode: str, overflow: str, expected: list[flo
 
     fmt = FormatArray(np.array([1]), np.array([0]), np.array([2]), round_mode, overflow)
     assert np.array_equal(fmt.quantize(np.array([0.4, 1.3, -1.3])), np.array(expected))
+
+
+@pytest.mark.parametrize(
+    'values, kif',
+    [
+        ([2.0**-64], (0, -63, 64)),  # QKeras's po2 code for 0 in an 8-bit quantized_po2: +2^-64
+        ([-(2.0**-64), 0.5], (1, 0, 64)),
+        ([2.0**64], (0, 65, -64)),
+        ([2.0**-126, 1.0], (0, 1, 126)),  # the smallest normal float32 next to 1
+        ([0.0, 0.0], (0, 0, 0)),
+        ([np.float32(0.1)], (0, -3, 27)),  # a float32 value holds exactly with its own 27 fractional bits
+    ],
+)
+def test_format_array_holds_extreme_values_exactly(values: list, kif: tuple) -> None:
+    from hgqbridge.fixed import FormatArray
+
+    x = np.array(values, dtype=np.float32).astype(np.float64)
+    fmt = FormatArray.covering(x)
+    assert (int(fmt.k[0]), int(fmt.i[0]), int(fmt.f[0])) == kif
+    assert np.array_equal(fmt.quantize(x), x)
+
+
+@pytest.mark.parametrize(
+    'values, message',
+    [
+        ([float(np.float32(1e-45))], 'needs 149 fractional bits'),  # a float32 denormal
+        ([float(np.finfo(np.float32).smallest_normal) / 2], 'needs 127 fractional bits'),
+        ([2.0**-64, 2.0**64], 'steps of 2^-64 up to 2^65'),  # 2^64 * 2^64 overflows float32
+        ([np.inf], 'no fixed-point format holds'),
+        ([np.nan], 'no fixed-point format holds'),
+    ],
+)
+def test_format_array_refuses_what_it_cannot_hold(values: list, message: str) -> None:
+    from hgqbridge.fixed import FormatArray
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        FormatArray.covering(np.array(values).reshape(-1, 1))
+
+
+def test_covering_refuses_instead_of_rounding() -> None:
+    with pytest.raises(ValueError, match='needs 27 fractional bits, more than the 24'):
+        FixedFormat.covering(np.array([np.float32(0.1)], dtype=np.float64))
+    capped = FixedFormat.covering(np.array([0.1]), inexact_ok=True)  # data meant to be rounded (a firmware port)
+    assert capped.f == 24

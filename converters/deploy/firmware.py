@@ -50,7 +50,7 @@ def prepare(model: Any, x: np.ndarray) -> FirmwareInputs:
         )
     raw = {'normal': np.asarray(x, dtype=np.float32), 'stress': stress_inputs(x)}
     # The port carries the data as given (up to 24 fractional bits), so the first quantizer rounds in firmware.
-    port = port.union(FixedFormat.covering(np.concatenate([v.ravel() for v in raw.values()]), max_f=24))
+    port = port.union(FixedFormat.covering(np.concatenate([v.ravel() for v in raw.values()]), max_f=24, inexact_ok=True))
     port_q = FixedFormat(port.k, port.i, port.f, 'TRN', 'SAT')
     sets = {}
     for kind, data in raw.items():

@@ -27,6 +27,8 @@ class Conversion:
     refs: dict[str, TensorRef]
     inexact: dict[str, str]  # layer -> why it cannot match the source bit for bit
     report: ConversionReport
+    raw_input_format: FixedFormat | None = None  # what the HGQ2 model rounds a raw model input to (the source does not)
+    exact_below: dict[str, float] | None = None  # layer -> the |input| below which the source itself is exact
 
 
 def parse_all(graph: SourceGraph, registries: tuple[Registry, ...]) -> dict[str, Spec]:
@@ -99,7 +101,8 @@ def convert_graph(
         [layer.name for layer in model.layers],
         list(graph.notes),
     )
-    return Conversion(model, graph, ctx.refs, ctx.inexact, report)
+    raw = ctx.input_format if ctx.rounds_raw_input else None
+    return Conversion(model, graph, ctx.refs, ctx.inexact, report, raw, ctx.exact_below)
 
 
 def _target(model: Any, name: str, ref: TensorRef | None) -> str:

@@ -39,7 +39,7 @@ class InputSpec:
     def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
         import keras
 
-        return Tensor(keras.Input(self.shape[1:], name=name), name)
+        return Tensor(keras.Input(self.shape[1:], name=name), name, model_input=True)
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,19 @@ class QuantizeSpec:
 
     fmt: FixedFormat
     affine: tuple[float, float] | None = None
+    #: the source computes ``x + (xq - x)`` in float32, which is the quantized value only for |x| below this bound
+    exact_below: float | None = None
 
     def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
         (t,) = inputs
         t = materialize(t, ctx)
+        if self.exact_below is not None:
+            ctx.exact_below[name] = self.exact_below
+            ctx.note(
+                name,
+                f"exact for inputs |x| < {self.exact_below:g} (2^{round(np.log2(self.exact_below))}): beyond, the source's "
+                'float32 x + (xq - x) returns a float32 neighbour of x instead of the quantized value',
+            )
         if self.affine is not None:
             return quantize_now(t, self.fmt, self.affine, name, name, ctx)
         return Tensor(t.value, name, pending=self.fmt, pending_layer=name, quantized=t.quantized)
@@ -199,29 +208,31 @@ class MoveSpec:
         out = getattr(keras.layers, self.keras_class)(**dict(self.args), name=name)(t.value)
         if t.pending is None:
             ctx.ref(name, TensorRef(name))
-            return Tensor(out, name, quantized=t.quantized)
+            return Tensor(out, name, quantized=t.quantized, model_input=t.model_input)
         ctx.ref(t.source, TensorRef(name, 'quantized-input', t.pending))
         return Tensor(out, name, pending=t.pending, pending_layer=t.pending_layer, quantized=t.quantized)
 
 
 @dataclass(frozen=True)
 class MergeSpec:
-    """Add / Subtract / Multiply (HGQ2 QAdd / QSubtract / QMultiply, each input quantized by its own iq when every
+    """Add / Subtract / Multiply / Maximum / Minimum / Average (HGQ2 QAdd / QSubtract / QMultiply / QMaximum /
+    QMinimum / QAveragePow2, each input quantized by its own iq when every
     input has a pending quantizer) or Concatenate (Keras; pending inputs materialised)."""
 
-    op: str  # 'add', 'subtract', 'multiply' or 'concatenate'
+    op: str  # 'add', 'subtract', 'multiply', 'maximum', 'minimum', 'average' or 'concatenate'
     axis: int = -1
 
     def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
         import keras
-        from hgq.layers import QAdd, QMultiply, QSubtract
+        from hgq.layers import QAdd, QAveragePow2, QMaximum, QMinimum, QMultiply, QSubtract
 
         if self.op == 'concatenate':
             ts = [materialize(t, ctx) for t in inputs]
             out = keras.layers.Concatenate(axis=self.axis, name=name)([t.value for t in ts])
             ctx.ref(name, TensorRef(name))
             return Tensor(out, name, quantized=all(t.quantized for t in ts))
-        cls = {'add': QAdd, 'subtract': QSubtract, 'multiply': QMultiply}[self.op]
+        ops = {'add': QAdd, 'subtract': QSubtract, 'multiply': QMultiply, 'maximum': QMaximum, 'minimum': QMinimum}
+        cls = {**ops, 'average': QAveragePow2}[self.op]  # average: 2^k inputs only (the handler refuses others)
         if all(t.pending is not None for t in inputs):
             confs = [quantizer_config(take_input_quantizer(t, ctx, name, i)[0], 'datalane') for i, t in enumerate(inputs)]
             layer = cls(iq_confs=confs, name=name)

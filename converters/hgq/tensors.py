@@ -54,6 +54,7 @@ class Tensor:
     pending: FixedFormat | None = None  # a quantizer still to apply, by the consumer's iq or a Quantizer layer
     pending_layer: str = ''  # the name a materialised Quantizer layer gets
     quantized: bool = False  # the values lie on a known fixed-point grid
+    model_input: bool = False  # a model input (or a move of one), not a float layer's output
 
 
 @dataclass
@@ -64,6 +65,8 @@ class BuildContext:
     refs: dict[str, TensorRef] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
     inexact: dict[str, str] = field(default_factory=dict)  # layer -> why it cannot match the source bit for bit
+    exact_below: dict[str, float] = field(default_factory=dict)  # layer -> |input| bound of the source's exactness
+    rounds_raw_input: bool = False  # the HGQ2 model quantizes a model input (to input_format) the source reads as is
 
     def note(self, layer: str, text: str) -> None:
         self.notes.setdefault(layer, []).append(text)
@@ -118,9 +121,14 @@ def take_input_quantizer(
         if ctx.policy.dummy:
             return None, True  # a dummy (float) input quantizer
         return ctx.policy.activation_format(), True
-    if not t.quantized:
+    if not t.quantized and t.model_input:
         ctx.note(consumer, f'the source does not quantize this input; the HGQ2 model quantizes it to {ctx.input_format}')
+        ctx.rounds_raw_input = True
         return ctx.input_format, True
+    if not t.quantized:  # a float layer's output: the source computes on it in float, and so does the HGQ2 model
+        ctx.note(consumer, f'reads {t.source}, a float tensor the source does not quantize: kept float (dummy quantizer)')
+        ctx.inexact.setdefault(consumer, f'reads the float tensor {t.source}: float32 arithmetic, rounding as the source may not')
+        return None, True
     return None, False
 
 

@@ -293,6 +293,32 @@ def multiply(layer: SourceLayer) -> Spec:
     return merge(layer, 'multiply')
 
 
+@LAYERS.register('Maximum', status=EXACT, builds=('QMaximum',))
+def maximum(layer: SourceLayer) -> Spec:
+    return merge(layer, 'maximum')
+
+
+@LAYERS.register('Minimum', status=EXACT, builds=('QMinimum',))
+def minimum(layer: SourceLayer) -> Spec:
+    return merge(layer, 'minimum')
+
+
+AVERAGE_STATUS = 'exact for 2, 4, 8, ... inputs (a sum times 2^-k); other counts divide by a non-power of two: refused'
+
+
+@LAYERS.register('Average', status=AVERAGE_STATUS, builds=('QAveragePow2',))
+def average(layer: SourceLayer) -> Spec:
+    spec = merge(layer, 'average')
+    n = len(layer.inbound)
+    if n & (n - 1):
+        raise LayerProblem(
+            f'Average of {n} inputs divides their sum by {n}, which no fixed-point format holds exactly',
+            'average 2, 4, 8, ... inputs, or use Add and fold the 1/n scale into the next layer',
+            received=n,
+        )
+    return spec
+
+
 @LAYERS.register('Concatenate', status=EXACT, builds=('Concatenate',))
 def concatenate(layer: SourceLayer) -> Spec:
     merge(layer, 'concatenate')

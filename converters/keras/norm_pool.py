@@ -77,7 +77,7 @@ def average_exactness(area: int, average: FixedFormat | None, spec: object) -> s
         held = reciprocal_exact(average.quantize, area)
         if held * area != 1.0:
             raise LayerProblem(
-                f'average_quantizer {spec!r} rounds 1/{area} to {held}, so QKeras scales the average by a factor that is not 1',
+                f'average_quantizer {average} rounds 1/{area} to {held}, so QKeras scales the average by a factor that is not 1',
                 'give average_quantizer enough fractional bits to hold 1/pool_area, or none',
             )
     return f'a pool area of {area} is not a power of two: the source divides in float32' if area & (area - 1) else ''

@@ -29,11 +29,21 @@ def _axes(ndim: int) -> tuple[int, ...]:
     return tuple(range(ndim - 1))
 
 
+def tf_mean(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """K.mean(x, axis=axes, keepdims=True) as QKeras computes it: TensorFlow's own float32 reduce_mean on the CPU.
+    Its summation order (Eigen's vectorised, blocked reduction) is not numpy's pairwise one, and the float32 sums
+    differ in the last bits; running the same kernel on the same shape reproduces QKeras's value exactly."""
+    import tensorflow as tf
+
+    with tf.device('/CPU:0'):
+        return np.asarray(tf.reduce_mean(tf.constant(x, dtype=tf.float32), axis=list(axes), keepdims=True), dtype=F32)
+
+
 def _least_squares(x: np.ndarray, z: np.ndarray, po2: bool) -> np.ndarray:
     axes = _axes(x.ndim)
     if axes:
-        qx = np.mean(x * z, axis=axes, keepdims=True, dtype=F32)
-        qq = np.mean(z * z, axis=axes, keepdims=True, dtype=F32)
+        qx = tf_mean((x * z).astype(F32), axes)
+        qq = tf_mean((z * z).astype(F32), axes)
     else:  # rank 1: QKeras skips the averaging, one scale per element
         qx, qq = x * z, z * z
     scale = np.asarray(qx / (qq + EPS), dtype=F32)
@@ -63,14 +73,16 @@ def auto_scaled_bits(
     half = F32(levels / 2)
 
     def codes(s: np.ndarray) -> np.ndarray:
-        v = np.floor(np.abs(x) / s + F32(0.5))
+        with np.errstate(divide='ignore', invalid='ignore'):
+            v = np.floor(np.abs(x) / s + F32(0.5))
         return (np.sign(x) * np.where(v < half, v, half)).astype(F32)
 
     if frozen is not None:
         scale = (np.asarray(frozen, dtype=F32) / m).astype(F32)
         z = codes(scale)
     else:
-        scale = (np.max(np.abs(x), axis=axes, keepdims=True) * F32(2)) / levels
+        with np.errstate(divide='ignore', invalid='ignore'):  # 1 bit: zero levels; QKeras's scale is inf, its codes 0
+            scale = (np.max(np.abs(x), axis=axes, keepdims=True) * F32(2)) * (F32(1) / levels)  # Grappler: x / c -> x * (1/c)
         z = codes(scale)
         if alpha == 'auto_po2':
             scale = _po2(scale)
@@ -108,10 +120,17 @@ def po2(w: np.ndarray, bits: int, max_value: float | None, quadratic: bool, log2
     return _ste(x, _sign_one(x) * np.power(F32(2.0), exponent))
 
 
+def ftz(x: np.ndarray) -> np.ndarray:
+    """TensorFlow's CPU kernels run with flush-to-zero and denormals-are-zero: a denormal float32 result (an 8-bit
+    quantized_po2's code for 0, 2^-128) is 0 in every op that reads it, so it is 0 in what QKeras computes."""
+    x = np.asarray(x, dtype=F32)
+    return np.where(np.abs(x) < np.finfo(F32).tiny, F32(0), x).astype(F32)
+
+
 def _ste(anchor: np.ndarray, xq: np.ndarray) -> np.ndarray:
-    """QKeras's forward value ``x + stop_gradient(-x + xq)`` in float32 (not always exactly xq)."""
-    anchor = np.asarray(anchor, dtype=F32)
-    return (anchor + (-anchor + np.asarray(xq, dtype=F32))).astype(F32)
+    """QKeras's forward value ``x + stop_gradient(-x + xq)`` in float32 (not always exactly xq), denormals flushed."""
+    anchor = ftz(anchor)
+    return ftz(anchor + (-anchor + ftz(xq)))
 
 
 def _sign_one(x: np.ndarray) -> np.ndarray:

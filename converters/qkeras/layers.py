@@ -16,6 +16,7 @@ from hgqbridge.graph import SourceLayer
 from ..hgq.composite_specs import ChainSpec
 from ..hgq.specs import FloatActivationSpec, IdentitySpec, QuantizeSpec, Spec, WeightLayerSpec
 from ..keras.layers import DENSE_ACTIVATIONS, KB, check_kernel_size, conv_layer, dense_layer, keras_activation
+from .qbase import exact_formats
 from .quantizers import FloatActivation, Quantizer, parse_quantizer, weight_plan
 from .registry import LAYERS
 
@@ -40,7 +41,10 @@ def activation_spec(activation: object) -> Spec:
     two_step = q.two_step()
     if two_step is not None:
         return two_step
-    return QuantizeSpec(*q.activation_plan())
+    fmt, affine = q.activation_plan()
+    # QKeras returns x + stop_gradient(xq - x) in float32: xq exactly while |x| < 2^(24 - f) (then ulp(x) <= 2^-f and
+    # xq - x is exact, by Sterbenz's lemma or, when saturating, because it is a multiple of 2^-f below |x|)
+    return QuantizeSpec(fmt, affine, None if affine is not None else 2.0 ** (24 - fmt.f))
 
 
 def _rounded(pairs: tuple[tuple[Quantizer | None, str], ...]) -> bool:
@@ -67,7 +71,7 @@ def weight_spec(
     kernel, kernel_fmt = weight_plan(kq, kernel, position)
     if kernel_shape is not None:
         kernel = kernel.reshape(kernel_shape)
-        kernel_fmt = FormatArray.covering(kernel) if isinstance(kernel_fmt, FormatArray) else kernel_fmt
+        kernel_fmt = exact_formats(kernel, position) if isinstance(kernel_fmt, FormatArray) else kernel_fmt
     bias, bias_fmt = weight_plan(bq, bias, 'bias') if bias is not None else (None, None)
     rounded = _rounded(((kq, position), (bq, 'bias')))
     act = parse_quantizer(layer.config.get('activation', 'linear')) if activation else None

@@ -66,8 +66,8 @@ def q_batch_normalization(layer: SourceLayer) -> Spec:
 
 @LAYERS.register(
     'QAveragePooling2D',
-    status='exact for power-of-two areas with valid padding (QKeras average_quantizer must hold 1/area); '
-    'else measured (float32 division)',
+    status='exact for power-of-two areas with valid padding; else measured (float32 division); refused: an '
+    'average_quantizer that does not hold 1/area (QKeras then scales the average by a factor other than 1)',
     builds=('QAveragePooling2D',),
     quantizes=True,
 )
@@ -77,7 +77,8 @@ def q_average_pooling_2d(layer: SourceLayer) -> Spec:
 
 @LAYERS.register(
     'QGlobalAveragePooling2D',
-    status='exact for power-of-two areas (average_quantizer must hold 1/area); else measured (float32 division)',
+    status='exact for power-of-two areas; else measured (float32 division); refused: an average_quantizer that does '
+    'not hold 1/area (QKeras then scales the average by a factor other than 1)',
     builds=('QGlobalAveragePooling2D',),
     quantizes=True,
 )

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from hgqbridge.errors import LayerProblem
-from hgqbridge.fixed import FixedFormat, FormatArray
+from hgqbridge.fixed import FixedFormat
 
 from .emulation import binary, po2, relu_po2, ternary
-from .qbase import FormatQuantizer, WeightPlan, check_common, effective_alpha
+from .qbase import FormatQuantizer, WeightPlan, check_common, effective_alpha, exact_formats
 
 
 class PrecomputedQuantizer(FormatQuantizer):
@@ -47,14 +47,17 @@ class PrecomputedQuantizer(FormatQuantizer):
         q = self.values(w, position)
         if not np.all(np.isfinite(q)):
             raise LayerProblem(f'QKeras computes non-finite {position} values with this quantizer', 'fix the quantizer arguments')
-        return q, FormatArray.covering(q)
+        return q, exact_formats(q, position)
 
 
 @dataclass(frozen=True)
 class QuantizedPo2(PrecomputedQuantizer):
     """qkeras.quantized_po2: sign(x) * 2^round(log2|x|). Never 0, so not a fixed-point format on activations."""
 
-    MAPPING = 'weights only: computed once as QKeras does (sign * power of two), per-channel exact formats'
+    MAPPING = (
+        'weights only: computed once as QKeras does (sign * power of two; a code below 2^-126 is 0, as TensorFlow '
+        'flushes denormals), per-channel exact formats'
+    )
 
     bits: int = 8
     max_value: Any = None
@@ -87,7 +90,10 @@ class QuantizedPo2(PrecomputedQuantizer):
 class QuantizedReluPo2(PrecomputedQuantizer):
     """qkeras.quantized_relu_po2: 2^round(log2 relu(x)); x <= 0 gives 2^min_exp (not 0) unless negative_slope."""
 
-    MAPPING = 'weights only: computed once as QKeras does (powers of two, x <= 0 -> 2^min_exp), per-element exact formats'
+    MAPPING = (
+        'weights only: computed once as QKeras does (powers of two, x <= 0 -> 2^min_exp, below 2^-126: 0 as '
+        'TensorFlow flushes denormals), per-element exact formats'
+    )
     ON_ACTIVATIONS = 'it maps 0 and every negative value to 2^min_exp, never to 0'
 
     bits: int = 8

@@ -37,6 +37,18 @@ class FormatQuantizer:
         return None
 
 
+def exact_formats(values: np.ndarray, position: str) -> FormatArray:
+    """Per-channel formats under which HGQ2 holds the precomputed ``values`` exactly, or a LayerProblem naming the
+    value no format holds (never a format that silently rounds it)."""
+    try:
+        return FormatArray.covering(values)
+    except ValueError as err:
+        raise LayerProblem(
+            f'QKeras computes {position} values that no fixed-point format holds exactly in HGQ2 float32 arithmetic ({err})',
+            'rescale the weights, or give the quantizer a range that keeps its values within 2^-126 .. 2^126',
+        ) from None
+
+
 #: Positions where QKeras's ``_set_trainable_parameter`` rewrites alpha=None to 'auto_po2' (layer kernels, and
 #: the gamma and variance quantizers of QBatchNormalization).
 WEIGHT_POSITIONS = ('kernel', 'depthwise', 'pointwise', 'recurrent', 'gamma', 'variance')

@@ -26,7 +26,7 @@ from ..hgq.specs import Spec
 from .emulation import auto_scaled_bits, scaled_bits, sign_bits
 from .grammar import parse_string
 from .precomputed import Binary, QuantizedPo2, QuantizedReluPo2, StochasticBinary, StochasticTernary, Ternary
-from .qbase import ActivationPlan, FormatQuantizer, WeightPlan, check_common, check_integer, effective_alpha
+from .qbase import ActivationPlan, FormatQuantizer, WeightPlan, check_common, check_integer, effective_alpha, exact_formats
 from .registry import QUANTIZERS
 
 
@@ -44,7 +44,11 @@ class FloatActivation:
 class QuantizedBits(FormatQuantizer):
     """qkeras.quantized_bits, with its positional argument order."""
 
-    MAPPING = 'alpha 1 (or None off kernels): kif(keep_negative, integer, bits-keep_negative-integer), RND_CONV, SAT (SAT_SYM if symmetric)'
+    MAPPING = (
+        'alpha 1 (or None off kernels): kif(keep_negative, integer, bits-keep_negative-integer), RND_CONV, SAT (SAT_SYM '
+        "if symmetric), exact for |x| < 2^(24-f) (QKeras's float32 x + (xq - x)); kernel alpha auto/auto_po2/numbers "
+        "computed once as QKeras does; 1-bit alpha='auto' refused (QKeras's weights are NaN)"
+    )
 
     bits: int = 8
     integer: int = 0
@@ -84,14 +88,14 @@ class QuantizedBits(FormatQuantizer):
         alpha = self.effective_alpha(position)
         check_common(self.bits, self.qnoise_factor)
         check_integer(self.integer)
-        if self.bits == 1 and self.keep_negative:  # QKeras's sign path: alpha * sign(w), 0 -> +1
-            if isinstance(alpha, str):
-                raise LayerProblem(
-                    f'quantized_bits(1) with alpha={alpha!r} divides by zero levels in QKeras (its weights are NaN)',
-                    'give the 1-bit quantizer alpha=1 (or use binary())',
-                )
+        if self.bits == 1 and alpha == 'auto':  # zero levels: scale = max|w| * 2 / 0 = inf, weights inf * 0
+            raise LayerProblem(
+                "quantized_bits(1) with alpha='auto' has zero levels: QKeras computes its weights as inf * 0 = NaN",
+                "give the 1-bit quantizer alpha=1 (or use binary()); with alpha='auto_po2' QKeras's weights are 0",
+            )
+        if self.bits == 1 and self.keep_negative and not isinstance(alpha, str):  # QKeras's sign path: alpha * sign(w)
             q = sign_bits(w, None if alpha is None else float(alpha))
-            return q, FormatArray.covering(q)
+            return q, exact_formats(q, position)
         if alpha is None or (not isinstance(alpha, str) and float(alpha) == 1.0):
             return w, self.fixed_format(position)
         frozen = None
@@ -106,7 +110,7 @@ class QuantizedBits(FormatQuantizer):
             q = auto_scaled_bits(w, self.bits, self.integer, bool(self.keep_negative), alpha, self.semantics == 'head', frozen)
         else:
             q = scaled_bits(w, self.bits, self.integer, int(self.symmetric), bool(self.keep_negative), float(alpha))
-        return q, FormatArray.covering(q)
+        return q, exact_formats(q, position)
 
     def fixed_format(self, position: str) -> FixedFormat:
         check_common(self.bits, self.qnoise_factor)
@@ -134,7 +138,8 @@ class QuantizedRelu(FormatQuantizer):
 
     MAPPING = (
         'kif(0, integer, bits-integer), RND_CONV, SAT; use_sigmoid: kif(0, i+1, bits-1-i) then min(., 2^i - 2^(i-bits)); '
-        'negative_slope 2^-s: kif(0, i, f) + slope * kif(1, i, f-s) of the negative side, f = bits-1-i'
+        'negative_slope 2^-s: kif(0, i, f) + slope * kif(1, i, f-s) of the negative side, f = bits-1-i; refused: '
+        'use_sigmoid together with negative_slope'
     )
 
     bits: int = 8

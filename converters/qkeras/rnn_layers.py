@@ -40,8 +40,9 @@ def _weight(layer: SourceLayer, name: str, shape: tuple[int, ...]) -> np.ndarray
 
 @LAYERS.register(
     'QSimpleRNN',
-    status='exact: HGQ2 QSimpleRNN, the activation quantizer as its pre-activation quantizer, state_quantizer as '
-    'its state quantizer',
+    status='exact: HGQ2 QSimpleRNN, the activation quantizer as its pre-activation quantizer; refused: a float '
+    "activation ('relu', 'tanh': the state is not one fixed-point format) and a state_quantizer that does not hold "
+    'every activation value (HGQ2 0.2.0 drops a state quantizer when the model is saved)',
     builds=('QSimpleRNN',),
     quantizes=True,
 )
@@ -81,7 +82,7 @@ def q_simple_rnn(layer: SourceLayer) -> Spec:
         state_fmt = None  # every state value already lies in the state quantizer's format: it changes nothing
     elif state_fmt is not None:
         raise LayerProblem(
-            f"state_quantizer {cfg.get('state_quantizer')!r} re-quantizes the state, and HGQ2 0.2.0 loses a QSimpleRNN's state "
+            f"state_quantizer {state_fmt} re-quantizes the state, and HGQ2 0.2.0 loses a QSimpleRNN's state "
             'quantizer when the model is saved (its get_config has no enable_sq), so the saved model would compute something else',
             'use a state_quantizer that holds every activation value (or none)',
         )

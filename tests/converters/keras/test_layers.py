@@ -126,6 +126,9 @@ ROWS = [
     ('Add', {}, {}, lambda s: s == MergeSpec('add')),
     ('Subtract', {}, {}, lambda s: s == MergeSpec('subtract')),
     ('Multiply', {}, {}, lambda s: s == MergeSpec('multiply')),
+    ('Maximum', {}, {}, lambda s: s == MergeSpec('maximum')),
+    ('Minimum', {}, {}, lambda s: s == MergeSpec('minimum')),
+    ('Average', {}, {}, lambda s: s == MergeSpec('average')),
     ('Concatenate', {'axis': -1}, {}, lambda s: s == MergeSpec('concatenate', -1)),
     ('Dense', {'units': 4, 'activation': 'relu'}, WEIGHTS, _float_weights('dense', WEIGHTS)),
     ('Conv1D', {'filters': 4, 'kernel_size': [3]}, CONV1, _float_weights('conv1d', CONV1)),
@@ -158,7 +161,7 @@ ROWS = [
 
 @pytest.mark.parametrize('cls, config, weights, check', ROWS, ids=[f'{r[0]}-{n}' for n, r in enumerate(ROWS)])
 def test_handler(cls: str, config: dict, weights: dict, check: object) -> None:
-    inbound = ['a', 'b'] if cls in ('Add', 'Subtract', 'Multiply', 'Concatenate') else ['a']
+    inbound = ['a', 'b'] if cls in ('Add', 'Subtract', 'Multiply', 'Maximum', 'Minimum', 'Average', 'Concatenate') else ['a']
     assert check(_handle(cls, config, weights, inbound)) is True  # type: ignore[operator]
 
 
@@ -180,6 +183,7 @@ def test_a_float_activation_inside_a_dense_layer_follows_it() -> None:
         ('Reshape', {'target_shape': 'abc'}, {}, 'target_shape'),
         ('Concatenate', {'axis': 'x'}, {}, 'axis'),
         ('Subtract', {}, {}, 'exactly two'),
+        ('Average', {}, {}, 'divides their sum by 3'),
         ('GlobalAveragePooling2D', {'keepdims': True}, {}, 'keepdims'),
         ('Dense', {'units': 4, 'activation': 'mystery'}, WEIGHTS, 'mystery'),
         ('Dense', {'units': 4}, {'d/kernel:0': KERNEL * np.nan, 'd/bias:0': BIAS}, 'NaN'),

@@ -107,7 +107,7 @@ def _quantized(kind: str, weights: dict, out: FixedFormat | None):
 
 
 ROWS = [
-    ('QActivation', {'activation': 'quantized_relu(6)'}, {}, lambda s: s == QuantizeSpec(FixedFormat(0, 0, 6))),
+    ('QActivation', {'activation': 'quantized_relu(6)'}, {}, lambda s: s == QuantizeSpec(FixedFormat(0, 0, 6), None, 2.0**18)),
     ('QActivation', {'activation': 'quantized_sigmoid(4)'}, {}, lambda s: s == QuantizeSpec(FixedFormat(1, 0, 3), (0.5, 0.5))),
     (
         'QDense',
@@ -188,7 +188,7 @@ def test_every_handler_has_a_row() -> None:
         ('QConv2D', {**CONV_CFG, 'kernel_size': [3, 3], 'data_format': 'channels_first'}, CONV2, 'channels_first'),
         ('QConv2D', {**CONV_CFG, 'kernel_size': [3, 3], 'mask': [[1]]}, CONV2, 'mask'),
         ('QConv1D', CONV_CFG, CONV2, 'do not fit'),
-        ('QDense', {'units': 4, 'kernel_quantizer': "quantized_bits(1,0,alpha='auto')"}, WEIGHTS, 'divides by zero'),
+        ('QDense', {'units': 4, 'kernel_quantizer': "quantized_bits(1,0,alpha='auto')"}, WEIGHTS, 'zero levels'),
         ('QActivation', {'activation': 'binary()'}, {}, 'comparison'),
         ('QActivation', {'activation': 'ternary()'}, {}, 'comparisons'),
         ('QActivation', {'activation': 'quantized_relu_po2(4)'}, {}, 'never to 0'),

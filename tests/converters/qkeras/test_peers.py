@@ -1,0 +1,57 @@
+"""The peers' own QKeras models (fixtures/qkeras_peers: hls4ml 1.3.0's and QKeras's tests, and a sweep over the
+quantizer arguments they use), converted as a user would: every one bit-exact, refused with the reason the
+manifest expects, or matched to a measured error on tensors the conversion flagged with their cause. A difference
+on a tensor the conversion did not flag (a silent mismatch) or a crash fails, on every entry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import ISAS, ROOT, rerun_reference
+
+from .peers import PEERS, manifest, outcome
+
+MODELS = manifest()['models']
+#: One model per class of the issue that brought these fixtures (fast enough for every run); the rest is slow.
+FAST = (
+    'sweep_layer_maximum_2',  # Keras Maximum between quantized branches: QMaximum
+    'sweep_layer_average_3',  # Average of 3: refused (divides by 3)
+    'sweep_kernel_quantized_bits_alpha_none_b1',  # 1-bit auto_po2 kernel: QKeras's weights are 0
+    'qkeras_qalpha_ternary_auto_1_kernel',  # 'auto' scale: TensorFlow's reduce_mean order
+    'qkeras_min_max_quantized_bits_8_0_1',  # +-1e6 inputs: beyond QKeras's exact float32 range, flagged
+    'hls4ml_btnn_1',  # raw inputs off the ap_fixed<16,6> grid the HGQ2 model rounds them to: flagged
+    'sweep_kernel_quantized_po2_q0_rnd',  # po2 codes 2^-64 (exact) and 2^-128 (a denormal: 0 in TensorFlow)
+)
+
+
+def _check(entry: dict[str, Any]) -> None:
+    got = outcome(entry)
+    assert got['outcome'] in ('exact', 'refused', 'measured'), got  # never silent, never a crash
+    expected = entry.get('expected')
+    if expected is not None:
+        assert got == expected
+
+
+@pytest.mark.parametrize('name', FAST)
+def test_a_peer_model_per_class(name: str) -> None:
+    entry = next(e for e in MODELS if e['name'] == name)
+    assert entry.get('expected'), f'{name}: no expected outcome in the manifest'
+    _check(entry)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('entry', MODELS, ids=[e['name'] for e in MODELS])
+def test_every_peer_model(entry: dict[str, Any]) -> None:
+    _check(entry)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('isa', ISAS)
+def test_peer_goldens_are_what_qkeras_computes_today(isa: str) -> None:
+    """Re-run the real QKeras 0.9.0 on every committed peer model (its --check), as on three CPUs."""
+    ref = ROOT / '.qkeras-ref'
+    assert (ref / 'qkeras').is_dir(), f'the QKeras reference environment is missing: run `make qkeras-ref` (creates {ref})'
+    result = rerun_reference(PEERS / 'make_fixtures.py', {'TF_USE_LEGACY_KERAS': '1', 'PYTHONPATH': str(ref)}, isa, timeout=5400)
+    assert set(result['results']) == {e['name'] for e in MODELS}
