@@ -162,8 +162,14 @@ def identity(layer: SourceLayer) -> Spec:
     return IdentitySpec('Identity does nothing')
 
 
-@OPS.register('Dropout', status='exact: removed (nothing at inference)')
+@OPS.register('Dropout', status='exact: removed (nothing at inference; refused when training_mode is true or computed)')
 def dropout(layer: SourceLayer) -> Spec:
+    training = np.ravel(const(layer, 2, 'training_mode')[0]) if has_const(layer, 2) else np.zeros(1)
+    if 2 in layer.config.get('computed_inputs', []) or np.any(training != 0) or layer.config.get('is_test', 1) == 0:
+        raise LayerProblem(
+            'Dropout in training mode (training_mode true or computed, or is_test=0) drops values at random',
+            'export the model in inference mode (model.eval())',
+        )
     return IdentitySpec('Dropout does nothing at inference')
 
 

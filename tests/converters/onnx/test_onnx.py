@@ -320,6 +320,19 @@ def test_handler(op: str, config: dict, weights: dict, check: object) -> None:
 
 
 @pytest.mark.parametrize(
+    'config, weights',
+    [({}, {'n/in2:0': np.array(True)}), ({'computed_inputs': [0, 2]}, {}), ({'is_test': 0}, {})],
+    ids=['training-mode-true', 'training-mode-computed', 'opset6-is_test-0'],
+)
+def test_dropout_in_training_mode_is_refused(config: dict, weights: dict) -> None:
+    with pytest.raises(LayerProblem, match='training mode'):
+        OPS.entry('Dropout').handler(SourceLayer('n', 'Dropout', config, weights, ['a']))  # type: ignore[misc]
+    assert isinstance(
+        OPS.entry('Dropout').handler(SourceLayer('n', 'Dropout', {}, {'n/in2:0': np.array(False)}, ['a'])), IdentitySpec
+    )  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
     'attrs, consts, message',
     [
         ({'rounding_mode': 'HALF_UP'}, (0.25, 0, 4), 'HALF_UP'),
