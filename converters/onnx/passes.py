@@ -1,7 +1,7 @@
 """Passes over an ONNX graph, each ``apply(graph) -> (graph, changed)``, run in the order of ``PIPELINE``:
 constant folding (``fold.py``), transposes of the batch axis cancelled, QuantizeLinear / DequantizeLinear pairs
-fused, MatMul + Add fused, chains of reshapes merged, and layout tracking. Each docstring states what it
-guarantees; none changes what the graph computes.
+fused, MatMul + Add fused, chains of reshapes merged, layout tracking, and flattens before a dense layer that keep
+the held order (``flatten.py``). Each docstring states what it guarantees; none changes what the graph computes.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .flatten import FlattenIntoDense
 from .fold import FoldConstants
 from .graph import Node, OnnxGraph
 from .layout import RESHAPES, reshape_out_shape, to_channels_first, to_channels_last, unit_reshape_compatible
@@ -44,6 +45,7 @@ CHANNELS_LAST_DOMAIN = 'qonnx.custom_op.channels_last:'
 __all__ = [
     'PIPELINE',
     'CancelTransposes',
+    'FlattenIntoDense',
     'InferShapes',
     'FoldConstants',
     'FuseMatMulAdd',
@@ -362,4 +364,4 @@ def _votes(g: OnnxGraph, tensor: str, users: dict[str, list[Node]], rank: int, f
 
 
 #: The passes every ONNX graph goes through, in order (FoldConstants gets the reader's limits).
-PIPELINE = (InferShapes, CancelTransposes, FuseQDQ, FuseMatMulAdd, MergeReshapes, TrackLayout)
+PIPELINE = (InferShapes, CancelTransposes, FuseQDQ, FuseMatMulAdd, MergeReshapes, TrackLayout, FlattenIntoDense)

@@ -24,12 +24,20 @@ from .registry import OPS
 OPS.refuse('Trunc', 'QONNX Trunc (average-pool rescaling) is not converted yet', 'export the model without Trunc nodes')
 
 
+HELD_ORDER = (
+    "flattens the channels-last tensor as it is held (no Permute back to ONNX's order): the next dense layer's "
+    'kernel rows are reordered to match'
+)
+
+
 def _flatten_spec(layer: SourceLayer) -> Spec:
     rank = layer.config.get('rank') or 2
     if rank <= 2:
         return IdentitySpec('already flat')
     if layer.config.get('layout') != 'cf':  # the tensor is held as ONNX has it: the orders agree
         return MoveSpec('Flatten')
+    if layer.config.get('held_order'):  # passes.FlattenIntoDense reordered the next dense layer's weight rows
+        return NotedSpec(MoveSpec('Flatten'), HELD_ORDER)
     dims = (rank - 1, *range(1, rank - 1))  # channels-last (N, *spatial, C) -> (N, C, *spatial)
     return ChainSpec(MoveSpec('Permute', (('dims', dims),)), MoveSpec('Flatten'))
 
@@ -56,8 +64,9 @@ def _reshape(layer: SourceLayer) -> Spec:
 
 @OPS.register(
     'Flatten',
-    status="to (N, features) in ONNX's order: a Permute back to channels-first (when held channels-last), then Flatten; "
-    'axis=0 (onnxmltools) only for batch-1 graphs, reported',
+    status="to (N, features): before a Gemm / MatMul a plain Flatten (the weight rows reordered), else in ONNX's order "
+    '(a Permute back to channels-first when held channels-last, then Flatten); axis=0 (onnxmltools) only for batch-1 '
+    'graphs, reported',
     builds=('Permute', 'Flatten'),
 )
 def flatten(layer: SourceLayer) -> Spec:
@@ -75,7 +84,7 @@ def flatten(layer: SourceLayer) -> Spec:
 
 @OPS.register(
     'Reshape',
-    status="to (N, features) in ONNX's order (a Permute, then Flatten), or inserting / removing unit axes (a Reshape)",
+    status='to (N, features) as Flatten does, or inserting / removing unit axes (a Reshape)',
     builds=('Permute', 'Flatten', 'Reshape'),
 )
 def reshape(layer: SourceLayer) -> Spec:

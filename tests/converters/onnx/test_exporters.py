@@ -73,6 +73,15 @@ def test_real_exporter_output_converts_and_matches_its_reference(name: str) -> N
     record(f'{name} ({e["exporter"]}, opset {e["opset"]}): ' + ('bit-exact' if quantized else f'within {worst:g} ulp'))
 
 
+@pytest.mark.parametrize('name', ['brevitas_qonnx_cnn', 'brevitas_qcdq_cnn', 'torch_ts13_cnn2d', 'torch_dynamo18_cnn1d'])
+def test_a_channels_first_flatten_before_a_dense_layer_needs_no_permute(name: str) -> None:
+    """The dense layer's weight rows are reordered instead (targets cannot deploy a Permute); the values are
+    checked by the test above."""
+    conv = hgqbridge.import_model(HERE / ENTRIES[name]['file'], dummy=ENTRIES[name]['kind'] not in EXACT)
+    classes = [type(layer).__name__ for layer in conv.model.layers]
+    assert 'Flatten' in classes and 'Permute' not in classes
+
+
 def test_flatten_axis0_says_the_source_is_right_for_a_batch_of_one_only() -> None:
     conv = hgqbridge.import_model(HERE / 'onnxmltools_keras_dense.onnx', dummy=True)
     assert 'right only for a batch of 1' in conv.report.to_text()
