@@ -95,9 +95,18 @@ def _pool(layer: SourceLayer, average: bool, channels_last: bool = False) -> Spe
     strides = tuple(layer.config.get('strides') or [1] * len(kernel))  # (ONNX's default stride is 1, not the kernel)
     include_pad = bool(layer.config.get('count_include_pad', 0))
     if not average:
-        if padding is None:
-            raise LayerProblem(f'MaxPool pads {pads} are not Keras padding', "pad as TensorFlow's 'same' does, or not at all")
-        return MoveSpec(f'MaxPooling{len(kernel)}D', (('pool_size', kernel), ('strides', strides), ('padding', padding)))
+        pool = MoveSpec(
+            f'MaxPooling{len(kernel)}D', (('pool_size', kernel), ('strides', strides), ('padding', padding or 'valid'))
+        )
+        if padding is not None:
+            return pool
+        if not layer.config.get('nonnegative') or any(b >= k or e >= k for (b, e), k in zip(pads, kernel)):
+            raise LayerProblem(
+                f'MaxPool pads {pads} are not Keras padding, and its input may be negative (ONNX pads a max pooling '
+                'with -inf; zero padding is the same only for non-negative values)',
+                "pad as TensorFlow's 'same' does, or pool after a ReLU",
+            )
+        return PaddedSpec(_zero_padding(pads), pool)
     area = int(np.prod(kernel))
     divide = f'a pool area of {area} is not a power of two' if area & (area - 1) else ''
     if padding == 'same' and include_pad:
@@ -116,14 +125,19 @@ def _pool(layer: SourceLayer, average: bool, channels_last: bool = False) -> Spe
 
 @OPS.register(
     'MaxPool',
-    status="exact: channels-last max pooling (no pads, or TensorFlow's 'same' pads)",
-    builds=('MaxPooling1D', 'MaxPooling2D'),
+    status="exact: channels-last max pooling (no pads, TensorFlow's 'same' pads, or any pads of a non-negative input: "
+    'ZeroPadding then a valid pooling)',
+    builds=('MaxPooling1D', 'MaxPooling2D', 'ZeroPadding1D', 'ZeroPadding2D'),
 )
 def max_pool(layer: SourceLayer) -> Spec:
     return _pool(layer, average=False)
 
 
-@OPS.register(f'{CL}MaxPool', status='exact: qonnx channels-last MaxPool, as MaxPool', builds=('MaxPooling1D', 'MaxPooling2D'))
+@OPS.register(
+    f'{CL}MaxPool',
+    status='exact: qonnx channels-last MaxPool, as MaxPool',
+    builds=('MaxPooling1D', 'MaxPooling2D', 'ZeroPadding1D', 'ZeroPadding2D'),
+)
 def channels_last_max_pool(layer: SourceLayer) -> Spec:
     return _pool(layer, average=False, channels_last=True)
 

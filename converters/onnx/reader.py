@@ -254,6 +254,57 @@ def _namer() -> Callable[[str], str]:
     return name
 
 
+#: Ops whose output is never negative; ops whose output is non-negative when every computed input is.
+NON_NEGATIVE = ('Relu', 'Sigmoid')
+KEEPS_SIGN = (
+    'MaxPool',
+    'qonnx.custom_op.channels_last:MaxPool',
+    'Identity',
+    'Dropout',
+    'Flatten',
+    'Reshape',
+    'Squeeze',
+    'Unsqueeze',
+    'Transpose',
+    'Pad',
+    'Resize',
+    'Upsample',
+    'Concat',
+)
+
+
+def _nonnegative(g: OnnxGraph) -> set[str]:
+    """Tensors that are never negative (a MaxPool whose ONNX pads are not Keras padding reads one exactly as
+    zero padding then a valid pooling): outputs of Relu, Sigmoid, Clip with a lower bound >= 0, unsigned Quant /
+    QCDQ with zero zero-point, and of sign-keeping ops whose computed inputs all are. ONNX orders nodes
+    topologically, so one walk suffices."""
+
+    def const(node: Any, k: int, attr: str, default: float) -> float:
+        name = node.inputs[k] if len(node.inputs) > k else ''
+        value = g.consts.get(name) if name else node.attrs.get(attr, default)
+        return float(np.ravel(np.asarray(value, dtype=np.float64))[0]) if value is not None and np.size(value) else default
+
+    out: set[str] = set()
+    for node in g.nodes:
+        computed = [t for t in node.inputs if t and t not in g.consts]
+        zero = const(node, 2, 'zero', 0.0) == 0.0
+        yes = (
+            node.op in NON_NEGATIVE
+            or (node.op == 'Clip' and const(node, 1, 'min', -np.inf) >= 0)
+            or (node.op in ('Quant', 'IntQuant') and not node.attrs.get('signed', 1) and zero)
+            or (
+                node.op == 'QuantizeLinear'
+                and node.attrs.get('dequantized')
+                and node.attrs.get('zero_point_type') == 'uint8'
+                and zero
+            )
+            or (node.op in KEEPS_SIGN and bool(computed) and all(t in out for t in computed))
+        )
+        if yes:
+            out.update(node.outputs)
+    return out
+
+
 def source_graph(g: OnnxGraph, path: Path) -> SourceGraph:
     """The SourceGraph of a passed OnnxGraph: one layer per node, constants as weights, layouts in the configs."""
     producer: dict[str, str] = {}
@@ -261,6 +312,7 @@ def source_graph(g: OnnxGraph, path: Path) -> SourceGraph:
     layers: list[SourceLayer] = []
     inputs = []
     notes = []
+    nonnegative = _nonnegative(g)
     for tensor, dims in g.inputs:
         cf = g.layout.get(tensor) == 'cf'
         channels_last = [dims[0], *dims[2:], dims[1]] if cf else dims
@@ -302,6 +354,7 @@ def source_graph(g: OnnxGraph, path: Path) -> SourceGraph:
             'shape': g.shapes.get(first) if first else None,  # ONNX shapes (batch None), layouts: 'cf' or 'same'
             'out_shape': g.shapes.get(node.outputs[0]),
             'layout': g.layout.get(first, 'same') if first else 'same',
+            'nonnegative': first in nonnegative,
             'in_layouts': [g.layout.get(t, 'same') for t in computed],
             'computed_inputs': [k for k, t in enumerate(node.inputs) if t and t not in g.consts],
             'out_layout': g.layout.get(node.outputs[0], 'same'),

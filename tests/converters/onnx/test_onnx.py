@@ -368,3 +368,42 @@ def test_goldens_are_what_onnxruntime_and_qonnx_compute_today() -> None:
     """onnxruntime picks its kernels by CPU itself (MLAS), so float graphs are compared within the ulp bound."""
     result = rerun_reference(ONNX / 'make_fixtures.py', {'PYTHONPATH': str(ROOT / '.onnx-ref')}, 'DEFAULT')
     assert set(result['results']) == set(ENTRIES) and all(r['tensors'] == 4 for r in result['results'].values())
+
+
+def _maxpool_graph(path: Path, relu: bool) -> None:
+    """NCHW (2, 8, 8) -> Conv k3 p1 -> [Relu] -> MaxPool k3 s2 p1 (torch's ResNet stem; not TensorFlow 'same')."""
+    w = np.random.default_rng(1).normal(0, 0.5, (3, 2, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node('Conv', ['x', 'w'], ['c'], name='conv', pads=[1, 1, 1, 1], kernel_shape=[3, 3])]
+    if relu:
+        nodes.append(helper.make_node('Relu', ['c'], ['r'], name='relu'))
+    nodes.append(
+        helper.make_node(
+            'MaxPool', [nodes[-1].output[0]], ['y'], name='pool', kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]
+        )
+    )
+    graph = helper.make_graph(
+        nodes,
+        'g',
+        [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['n', 2, 8, 8])],
+        [helper.make_tensor_value_info('y', TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, 'w')],
+    )
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 13)]).SerializeToString())
+
+
+def test_maxpool_pads_of_a_non_negative_input_are_zero_padding(tmp_path: Path) -> None:
+    """onnxruntime (the reference, run here) pads with -inf; after a Relu, zero padding gives the same maxima."""
+    import onnxruntime
+
+    _maxpool_graph(tmp_path / 'm.onnx', relu=True)
+    x = np.random.default_rng(2).normal(0, 1, (16, 2, 8, 8)).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(tmp_path / 'm.onnx'), providers=['CPUExecutionProvider'])
+    ref = channels_last(session.run(None, {'x': x})[0])
+    conv = hgqbridge.import_model(tmp_path / 'm.onnx', dummy=True)
+    assert [type(layer).__name__ for layer in conv.model.layers][-2:] == ['ZeroPadding2D', 'MaxPooling2D']
+    got = conv.model.predict(channels_last(x), verbose=0)
+    assert got.shape == ref.shape == (16, 4, 4, 3)
+    assert ulps_of_max(ref, float(np.max(np.abs(got - ref)))) <= FLOAT_ULPS
+    _maxpool_graph(tmp_path / 'n.onnx', relu=False)
+    with pytest.raises(UnsupportedError, match=r'g/pool \(MaxPool\).*may be negative'):
+        hgqbridge.import_model(tmp_path / 'n.onnx', dummy=True)
