@@ -127,7 +127,8 @@ def _refuse_outside_data(model: Any, path: Path) -> None:
             'the ONNX file refers to tensor data stored in other files, which hgqbridge never reads',
             where=str(path),
             received='; '.join(found[:3]) + (f' and {len(found) - 3} more' if len(found) > 3 else ''),
-            fix='save the model with its weights inside (onnx.save(model, path, save_as_external_data=False))',
+            fix='save the model with its weights inside (onnx.save(model, path, save_as_external_data=False); torch.onnx.export '
+            'with dynamo=True writes them outside unless given external_data=False)',
         )
 
 

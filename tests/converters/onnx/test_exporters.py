@@ -35,7 +35,7 @@ REFUSALS = {
         SourceFileError,
         r'domain whose ops hgqbridge does not know.*custom_relu \(com\.example:Relu\)',
     ),
-    'refuse_external_data_missing': (SourceFileError, r'tensor data stored in other files.*initializer w'),
+    'refuse_external_data_missing': (SourceFileError, r'tensor data stored in other files.*initializer w.*external_data=False'),
     'refuse_external_data_sibling': (SourceFileError, r'tensor data stored in other files.*initializer w'),
     'refuse_local_function': (SourceFileError, r'defines its own functions.*com\.example\.fn:Relu'),
 }
