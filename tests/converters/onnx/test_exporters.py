@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -80,6 +81,19 @@ def test_a_channels_first_flatten_before_a_dense_layer_needs_no_permute(name: st
     conv = hgqbridge.import_model(HERE / ENTRIES[name]['file'], dummy=ENTRIES[name]['kind'] not in EXACT)
     classes = [type(layer).__name__ for layer in conv.model.layers]
     assert 'Flatten' in classes and 'Permute' not in classes
+
+
+@pytest.mark.parametrize('name', ['brevitas_qonnx_mlp', 'brevitas_qonnx_binary', 'brevitas_qcdq_mlp'])
+def test_brevitas_models_export_to_da4ml_bit_exactly(name: str, tmp_path: Path) -> None:
+    """Brevitas -> QONNX / QCDQ -> HGQ2 -> da4ml: check says deployable and the emulated firmware equals the
+    converted model (which equals qonnx / onnxruntime, above) on the golden inputs (the RTL simulation is
+    converters/da4ml's test)."""
+    conv = hgqbridge.import_model(HERE / ENTRIES[name]['file'])
+    assert hgqbridge.check(conv.model, 'da4ml').deployable
+    with np.load(HERE / ENTRIES[name]['golden']) as g:
+        exported = hgqbridge.export(conv.model, 'da4ml', tmp_path / 'prj', g['x_normal'], rtl=False)
+    assert exported.ok, exported.to_text()
+    record(f'{name} -> da4ml: bit-exact (emulator)')
 
 
 def test_flatten_axis0_says_the_source_is_right_for_a_batch_of_one_only() -> None:
