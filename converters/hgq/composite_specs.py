@@ -212,8 +212,63 @@ class ChainSpec:
         inner = self.first.build(name, inputs, ctx)
         ctx.refs.pop(name, None)
         out = self.second.build(f'{name}_activation', [inner], ctx)
-        ctx.refs[name] = ctx.refs[f'{name}_activation']
+        second = ctx.refs.get(f'{name}_activation')
+        if second is not None:
+            ctx.refs[name] = second
+        else:  # the second moved a pending quantizer on: the source tensor is where that quantizer lands
+            ctx.refs.pop(name, None)
         return Tensor(out.value, name, out.pending, out.pending_layer, out.quantized)
+
+
+@dataclass(frozen=True, eq=False)
+class PaddedSpec:
+    """Zero padding (a ``MoveSpec`` of ``ZeroPadding1D/2D``, named ``<name>_pad``) then a layer that pads nothing
+    (a 'valid' convolution or average pooling) with the source layer's name: ONNX's explicit, asymmetric or
+    auto_pad pads that no Keras ``padding=`` reproduces. Zero padding commutes with a pending quantizer
+    (quantizers map 0 to 0), so the quantizer still reaches the layer's iq."""
+
+    pad: Spec
+    layer: Spec
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        padded = self.pad.build(f'{name}_pad', inputs, ctx)
+        return self.layer.build(name, [padded], ctx)
+
+
+@dataclass(frozen=True, eq=False)
+class NotedSpec:
+    """Another spec, with a line for the conversion report (what the source graph assumes)."""
+
+    spec: Spec
+    note: str
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        ctx.note(name, self.note)
+        return self.spec.build(name, inputs, ctx)
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """``clip(x, low, high)`` (ONNX Clip, torch ReLU6 / Hardtanh / clamp) as a Keras layer that computes exactly
+    that: ``ReLU(max_value=high)`` for low = 0, ``ReLU(max_value=high, negative_slope=1)`` (``min(x, high)``:
+    one of its two terms is always 0) for no low bound, the ``hard_tanh`` activation for [-1, 1]. Values are
+    only selected, never rounded, so quantized inputs stay on their grid."""
+
+    low: float | None
+    high: float | None
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        import keras
+
+        t = materialize(inputs[0], ctx)
+        if (self.low, self.high) == (-1.0, 1.0):
+            layer = keras.layers.Activation('hard_tanh', name=name)
+        elif self.low is None:
+            layer = keras.layers.ReLU(max_value=self.high, negative_slope=1.0, name=name)
+        else:
+            layer = keras.layers.ReLU(max_value=self.high, name=name)
+        ctx.ref(name, TensorRef(name))
+        return Tensor(layer(t.value), name, quantized=t.quantized)
 
 
 @dataclass(frozen=True, eq=False)

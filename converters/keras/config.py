@@ -1,5 +1,10 @@
 """Keras model configs (the JSON ``model.to_json()`` writes, the ``model_config`` of an .h5, the config of a
 .keras archive in Keras-2 shape) into a SourceGraph. Plain data: no HDF5, no TensorFlow.
+
+Keras 2.0.0 - 2.2.2 wrote a Sequential model's config as the bare list of its layers (keras/models.py
+``Sequential.get_config``); Keras 2.2.3 made it ``{"name", "layers"}`` (keras-team/keras PR #11133).
+``normalize_config`` gives both the later form, so every reader sees one shape. Keras 1 configs (``output_dim``,
+``init``, ``W_regularizer`` ...) are refused: their field names and weight names are not Keras 2's.
 """
 
 from __future__ import annotations
@@ -30,10 +35,41 @@ def _inbound(layer: dict, where: str, path: Path) -> list[str]:
         raise SourceFileError('malformed inbound_nodes', where=f'{path}:{where}', received=nodes) from None
 
 
+#: Fields only Keras 1 layer configs have (Keras 2 renamed them: units, kernel_initializer, kernel_regularizer ...).
+KERAS1_FIELDS = ('output_dim', 'init', 'W_regularizer', 'b_regularizer', 'W_constraint', 'nb_filter', 'border_mode')
+
+
+def normalize_config(config: dict, path: Path) -> dict:
+    """The config in Keras 2.2.3+ shape: a list-form Sequential (Keras 2.0 - 2.2.2) becomes
+    ``{'class_name': 'Sequential', 'config': {'name': <file stem>, 'layers': [...]}}``; a Keras 1 config is
+    refused with what to do."""
+    body = config.get('config')
+    version = str(config.get('keras_version', ''))
+    layers = body if isinstance(body, list) else body.get('layers') if isinstance(body, dict) else None
+    layers = layers if isinstance(layers, list) else []
+    old = sorted(
+        {key for layer in layers if isinstance(layer, dict) and isinstance(layer.get('config'), dict) for key in layer['config']}
+        & set(KERAS1_FIELDS)
+    )
+    if version.startswith('1.') or old:
+        raise SourceFileError(
+            "a Keras 1 config: its layer fields and weight names are not Keras 2's",
+            where=str(path),
+            received=f'keras_version {version!r}' if version.startswith('1.') else f'Keras 1 field(s) {", ".join(old)}',
+            fix='re-save it with Keras 2 (load it in Keras 2.0 - 2.2, which still reads Keras 1 files, and save again)',
+        )
+    if config.get('class_name') == 'Sequential' and isinstance(body, list):
+        return {**config, 'config': {'name': path.stem, 'layers': body}}
+    return config
+
+
 def graph_from_config(
     config: dict, weights: dict[str, dict[str, np.ndarray]], path: Path, limits: Limits = Limits()
 ) -> SourceGraph:
-    """Turn a Keras-2 ``model_config`` (Functional or Sequential) plus weights into a SourceGraph."""
+    """Turn a Keras-2 ``model_config`` (Functional or Sequential, either Sequential form) plus weights into a
+    SourceGraph."""
+    if isinstance(config, dict):
+        config = normalize_config(config, path)
     if not isinstance(config, dict) or not isinstance(config.get('config'), dict):
         raise SourceFileError(
             'the JSON is not a Keras model config', where=str(path), fix='pass a file written by model.save or model.to_json'

@@ -17,7 +17,7 @@ from hgqbridge.datafiles import regular_file
 from hgqbridge.errors import SourceFileError
 from hgqbridge.limits import Limits
 
-from .config import load_json_text
+from .config import load_json_text, normalize_config
 
 H5_MAGIC = b'\x89HDF\r\n\x1a\n'
 Weights = dict[str, dict[str, np.ndarray]]
@@ -167,7 +167,7 @@ def load_json(path: Path, weights_path: Path | None, limits: Limits = Limits()) 
         text = path.read_text(encoding='utf-8')
     except UnicodeDecodeError:
         raise SourceFileError('the architecture file is not UTF-8 text', where=str(path)) from None
-    config = load_json_text(text, path)
+    config = normalize_config(load_json_text(text, path), path)
     if not isinstance(config.get('config'), dict) or 'class_name' not in config:
         raise SourceFileError(
             'the JSON is not a Keras model config', where=str(path), fix='pass a file written by model.to_json()'

@@ -43,6 +43,8 @@ class OnnxGraph:
     shapes: dict[str, list[int | None]] = field(default_factory=dict)
     layout: dict[str, str] = field(default_factory=dict)  # tensor -> 'cf' (ONNX channels-first, held channels-last) or 'same'
     layout_change: set[str] = field(default_factory=set)  # nodes (by first output) that only change the layout
+    dtypes: dict[str, str] = field(default_factory=dict)  # constant tensor -> its numpy dtype in the file (int8, ...)
+    opset: int = 13  # the standard domain's opset version
 
     def users(self) -> dict[str, int]:
         counts: dict[str, int] = {}

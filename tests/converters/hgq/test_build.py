@@ -14,8 +14,11 @@ from hgqbridge.converters.hgq.composite_specs import (
     BatchNormSpec,
     ChainSpec,
     ClippedQuantizeSpec,
+    ClipSpec,
     LeakyQuantizeSpec,
     LeakyReluSpec,
+    NotedSpec,
+    PaddedSpec,
     SeparableSpec,
     SimpleRNNSpec,
 )
@@ -42,6 +45,16 @@ C1 = np.full((3, 4, 2), 0.125, np.float32)
 
 def dense(out_fmt: FixedFormat | None = None, affine: tuple[float, float] | None = None) -> WeightLayerSpec:
     return WeightLayerSpec('dense', {'units': 3}, K4, B3, FixedFormat(1, 0, 3), FixedFormat(1, 0, 3), 'linear', out_fmt, affine)
+
+
+CONV1 = WeightLayerSpec(
+    'conv1d',
+    {'filters': 2, 'kernel_size': (3,), 'padding': 'valid', 'strides': (1,), 'dilation_rate': (1,)},
+    C1,
+    None,
+    FixedFormat(1, 0, 3),
+    None,
+)
 
 
 def _build(
@@ -163,6 +176,19 @@ ROWS = [
         None,
     ),
     (LeakyReluSpec(0.25), (4,), Q, 1, ['Quantizer', 'LeakyReLU'], TensorRef('s'), None),
+    (
+        PaddedSpec(MoveSpec('ZeroPadding1D', (('padding', (1, 2)),)), CONV1),
+        (5, 4),
+        Q,
+        1,
+        ['ZeroPadding1D', 'QConv1D'],
+        TensorRef('s'),
+        None,
+    ),
+    (NotedSpec(MoveSpec('Flatten'), 'a note'), (2, 2), Q, 1, ['Flatten', 'Quantizer'], TensorRef('x0_q'), None),
+    (ClipSpec(0.0, 6.0), (4,), Q, 1, ['Quantizer', 'ReLU'], TensorRef('s'), None),
+    (ClipSpec(None, 1.0), (4,), Q, 1, ['Quantizer', 'ReLU'], TensorRef('s'), None),
+    (ClipSpec(-1.0, 1.0), (4,), None, 1, ['Activation'], TensorRef('s'), None),
 ]
 
 
@@ -178,7 +204,7 @@ def test_spec(
     assert ctx.refs['s'] == ref
     assert out.pending == left
     if pending is not None and 'Quantizer' not in built[:1]:  # the pending quantizer became the first layer's input quantizer
-        first = next(layer for layer in model.layers if type(layer).__name__ != 'InputLayer')
+        first = next(layer for layer in model.layers if type(layer).__name__ not in ('InputLayer', 'ZeroPadding1D'))
         assert getattr(first, 'enable_iq', False) or type(first).__name__ in ('Flatten', 'ReLU', 'LeakyReLU')
 
 

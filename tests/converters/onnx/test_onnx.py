@@ -11,7 +11,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 import hgqbridge
 from hgqbridge.compare import ulps_of_max
-from hgqbridge.converters.hgq.composite_specs import AveragePoolSpec, BatchNormSpec, ChainSpec, LeakyReluSpec
+from hgqbridge.converters.hgq.composite_specs import (
+    AveragePoolSpec,
+    BatchNormSpec,
+    ChainSpec,
+    ClipSpec,
+    LeakyReluSpec,
+    PaddedSpec,
+)
 from hgqbridge.converters.hgq.specs import (
     FloatActivationSpec,
     IdentitySpec,
@@ -134,37 +141,75 @@ def test_weight_quantizer_with_a_zero_point_names_the_node(tmp_path: Path) -> No
 
 W = {'n/in1:0': np.arange(6, dtype=np.float32).reshape(3, 2), 'n/in2:0': np.ones(3, np.float32)}
 CONV = {'n/in1:0': np.ones((4, 2, 3, 3), np.float32)}
+CL = 'qonnx.custom_op.channels_last:'
+NCHW = {'rank': 4, 'layout': 'cf', 'shape': [None, 2, 8, 8]}
+NHWC = {'rank': 4, 'layout': 'same', 'shape': [None, 8, 8, 2]}
+BN = {f'n/in{k}:0': np.ones(3, np.float32) for k in (1, 2, 3, 4)}
+FEATURES = {'rank': 2, 'layout': 'same', 'shape': [None, 3], 'out_shape': [None, 3], 'computed_inputs': [0]}
+TWO = {'computed_inputs': [0, 1], 'in_layouts': ['same', 'same']}
+QUANT_W = {'n/in1:0': np.float32(0.125), 'n/in2:0': np.float32(0), 'n/in3:0': np.float32(6)}
+
+
+def _padded(s: object, pad: object, kernel: tuple) -> bool:
+    return (
+        isinstance(s, PaddedSpec)
+        and s.pad == MoveSpec('ZeroPadding2D', (('padding', pad),))
+        and s.layer.kernel.shape == kernel
+        and s.layer.args['padding'] == 'valid'
+    )
+
+
 ROWS = [
     ('InputLayer', {'batch_shape': [None, 4]}, {}, lambda s: s == InputSpec((None, 4))),
     (
         'Gemm',
-        {'transB': 1, 'rank': 2},
+        {'transB': 1, 'rank': 2, 'alpha': 0.5, 'beta': 2.0},
         W,
-        lambda s: isinstance(s, WeightLayerSpec) and s.kernel.shape == (2, 3) and s.args == {'units': 3},
+        lambda s: (
+            isinstance(s, WeightLayerSpec)
+            and s.kernel.tolist() == [[0, 1, 2], [0.5, 1.5, 2.5]]
+            and s.bias.tolist() == [2, 2, 2]
+            and s.args == {'units': 3}
+        ),
     ),
     ('MatMul', {'rank': 2}, {'n/in1:0': W['n/in1:0']}, lambda s: isinstance(s, WeightLayerSpec) and s.bias is None),
     (
         'Conv',
-        {'pads': [1, 1, 1, 1], 'strides': [1, 1], 'layout': 'cf'},
+        {'pads': [1, 1, 1, 1], 'strides': [1, 1], **NCHW},
         CONV,
         lambda s: s.kernel.shape == (3, 3, 2, 4) and s.args['padding'] == 'same',
+    ),
+    (
+        f'{CL}Conv',
+        {'pads': [1, 2, 1, 2], **NHWC},
+        {'n/in1:0': np.ones((4, 3, 3, 2), np.float32)},
+        lambda s: _padded(s, ((1, 1), (2, 2)), (3, 3, 2, 4)),
     ),
     ('Relu', {}, {}, lambda s: s == FloatActivationSpec('relu')),
     ('Sigmoid', {}, {}, lambda s: s == FloatActivationSpec('sigmoid')),
     ('Tanh', {}, {}, lambda s: s == FloatActivationSpec('tanh')),
+    ('Selu', {}, {}, lambda s: s == FloatActivationSpec('selu')),
     ('Softmax', {'axis': -1}, {}, lambda s: s == FloatActivationSpec('softmax')),
     ('LeakyRelu', {'alpha': 0.125}, {}, lambda s: s == LeakyReluSpec(0.125)),
+    ('Clip', {'min': 0.0, 'max': 6.0}, {}, lambda s: s == ClipSpec(0.0, 6.0)),
     ('Identity', {}, {}, lambda s: isinstance(s, IdentitySpec)),
     ('Dropout', {}, {}, lambda s: isinstance(s, IdentitySpec)),
+    ('Cast', {'to': 1}, {}, lambda s: isinstance(s, IdentitySpec)),
     (
         'MaxPool',
-        {'kernel_shape': [2, 2], 'rank': 4, 'layout': 'cf'},
+        {'kernel_shape': [2, 2], 'strides': [2, 2], **NCHW},
         {},
-        lambda s: isinstance(s, MoveSpec) and s.keras_class == 'MaxPooling2D',
+        lambda s: s == MoveSpec('MaxPooling2D', (('pool_size', (2, 2)), ('strides', (2, 2)), ('padding', 'valid'))),
+    ),
+    (
+        f'{CL}MaxPool',
+        {'kernel_shape': [3, 3], 'pads': [1, 1, 1, 1], **NHWC},
+        {},
+        lambda s: s == MoveSpec('MaxPooling2D', (('pool_size', (3, 3)), ('strides', (1, 1)), ('padding', 'same'))),
     ),
     (
         'AveragePool',
-        {'kernel_shape': [2], 'rank': 3, 'layout': 'cf'},
+        {'kernel_shape': [2], 'rank': 3, 'layout': 'cf', 'shape': [None, 2, 8]},
         {},
         lambda s: isinstance(s, AveragePoolSpec) and (s.rank, s.global_pool) == (1, False),
     ),
@@ -186,20 +231,65 @@ ROWS = [
         {},
         lambda s: isinstance(s, ChainSpec) and s.first.args == (('dims', (3, 1, 2)),),
     ),
-    ('Reshape', {'rank': 2, 'out_rank': 2}, {'n/in1:0': np.array([-1, 8], np.float32)}, lambda s: isinstance(s, IdentitySpec)),
-    ('Add', {}, {}, lambda s: s == MergeSpec('add')),
-    ('Concat', {'rank': 4, 'axis': 1, 'layout': 'cf'}, {}, lambda s: s == MergeSpec('concatenate', -1)),
     (
-        'BatchNormalization',
-        {'epsilon': 0.0},
-        {f'n/in{k}:0': np.ones(3, np.float32) for k in (1, 2, 3, 4)},
-        lambda s: isinstance(s, BatchNormSpec),
+        'Reshape',
+        {'rank': 2, 'shape': [None, 8], 'out_shape': [None, 8]},
+        {'n/in1:0': np.array([-1, 8], np.float32)},
+        lambda s: isinstance(s, IdentitySpec),
+    ),
+    (
+        'Unsqueeze',
+        {'shape': [None, 3], 'out_shape': [None, 3, 1], 'out_layout': 'cf'},
+        {},
+        lambda s: s == MoveSpec('Reshape', (('target_shape', (1, 3)),)),
+    ),
+    (
+        'Squeeze',
+        {'rank': 4, 'shape': [None, 1, 3, 4], 'layout': 'cf', 'out_shape': [None, 3, 4], 'out_layout': 'same'},
+        {},
+        lambda s: s == MoveSpec('Reshape', (('target_shape', (3, 4)),)),  # held (N, 3, 4, 1) -> (N, 3, 4)
     ),
     ('Transpose', {'perm': [0, 3, 1, 2], 'layout_change': True}, {}, lambda s: isinstance(s, IdentitySpec)),
+    ('Concat', {'rank': 4, 'axis': 1, 'layout': 'cf', **TWO}, {}, lambda s: s == MergeSpec('concatenate', 3)),
+    ('Sum', {**TWO}, {}, lambda s: s == MergeSpec('add')),
+    ('Add', {**TWO}, {}, lambda s: s == MergeSpec('add')),
+    (
+        'Sub',
+        FEATURES,
+        {'n/in1:0': np.float32([1, 2, 4])},
+        lambda s: isinstance(s, BatchNormSpec) and s.gamma.tolist() == [1, 1, 1] and s.beta.tolist() == [-1, -2, -4],
+    ),
+    (
+        'Mul',
+        FEATURES,
+        {'n/in1:0': np.float32(0.5)},
+        lambda s: isinstance(s, BatchNormSpec) and s.gamma.tolist() == [0.5] * 3 and s.beta.tolist() == [0, 0, 0],
+    ),
+    ('Div', FEATURES, {'n/in1:0': np.float32(4)}, lambda s: isinstance(s, BatchNormSpec) and s.gamma.tolist() == [0.25] * 3),
+    ('BatchNormalization', {'epsilon': 0.0, **NCHW}, BN, lambda s: isinstance(s, BatchNormSpec)),
+    (f'{CL}BatchNormalization', {'epsilon': 0.0, **NHWC}, BN, lambda s: isinstance(s, BatchNormSpec)),
+    (
+        'Pad',
+        {'pads': [0, 0, 1, 2, 0, 0, 2, 1], **NCHW},
+        {},
+        lambda s: s == MoveSpec('ZeroPadding2D', (('padding', ((1, 2), (2, 1))),)),
+    ),
+    (
+        'Resize',
+        {'coordinate_transformation_mode': 'asymmetric', 'nearest_mode': 'floor', **NCHW, 'out_shape': [None, 2, 16, 24]},
+        {'n/in2:0': np.float32([1, 1, 2, 3])},
+        lambda s: s == MoveSpec('UpSampling2D', (('size', (2, 3)),)),
+    ),
+    (
+        'Upsample',
+        {'scales': [1.0, 1.0, 2.0, 2.0], **NCHW, 'out_shape': [None, 2, 16, 16]},
+        {},
+        lambda s: s == MoveSpec('UpSampling2D', (('size', (2, 2)),)),
+    ),
     (
         'Quant',
         {'signed': 1, 'narrow': 1, 'rounding_mode': 'ROUND'},
-        {'n/in1:0': np.float32(0.125), 'n/in2:0': np.float32(0), 'n/in3:0': np.float32(6)},
+        QUANT_W,
         lambda s: s == QuantizeSpec(FixedFormat(1, 2, 3, 'RND_CONV', 'SAT_SYM')),
     ),
     (
@@ -208,13 +298,38 @@ ROWS = [
         {'n/in1:0': np.float32(0.25), 'n/in2:0': np.float32(0), 'n/in3:0': np.float32(4)},
         lambda s: s == QuantizeSpec(FixedFormat(0, 2, 2, 'TRN', 'SAT')),
     ),
+    (
+        'BipolarQuant',
+        {},
+        {'n/in1:0': np.float32(0.5)},
+        lambda s: s == QuantizeSpec(FixedFormat(1, 0, 0, 'TRN', 'SAT'), (1.0, 0.5)),
+    ),
+    (
+        'QuantizeLinear',
+        {'dequantized': 1, 'zero_point_type': 'int8', 'clip': [-127.0, 127.0]},
+        {'n/in1:0': np.float32(0.0625), 'n/in2:0': np.int64(0)},
+        lambda s: s == QuantizeSpec(FixedFormat(1, 3, 4, 'RND_CONV', 'SAT_SYM')),
+    ),
 ]
 
 
 @pytest.mark.parametrize('op, config, weights, check', ROWS, ids=[r[0] for r in ROWS])
 def test_handler(op: str, config: dict, weights: dict, check: object) -> None:
-    inbound = ['a', 'b'] if op in ('Add', 'Concat') else ['a']
+    inbound = ['a', 'b'] if len(config.get('computed_inputs', [0])) == 2 else ['a']
     assert check(OPS.entry(op).handler(SourceLayer('n', op, config, weights, inbound)))  # type: ignore[misc,operator]
+
+
+@pytest.mark.parametrize(
+    'config, weights',
+    [({}, {'n/in2:0': np.array(True)}), ({'computed_inputs': [0, 2]}, {}), ({'is_test': 0}, {})],
+    ids=['training-mode-true', 'training-mode-computed', 'opset6-is_test-0'],
+)
+def test_dropout_in_training_mode_is_refused(config: dict, weights: dict) -> None:
+    with pytest.raises(LayerProblem, match='training mode'):
+        OPS.entry('Dropout').handler(SourceLayer('n', 'Dropout', config, weights, ['a']))  # type: ignore[misc]
+    assert isinstance(
+        OPS.entry('Dropout').handler(SourceLayer('n', 'Dropout', {}, {'n/in2:0': np.array(False)}, ['a'])), IdentitySpec
+    )  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
@@ -253,3 +368,42 @@ def test_goldens_are_what_onnxruntime_and_qonnx_compute_today() -> None:
     """onnxruntime picks its kernels by CPU itself (MLAS), so float graphs are compared within the ulp bound."""
     result = rerun_reference(ONNX / 'make_fixtures.py', {'PYTHONPATH': str(ROOT / '.onnx-ref')}, 'DEFAULT')
     assert set(result['results']) == set(ENTRIES) and all(r['tensors'] == 4 for r in result['results'].values())
+
+
+def _maxpool_graph(path: Path, relu: bool) -> None:
+    """NCHW (2, 8, 8) -> Conv k3 p1 -> [Relu] -> MaxPool k3 s2 p1 (torch's ResNet stem; not TensorFlow 'same')."""
+    w = np.random.default_rng(1).normal(0, 0.5, (3, 2, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node('Conv', ['x', 'w'], ['c'], name='conv', pads=[1, 1, 1, 1], kernel_shape=[3, 3])]
+    if relu:
+        nodes.append(helper.make_node('Relu', ['c'], ['r'], name='relu'))
+    nodes.append(
+        helper.make_node(
+            'MaxPool', [nodes[-1].output[0]], ['y'], name='pool', kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]
+        )
+    )
+    graph = helper.make_graph(
+        nodes,
+        'g',
+        [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['n', 2, 8, 8])],
+        [helper.make_tensor_value_info('y', TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, 'w')],
+    )
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 13)]).SerializeToString())
+
+
+def test_maxpool_pads_of_a_non_negative_input_are_zero_padding(tmp_path: Path) -> None:
+    """onnxruntime (the reference, run here) pads with -inf; after a Relu, zero padding gives the same maxima."""
+    import onnxruntime
+
+    _maxpool_graph(tmp_path / 'm.onnx', relu=True)
+    x = np.random.default_rng(2).normal(0, 1, (16, 2, 8, 8)).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(tmp_path / 'm.onnx'), providers=['CPUExecutionProvider'])
+    ref = channels_last(session.run(None, {'x': x})[0])
+    conv = hgqbridge.import_model(tmp_path / 'm.onnx', dummy=True)
+    assert [type(layer).__name__ for layer in conv.model.layers][-2:] == ['ZeroPadding2D', 'MaxPooling2D']
+    got = conv.model.predict(channels_last(x), verbose=0)
+    assert got.shape == ref.shape == (16, 4, 4, 3)
+    assert ulps_of_max(ref, float(np.max(np.abs(got - ref)))) <= FLOAT_ULPS
+    _maxpool_graph(tmp_path / 'n.onnx', relu=False)
+    with pytest.raises(UnsupportedError, match=r'g/pool \(MaxPool\).*may be negative'):
+        hgqbridge.import_model(tmp_path / 'n.onnx', dummy=True)

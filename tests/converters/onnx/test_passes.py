@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from hgqbridge.converters.onnx.flatten import held_order
 from hgqbridge.converters.onnx.graph import Node, OnnxGraph, WeightProblem
-from hgqbridge.converters.onnx.passes import FoldConstants, FuseMatMulAdd, TrackLayout
+from hgqbridge.converters.onnx.passes import FlattenIntoDense, FoldConstants, FuseMatMulAdd, TrackLayout
 from hgqbridge.errors import LimitError
 from hgqbridge.fixed import FixedFormat
 from hgqbridge.limits import Limits
@@ -76,3 +79,23 @@ def test_layouts_follow_transposes() -> None:
     assert tracked.layout['y'] == 'same' and tracked.layout_change == {'xcf', 'y'}
     plain, _ = TrackLayout().apply(_g([Node('Conv', 'c', ('x', 'w'), ('y',))], {'w': np.ones((2, 3, 1, 1))}))
     assert plain.layout['x'] == 'cf'  # an NCHW input with no transpose: ONNX's own layout
+
+
+def test_a_flatten_before_a_dense_layer_keeps_the_held_order_and_reorders_the_weight_rows() -> None:
+    """ONNX flattens (C, H, W) = (2, 1, 3) as c, h, w; held (1, 3, 2) flattens as h, w, c: row p of the new
+    weight is ONNX row order[p]; a Relu in between is passed through; a second reader of the flatten stops it."""
+    w = np.arange(12, dtype=np.float32).reshape(6, 2)
+    nodes = [
+        Node('Flatten', 'f', ('x',), ('flat',), {'axis': 1}),
+        Node('Relu', 'r', ('flat',), ('h',)),
+        Node('Gemm', 'd', ('h', 'w'), ('y',)),
+    ]
+    shapes = {'x': [None, 2, 1, 3], 'flat': [None, 6]}
+    g = _g(nodes, {'w': w}, shapes, inputs=[('x', [None, 2, 1, 3])])
+    out, changed = FlattenIntoDense().apply(replace(g, layout={'x': 'cf'}))  # (as after a Conv)
+    assert held_order([2, 1, 3]).tolist() == [0, 3, 1, 4, 2, 5]
+    assert changed and out.nodes[0].attrs['held_order'] == 1 and out.nodes[2].inputs[1] == 'd/rows_in_held_order'
+    assert out.consts['d/rows_in_held_order'].tolist() == w[[0, 3, 1, 4, 2, 5]].tolist()
+    shared = _g([*nodes, Node('Relu', 'r2', ('flat',), ('z',))], {'w': w}, shapes, inputs=[('x', [None, 2, 1, 3])])
+    assert not FlattenIntoDense().apply(replace(shared, layout={'x': 'cf'}))[1]
+    assert not FlattenIntoDense().apply(g)[1]  # held as ONNX has it: nothing to reorder
