@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hgqbridge.evaluation import make_splits
 from hgqbridge.finetune import copy_model, finetune, metric_value, pareto_front
 
 from .conftest import QKERAS
@@ -67,7 +68,9 @@ def test_choice_meets_tolerance_and_is_reproducible(short_run) -> None:
     chosen = result.chosen
     assert chosen is not None and chosen.pareto
     assert chosen.val_metric >= result.baseline_metric - 0.02
-    assert metric_value('accuracy', data['y_val'], result.model.predict([data['x_val']], verbose=0)) == chosen.val_metric
+    val = make_splits(data)  # the validation half that chose; the other half of x_val is the test split
+    assert metric_value('accuracy', val.y_val, result.model.predict([val.x_val], verbose=0)) == chosen.val_metric
+    assert result.scores['chosen_validation'].value == chosen.val_metric
 
 
 def test_front_on_disk_is_consistent(short_run) -> None:
@@ -104,7 +107,8 @@ def test_collapse_is_handled(conversions: dict, tmp_path: Path) -> None:
     assert result.events and 'collapse' in result.events[0] and 'beta x0.1' in result.events[0]
     assert np.allclose([r.beta for r in result.history], [100.0, 10.0, 1.0])  # backed off after each collapse
     assert any(r.event for r in result.history) and all(not r.pareto for r in result.history if r.event)
-    final = metric_value('accuracy', data['y_val'], result.model.predict([data['x_val']], verbose=0))
+    val = make_splits(data)
+    final = metric_value('accuracy', val.y_val, result.model.predict([val.x_val], verbose=0))
     assert final >= result.baseline_metric - 0.01
 
 
