@@ -136,3 +136,19 @@ def test_diagnose_says_which_side_limits(conversions: dict) -> None:
         diagnose=True,
     )
     assert 'float (dummy-quantizer) copy' in result.diagnosis
+
+
+def test_float_model_learns_its_bit_widths() -> None:
+    """A --dummy (float) model starts from HGQ2's default quantizers; the report has the float and quantized scores."""
+    import hgqbridge
+    from hgqbridge.start import has_float_quantizers
+
+    keras_dir = QKERAS.parent / 'keras'
+    data = dict(np.load(keras_dir / 'k2_jet_bn.data.npz'))
+    model = hgqbridge.convert(keras_dir / 'k2_jet_bn.h5', dummy=True)
+    result = finetune(model, data['x'][:400], data['y'][:400], data['x_val'], data['y_val'], epochs=2, verbose=0)
+    assert result.start == 'float' and has_float_quantizers(model) and not has_float_quantizers(result.model)
+    assert result.baseline_ebops > 0 and all(r.ebops > 0 for r in result.history)
+    assert result.scores['float_test'].split == 'test' and result.scores['float_test'].n == result.splits['test']
+    assert result.baseline_metric == result.scores['float_validation'].value  # the tolerance is against the float model
+    assert 'float model:' in result.summary()
