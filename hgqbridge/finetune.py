@@ -162,8 +162,8 @@ def finetune(
     sp = _prepare(model, given, metric)
     if seed is not None:
         keras.utils.set_random_seed(seed)
+    work, start = training_start(model)  # a refusal before anything is written
     out = output_folder(Path(out_dir), force, resume) if out_dir is not None else None
-    work, start = training_start(model)
     scores: dict[str, Score] = {}
     if start == 'float':
         scores['float_validation'] = score(metric, sp.y_val, model.predict([sp.x_val], verbose=0), 'validation')
