@@ -96,10 +96,10 @@ def parse_budget(text: str) -> float:
 
 
 def planned_epochs(epochs: int, budget_s: float | None, seconds_per_epoch: float | None) -> int:
-    """The run's length: ``epochs``, or fewer when the time budget allows fewer (at least 2)."""
+    """How many more epochs: ``epochs``, or fewer when the time left allows fewer (at least 1)."""
     if budget_s is None or not seconds_per_epoch:
         return epochs
-    return max(2, min(epochs, int(budget_s / seconds_per_epoch)))
+    return min(epochs, max(1, int(budget_s / seconds_per_epoch)))
 
 
 def auto_batch(n: int) -> int:

@@ -311,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument('--data', type=Path, required=True, help='.npz with x, y, x_val, y_val (and x_test, y_test)')
         s.add_argument('-o', '--output', type=Path, required=True, help=f'output folder: {what}')
         s.add_argument('--epochs', type=int, help='epochs per run (default 30, or what --budget allows)')
-        s.add_argument('--budget', help='time per run, e.g. 90s, 10m, 1h (the epochs are planned from the first one)')
+        s.add_argument('--budget', help='time per run, e.g. 90s, 10m, 1h (the epochs are planned from the second one)')
         s.add_argument('--tolerance', type=float, default=0.005, help='allowed loss of the validation metric')
         s.add_argument('--metric', choices=('accuracy', 'mse'), default='accuracy')
         s.add_argument('--learning-rate', type=float, default=3e-3, help='the start of the cosine schedule')

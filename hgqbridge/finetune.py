@@ -225,8 +225,9 @@ def finetune(
             history.append(record)
             snapshots[epoch] = work.get_weights()
             update_front(history, snapshots, out, work, epoch)
-            if budget is not None and len(history) == 1:  # the first epoch tells how many the budget allows
-                state['planned'] = planned_epochs(limit, budget - (self.began - t0), time.perf_counter() - self.began)
+            if budget is not None and len(history) <= 2:  # the second epoch (no graph tracing) plans the run
+                left = budget - (time.perf_counter() - t0)
+                state['planned'] = epoch + 1 + planned_epochs(limit - epoch - 1, left, time.perf_counter() - self.began)
             if verbose:
                 print(
                     f'epoch {epoch + 1:>3}/{state["planned"]}: loss {record.loss:.4f}  val {metric} {val:.4f}  '

@@ -69,7 +69,7 @@ def test_schedules_and_budget() -> None:
         with pytest.raises(ValueError):
             parse_budget(bad)
     assert planned_epochs(30, None, 2.0) == 30 and planned_epochs(1000, 60.0, 2.0) == 30 and planned_epochs(5, 60.0, 0.1) == 5
-    assert planned_epochs(100, 1.0, 10.0) == 2  # never fewer than two epochs
+    assert planned_epochs(100, 1.0, 10.0) == 1  # never fewer than one more epoch
     assert (auto_batch(630), auto_batch(100), auto_batch(10**6)) == (16, 16, 1024)
 
 
