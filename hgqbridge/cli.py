@@ -130,7 +130,8 @@ def _budget(a: argparse.Namespace) -> float | None:
 def _train_data(a: argparse.Namespace) -> dict[str, Any]:
     from .datafiles import load_data
 
-    return load_data(a.data, ('x', 'y', 'x_val', 'y_val'), _limits(a))
+    data = load_data(a.data, ('x', 'y', 'x_val', 'y_val'), _limits(a))
+    return {k: v for k, v in data.items() if k in ('x', 'y', 'x_val', 'y_val', 'x_test', 'y_test')}
 
 
 def _prove(a: argparse.Namespace, model: Any, data: dict[str, Any]) -> int:

@@ -139,7 +139,8 @@ class _Progress:
 def _inputs(model: Any, data: dict[str, np.ndarray], out: Path) -> None:
     (out / 'inputs').mkdir(parents=True, exist_ok=True)
     model.save(out / 'inputs' / 'model.keras')
-    np.savez(out / 'inputs' / 'data.npz', **data)  # type: ignore[arg-type]  # numpy's stub: allow_pickle
+    known = {k: v for k, v in data.items() if k in ('x', 'y', 'x_val', 'y_val', 'x_test', 'y_test')}
+    np.savez(out / 'inputs' / 'data.npz', **known)  # type: ignore[arg-type]  # numpy's stub: allow_pickle
 
 
 def sweep(
