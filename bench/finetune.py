@@ -1,25 +1,48 @@
-"""Benchmark: imported QKeras model vs HGQ2 fine-tuned model, on the fixtures' data (sklearn digits, real; and a
-documented synthetic jet-like task).
+"""Benchmark: original model vs the bridge's fine-tuned one, next to what a user would do instead.
 
-Run by hand or with ``make bench``. Prints a table and writes bench/results/finetune.json with the machine's
-details. Not a test: numbers depend on the machine and on training noise.
+Per task, all on the test split (half of x_val, seeded: hgqbridge.evaluation; the validation half chooses):
+  original       the imported QKeras model (or the float Keras model quantized at 8 bits)
+  bridge         hgqbridge.finetune with the automatic beta, ``--budget`` seconds
+  scratch        HGQ2 from scratch: the same architecture, fresh weights, HGQ2's default quantizers, the same
+                 loop and the same wall-clock budget (the HGQ2 way: quantization-aware training from float)
+  uniform        the original uniformly re-quantized: every fractional width cut by 1, 2, 3 ... bits, the
+                 fewest bits whose validation accuracy stays within the tolerance (AutoQKeras-style, no retraining)
+Columns: test accuracy +- standard error, EBOPs, da4ml LUT and latency estimates, wall time, runs, ratios.
+
+    python bench/finetune.py --budget 60 [--tasks jet_tagger,digits_mlp] [--scaling]
+
+``--scaling`` adds the 4-run sweep with 1 and 2 local workers and the loop's per-epoch overhead against a bare
+``model.fit`` with the same callbacks. Writes bench/results/finetune.json with the machine's details. Not a test:
+numbers depend on the machine, its load and training noise.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / 'fixtures' / 'qkeras'
-#: (fixture, fine-tuning epochs). jet_tagger: the tutorial shape on 2x2-pooled digits 0-4 (real data);
-#: jet_synthetic: the same shape on the synthetic jet-like task of make_fixtures.py; digits_*: sklearn digits.
-CASES = [('jet_tagger', 60), ('jet_synthetic', 60), ('digits_mlp', 60), ('digits_cnn', 40)]
+FIX = ROOT / 'fixtures'
+#: task -> (source file, data file, bit widths of the original, convert options)
+TASKS: dict[str, tuple[str, str, str, dict]] = {
+    'jet_tagger': (
+        'qkeras/jet_tagger.h5',
+        'qkeras/jet_tagger.data.npz',
+        'QKeras 6-bit weights/activations (hls4ml tutorial shape)',
+        {},
+    ),
+    'jet_synthetic': ('qkeras/jet_synthetic.h5', 'qkeras/jet_synthetic.data.npz', 'QKeras 6-bit, synthetic jet-like data', {}),
+    'digits_mlp': ('qkeras/digits_mlp.h5', 'qkeras/digits_mlp.data.npz', 'QKeras MLP, sklearn digits (real)', {}),
+    'digits_cnn': ('qkeras/digits_cnn.h5', 'qkeras/digits_cnn.data.npz', 'QKeras CNN, sklearn digits (real)', {}),
+    'keras_float_jet': ('keras/k2_jet_bn.h5', 'keras/k2_jet_bn.data.npz', 'float Keras 2 model, --bits 8 policy', {'bits': 8}),
+}
 
 
 def machine() -> dict:
@@ -31,81 +54,193 @@ def machine() -> dict:
         'platform': platform.platform(),
         'processor': platform.processor() or platform.machine(),
         'cpus': os.cpu_count(),
+        'load_average': os.getloadavg(),
         'keras': keras.__version__,
         'hgq2': getattr(hgq, '__version__', '?'),
     }
 
 
-def run_case(name: str, epochs: int) -> dict:
-    import numpy as np
-
-    import hgqbridge
+def estimate(model: Any, x: Any) -> dict:
+    """EBOPs and da4ml's LUT / latency estimates of a model as the firmware sees it."""
     from hgqbridge.converters.da4ml.export import trace
     from hgqbridge.converters.deploy import firmware
-    from hgqbridge.errors import HGQBridgeError
 
-    data = dict(np.load(FIXTURES / f'{name}.data.npz'))
-    model = hgqbridge.convert(FIXTURES / f'{name}.h5')
-    t0 = time.perf_counter()
-    result = hgqbridge.finetune(
-        model,
-        data['x'],
-        data['y'],
-        data['x_val'],
-        data['y_val'],
-        epochs=epochs,
-        beta_min=1e-6,
-        beta_max=3e-4,
-        learning_rate=3e-3,
-        verbose=0,
-    )
-    seconds = time.perf_counter() - t0
-    row = {'model': name, 'epochs': epochs, 'train_seconds': round(seconds, 1)}
-    chosen_metric = result.chosen.val_metric if result.chosen else result.baseline_metric
-    for label, m, acc, ebops in (
-        ('qkeras', model, result.baseline_metric, result.baseline_ebops),
-        ('hgq2', result.model, chosen_metric, None),
-    ):
-        inputs = firmware.prepare(m, data['x_val'][:64])
-        e = firmware.calibrate(inputs.core, inputs)
-        row[f'{label}_val_accuracy'] = round(float(acc), 4)
-        row[f'{label}_ebops'] = int(ebops if ebops is not None else e)
-        try:
-            comb = trace(inputs.core, inputs)
-            row[f'{label}_lut'] = float(comb.cost)
-            row[f'{label}_latency'] = [float(v) for v in comb.latency]
-        except HGQBridgeError as err:  # e.g. a layer da4ml does not deploy
-            row[f'{label}_lut'] = row[f'{label}_latency'] = None
-            row['note'] = f'no da4ml estimate: {err.received}'
-    row['ebops_ratio'] = round(row['qkeras_ebops'] / max(row['hgq2_ebops'], 1), 2)
-    row['lut_ratio'] = round(row['qkeras_lut'] / max(row['hgq2_lut'], 1), 2) if row['qkeras_lut'] else None
-    row['accuracy_change_pp'] = round(100 * (row['hgq2_val_accuracy'] - row['qkeras_val_accuracy']), 2)
+    inputs = firmware.prepare(model, x[:64])
+    row: dict[str, Any] = {'ebops': firmware.calibrate(inputs.core, inputs)}
+    try:
+        comb = trace(inputs.core, inputs)
+        row.update(lut=float(comb.cost), latency=[float(v) for v in comb.latency])
+    except Exception as err:  # a bench row records why there is no estimate
+        row.update(lut=None, latency=None, note=f'no da4ml estimate: {getattr(err, "received", None) or type(err).__name__}')
     return row
 
 
-def main() -> int:
-    rows = [run_case(name, epochs) for name, epochs in CASES]
-    cols = [
-        'model',
-        'qkeras_val_accuracy',
-        'hgq2_val_accuracy',
-        'accuracy_change_pp',
-        'qkeras_ebops',
-        'hgq2_ebops',
-        'ebops_ratio',
-        'qkeras_lut',
-        'hgq2_lut',
-        'lut_ratio',
-        'hgq2_latency',
-        'train_seconds',
-    ]
-    print(' | '.join(cols))
-    for row in rows:
-        print(' | '.join(str(row[c]) for c in cols) + (f'   ({row["note"]})' if 'note' in row else ''))
+def scored(label: str, model: Any, sp: Any, seconds: float, runs: int) -> dict:
+    from hgqbridge.evaluation import score
+
+    s = score('accuracy', sp.y_test, model.predict(sp.x_test, verbose=0), 'test')
+    return {
+        'variant': label,
+        'test_accuracy': round(s.value, 4),
+        'se': round(s.se, 4),
+        **estimate(model, sp.x_val),
+        'seconds': round(seconds, 1),
+        'runs': runs,
+    }
+
+
+def uniform(model: Any, sp: Any, tolerance: float) -> Any:
+    """Cut every fractional width by the same number of bits while validation accuracy holds."""
+    from hgqbridge.evaluation import metric_value
+    from hgqbridge.inspect import fixed_point_quantizers
+    from hgqbridge.models import copy_model
+
+    base = metric_value('accuracy', sp.y_val, model.predict(sp.x_val, verbose=0))
+    best = model
+    for cut in range(1, 8):
+        trial = copy_model(model)
+        for q in fixed_point_quantizers(trial):
+            q._f.assign(q._f - float(cut))
+        if metric_value('accuracy', sp.y_val, trial.predict(sp.x_val, verbose=0)) < base - tolerance:
+            break
+        best = trial
+    return best
+
+
+def scratch_model(model: Any) -> Any:
+    """The architecture with fresh weights and HGQ2's default (trainable) quantizers."""
+    import keras
+
+    from hgqbridge.start import _replace_quantizers
+
+    fresh = keras.models.clone_model(_replace_quantizers(model, 'default'))  # clone_model re-initialises the weights
+    return fresh
+
+
+def run_task(name: str, budget: float, tolerance: float) -> list[dict]:
+    import numpy as np
+
+    import hgqbridge
+    from hgqbridge.evaluation import make_splits
+
+    src, data_file, bits, options = TASKS[name]
+    data = dict(np.load(FIX / data_file))
+    convert = dict(options)
+    if 'bits' in convert:
+        convert['calibration'] = FIX / data_file
+    model = hgqbridge.convert(FIX / src, **convert)
+    sp = make_splits(data)
+    rows = [scored('original', model, sp, 0.0, 0)]
+    t0 = time.perf_counter()
+    bridge = hgqbridge.finetune(model, **data, budget=budget, tolerance=tolerance, verbose=0)
+    rows.append(scored('bridge', bridge.model, sp, time.perf_counter() - t0, 1))
+    t0 = time.perf_counter()
+    fresh = hgqbridge.finetune(scratch_model(model), **data, budget=budget, tolerance=1.0, verbose=0)
+    rows.append(scored('scratch', fresh.model, sp, time.perf_counter() - t0, 1))
+    t0 = time.perf_counter()
+    rows.append(scored('uniform', uniform(model, sp, tolerance), sp, time.perf_counter() - t0, 1))
+    o = rows[0]
+    for r in rows:
+        r.update(task=name, bits=bits)
+        r['ebops_ratio'] = round(o['ebops'] / max(r['ebops'], 1), 2)
+        r['lut_ratio'] = round(o['lut'] / max(r['lut'], 1), 2) if o.get('lut') and r.get('lut') else None
+        r['accuracy_change_pp'] = round(100 * (r['test_accuracy'] - o['test_accuracy']), 2)
+    rows[1]['beta_rule'] = bridge.beta_rule
+    rows[1]['epochs'] = len(bridge.history)
+    return rows
+
+
+def scaling(budget: float) -> dict:
+    """The same 4-run sweep with 1 and 2 local workers; the loop's per-epoch overhead against a bare fit."""
+    import tempfile
+
+    import numpy as np
+
+    import hgqbridge
+    from hgqbridge.sweep import sweep
+
+    data = dict(np.load(FIX / 'qkeras/jet_tagger.data.npz'))
+    model = hgqbridge.convert(FIX / 'qkeras/jet_tagger.h5')
+    walls = {}
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            sweep(model, data, Path(tmp) / 'out', runs=4, workers=workers, epochs=10, verbose=0)
+            walls[workers] = round(time.perf_counter() - t0, 1)
+    return {'sweep_4_runs_seconds': walls, 'speedup_2_workers': round(walls[1] / walls[2], 2), **overhead(model, data)}
+
+
+def overhead(model: Any, data: dict, epochs: int = 10) -> dict:
+    """Seconds per epoch: hgqbridge.finetune vs a bare hgq2 model.fit with FreeEBOPs and a beta schedule."""
+    import keras
+    from hgq.utils.sugar import BetaScheduler, FreeEBOPs, PieceWiseSchedule
+
+    import hgqbridge
+    from hgqbridge.beta import auto_batch
+    from hgqbridge.models import copy_model
+
+    t0 = time.perf_counter()
+    hgqbridge.finetune(model, **data, epochs=epochs, verbose=0)
+    bridge = (time.perf_counter() - t0) / epochs
+    bare = copy_model(model)
+    bare.compile(optimizer=keras.optimizers.Adam(3e-3), loss='categorical_crossentropy')
+    t0 = time.perf_counter()
+    schedule = BetaScheduler(PieceWiseSchedule([(0, 1e-7, 'log'), (epochs - 1, 1e-4, 'constant')]))
+    bare.fit(
+        data['x'], data['y'], epochs=epochs, batch_size=auto_batch(len(data['x'])), verbose=0, callbacks=[FreeEBOPs(), schedule]
+    )
+    plain = (time.perf_counter() - t0) / epochs
+    return {
+        'bridge_seconds_per_epoch': round(bridge, 3),
+        'bare_fit_seconds_per_epoch': round(plain, 3),
+        'overhead': round(bridge / plain - 1, 3),
+    }
+
+
+COLS = [
+    'task',
+    'variant',
+    'test_accuracy',
+    'se',
+    'accuracy_change_pp',
+    'ebops',
+    'ebops_ratio',
+    'lut',
+    'lut_ratio',
+    'latency',
+    'seconds',
+    'runs',
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--budget', type=float, default=120.0, help='seconds per fine-tuning run (bridge and scratch)')
+    p.add_argument('--tasks', default=','.join(TASKS))
+    p.add_argument('--tolerance', type=float, default=0.005)
+    p.add_argument('--scaling', action='store_true')
+    a = p.parse_args(argv)
+    t0 = time.perf_counter()
     out = ROOT / 'bench' / 'results'
     out.mkdir(parents=True, exist_ok=True)
-    (out / 'finetune.json').write_text(json.dumps({'machine': machine(), 'rows': rows}, indent=2) + '\n')
-    print(f'wrote {out / "finetune.json"}')
+    result: dict[str, Any] = {'machine': machine(), 'budget_seconds': a.budget, 'tolerance': a.tolerance, 'rows': []}
+    print(' | '.join(COLS), flush=True)
+    for name in a.tasks.split(','):  # written after every task: an interrupted bench keeps what it measured
+        try:
+            rows = run_task(name, a.budget, a.tolerance)
+        except Exception as err:  # a failing task is a row that says why, not the end of the bench
+            rows = [{'task': name, 'variant': 'failed', 'note': f'{type(err).__name__}: {err}'[:300]}]
+        for row in rows:
+            result['rows'].append(row)
+            print(' | '.join(str(row.get(c)) for c in COLS) + (f'   ({row["note"]})' if 'note' in row else ''), flush=True)
+        result['total_seconds'] = round(time.perf_counter() - t0, 1)
+        (out / 'finetune.json').write_text(json.dumps(result, indent=2) + '\n')
+    if a.scaling:
+        result['scaling'] = scaling(a.budget)
+        print(json.dumps(result['scaling']))
+    result['total_seconds'] = round(time.perf_counter() - t0, 1)
+    (out / 'finetune.json').write_text(json.dumps(result, indent=2) + '\n')
+    print(f'wrote {out / "finetune.json"} ({result["total_seconds"]} s)')
     return 0
 
 

@@ -8,6 +8,8 @@ so ``import hgqbridge`` and ``hgqbridge --help`` are instant.
     hgqbridge.verify(conv, 'model.golden.npz')         # bit-exact against the source framework's outputs
     hgqbridge.check(model, 'hls4ml:vitis')             # deployability, per layer
     hgqbridge.export(model, 'da4ml', 'prj', x)         # write the project and prove it bit-exact
+    hgqbridge.finetune(model, x, y, x_val, y_val)      # one fine-tune: test scores, Pareto front
+    hgqbridge.sweep(model, data, 'out/', runs=8)       # many, as Ray Tune trials, one merged front
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-# verify.py and finetune.py share their names with the API functions below. Import them first (both are light:
+# verify.py, finetune.py and sweep.py share their names with the API functions below. Import them first (both are light:
 # numpy only), so that the functions defined afterwards are what ``hgqbridge.verify`` / ``.finetune`` name.
 from . import finetune as _finetune_module
+from . import sweep as _sweep_module
 from . import verify as _verify_module
 from .errors import HGQBridgeError
 from .fixed import FixedFormat
@@ -28,7 +31,7 @@ if TYPE_CHECKING:
     from .report import CheckReport, ExportReport, VerifyReport
 
 __version__ = '0.1.0'
-__all__ = ['FixedFormat', 'HGQBridgeError', 'Limits', 'check', 'convert', 'export', 'finetune', 'import_model', 'verify']
+__all__ = ['FixedFormat', 'HGQBridgeError', 'Limits', 'check', 'convert', 'export', 'finetune', 'import_model', 'sweep', 'verify']
 
 
 def _quiet_tf() -> None:
@@ -121,3 +124,10 @@ def finetune(model: Any, x: Any, y: Any, x_val: Any, y_val: Any, **options: Any)
     """Heterogeneous-bit-width fine-tuning (EBOPs-regularised); returns a ``FinetuneResult``."""
     _quiet_tf()
     return _finetune_module.finetune(model, x, y, x_val, y_val, **options)
+
+
+def sweep(model: Any, data: dict, out_dir: str | Path, **options: Any) -> Any:
+    """Many fine-tunes as Ray Tune trials (local Ray, or ``address=`` a cluster), one merged Pareto front; returns a
+    ``SweepResult``. ``data``: x, y, x_val, y_val (and x_test, y_test). Options: see ``hgqbridge.sweep.sweep``."""
+    _quiet_tf()
+    return _sweep_module.sweep(model, data, out_dir, **options)

@@ -26,7 +26,8 @@ EPILOG = """examples:
   hgqbridge check model.keras --target hls4ml:vitis
   hgqbridge export model.keras --target hls4ml:vitis -o prj_hls --data data.npz
   hgqbridge export model.keras --target da4ml -o prj_da --data data.npz
-  hgqbridge finetune model.keras --data data.npz -o finetuned/
+  hgqbridge finetune model.keras --data data.npz -o finetuned/ --budget 10m --export da4ml
+  hgqbridge sweep model.keras --data data.npz -o sweep/ --runs 8 --workers 2
   hgqbridge demo
 """
 
@@ -117,47 +118,109 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _budget(a: argparse.Namespace) -> float | None:
+    from .beta import parse_budget
+
+    if a.budget is None:
+        return None
+    try:
+        return parse_budget(a.budget)
+    except ValueError as err:
+        raise HGQBridgeError('invalid --budget', received=a.budget, fix=str(err)) from None
+
+
+def _train_data(a: argparse.Namespace) -> dict[str, Any]:
+    from .datafiles import load_data
+
+    data = load_data(a.data, ('x', 'y', 'x_val', 'y_val'), _limits(a))
+    return {k: v for k, v in data.items() if k in ('x', 'y', 'x_val', 'y_val', 'x_test', 'y_test')}
+
+
+def _prove(a: argparse.Namespace, model: Any, data: dict[str, Any]) -> int:
+    """check the chosen model (against --export's target, else da4ml) and with --export, export and prove it."""
+    from .evaluation import make_splits
+    from .runfiles import write_json
+    from .sweepmerge import prove
+
+    target = a.export or 'da4ml'
+    proof = prove(model, target, a.output, make_splits(data).x_test, bool(a.export))
+    write_json(a.output / 'deploy.json', proof)
+    print(f'check {target}: ' + ('deployable' if proof['deployable'] else 'NOT deployable'))
+    if not proof['deployable']:
+        print(proof['check'])
+    if 'bit_exact' in proof:
+        print(f'export {target}: ' + ('bit-exact' if proof['bit_exact'] else 'NOT bit-exact') + f' ({proof["exported"]})')
+    return 0 if proof['deployable'] and proof.get('bit_exact', True) else 1
+
+
 def cmd_finetune(a: argparse.Namespace) -> int:
     from . import finetune
-    from .datafiles import load_data
     from .models import load_model
     from .outputs import check_output
 
     if not (a.resume and a.output.is_dir()):
         check_output(a.output, a.force, (a.model, a.data))
-    limits = _limits(a)
-    data = load_data(a.data, ('x', 'y', 'x_val', 'y_val'), limits)
+    data = _train_data(a)
     result = finetune(
-        load_model(a.model, limits),
-        data['x'],
-        data['y'],
-        data['x_val'],
-        data['y_val'],
+        load_model(a.model, _limits(a)),
+        **data,
         epochs=a.epochs,
+        budget=_budget(a),
         tolerance=a.tolerance,
         metric=a.metric,
         beta_min=a.beta_min,
         beta_max=a.beta_max,
         learning_rate=a.learning_rate,
+        batch_size=a.batch_size,
         out_dir=a.output,
         resume=a.resume,
         diagnose=a.diagnose,
         force=a.force,
     )
-    chosen = result.chosen
-    if chosen is None:
-        print(f'no epoch kept val {result.metric} within {a.tolerance} of {result.baseline_metric:.4f}; wrote the imported model')
-    else:
-        print(
-            f'chosen epoch {chosen.epoch + 1}: val {result.metric} {chosen.val_metric:.4f} (imported {result.baseline_metric:.4f}), '
-            f'EBOPs {chosen.ebops} (imported {result.baseline_ebops})'
-        )
+    print(result.summary())
     for event in result.events:
         print(f'handled: {event}')
     if result.diagnosis:
         print(f'diagnosis: {result.diagnosis}')
     print(f'wrote {a.output}/: ' + ', '.join(result.files.values()))
-    return 0
+    return _prove(a, result.model, data)
+
+
+def cmd_sweep(a: argparse.Namespace) -> int:
+    from .models import load_model
+    from .outputs import check_output
+    from .sweep import sweep
+
+    if not (a.resume and a.output.is_dir()):
+        check_output(a.output, a.force, (a.model, a.data))
+    data = _train_data(a)
+    result = sweep(
+        load_model(a.model, _limits(a)),
+        data,
+        a.output,
+        runs=a.runs,
+        workers=a.workers,
+        address=a.address,
+        epochs=a.epochs,
+        budget=_budget(a),
+        tolerance=a.tolerance,
+        metric=a.metric,
+        learning_rate=a.learning_rate,
+        resume=a.resume,
+        force=a.force,
+    )
+    m, s = result.metric, result.scores
+    print(f'{result.runs} runs, {len(result.front)} points on the global front, {result.seconds:.0f} s')
+    print(f'starting model: test {m} {s["original_test"].text(m)}, EBOPs {result.baseline_ebops}')
+    if result.chosen is None:
+        print('no point kept the validation metric within tolerance; the starting model is kept')
+    else:
+        print(
+            f'chosen {result.chosen["trial"]} epoch {result.chosen["epoch"] + 1}: test {m} {s["chosen_test"].text(m)}, '
+            f'EBOPs {result.chosen_ebops} ({result.baseline_ebops / max(result.chosen_ebops, 1):.1f}x fewer)'
+        )
+    print(f'wrote {a.output}/: model.keras, pareto.json, pareto.png, report.json, trials/')
+    return _prove(a, result.model, data)
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
@@ -245,21 +308,28 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(run=run)
 
     f = sub.add_parser('finetune', parents=[common], help='heterogeneous-bit-width fine-tuning (EBOPs-regularised)')
-    f.add_argument('model', type=Path)
-    f.add_argument('--data', type=Path, required=True, help='.npz with x, y, x_val, y_val')
-    f.add_argument(
-        '-o', '--output', type=Path, required=True, help='output folder: model.keras, pareto.json, checkpoints, pictures'
-    )
-    f.add_argument('--epochs', type=int, default=30)
-    f.add_argument('--tolerance', type=float, default=0.005, help='allowed loss of the validation metric')
-    f.add_argument('--metric', choices=('accuracy', 'mse'), default='accuracy')
-    f.add_argument('--beta-min', type=float, default=1e-7)
-    f.add_argument('--beta-max', type=float, default=1e-4)
-    f.add_argument('--learning-rate', type=float, default=3e-3)
-    f.add_argument('--resume', action='store_true', help='continue an interrupted run in the same output folder')
+    w = sub.add_parser('sweep', parents=[common], help='many fine-tunes as Ray Tune trials, one merged Pareto front')
+    for s, what in ((f, 'model.keras, pareto.json, checkpoints, pictures'), (w, 'trials/, pareto.json, pareto.png, model.keras')):
+        s.add_argument('model', type=Path)
+        s.add_argument('--data', type=Path, required=True, help='.npz with x, y, x_val, y_val (and x_test, y_test)')
+        s.add_argument('-o', '--output', type=Path, required=True, help=f'output folder: {what}')
+        s.add_argument('--epochs', type=int, help='epochs per run (default 30, or what --budget allows)')
+        s.add_argument('--budget', help='time per run, e.g. 90s, 10m, 1h (the epochs are planned from the second one)')
+        s.add_argument('--tolerance', type=float, default=0.005, help='allowed loss of the validation metric')
+        s.add_argument('--metric', choices=('accuracy', 'mse'), default='accuracy')
+        s.add_argument('--learning-rate', type=float, default=3e-3, help='the start of the cosine schedule')
+        s.add_argument('--export', metavar='TARGET', help='export the chosen model to TARGET and prove it bit-exact')
+        s.add_argument('--resume', action='store_true', help='continue an interrupted run in the same output folder')
+        s.add_argument('--force', action='store_true', help='replace an output folder that hgqbridge wrote earlier')
+    f.add_argument('--beta-min', type=float, help="experts: the first epoch's beta (default: automatic, see README)")
+    f.add_argument('--beta-max', type=float, help="experts: the last epoch's beta")
+    f.add_argument('--batch-size', type=int, help='default: about 40 steps per epoch (16 to 1024)')
     f.add_argument('--diagnose', action='store_true', help='also train with float (dummy) quantizers to locate a problem')
-    f.add_argument('--force', action='store_true', help='replace an output folder that hgqbridge wrote earlier')
     f.set_defaults(run=cmd_finetune)
+    w.add_argument('--runs', type=int, default=4, help='fine-tunes (beta ranges, seeds, learning rates)')
+    w.add_argument('--workers', type=int, default=1, help='trials at once on this machine (embedded Ray)')
+    w.add_argument('--address', help='an existing Ray cluster (ray://host:10001 or host:6379); out/ must be shared')
+    w.set_defaults(run=cmd_sweep)
 
     d = sub.add_parser('demo', parents=[common], help='the whole path on a shipped QKeras jet tagger, ending with a table')
     d.add_argument('-o', '--output', type=Path, help='a new folder for everything the demo writes (default demo-out-<time>)')

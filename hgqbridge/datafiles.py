@@ -142,9 +142,10 @@ def check_input_shape(x: np.ndarray, shape: tuple[int, ...], where: str) -> np.n
 def check_training_data(
     data: dict[str, np.ndarray], in_shape: tuple[int, ...], out_shape: tuple[int, ...], metric: str, where: str
 ) -> dict[str, np.ndarray]:
-    """x, y, x_val, y_val consistent with the model and with each other; returned as float32."""
-    out = {k: check_input_shape(data[k], in_shape, f'{where}: {k}') for k in ('x', 'x_val')}
-    for x_key, y_key in (('x', 'y'), ('x_val', 'y_val')):
+    """x, y, x_val, y_val (and x_test, y_test when given) consistent with the model and with each other; returned as float32."""
+    pairs = [('x', 'y'), ('x_val', 'y_val')] + ([('x_test', 'y_test')] if 'x_test' in data and 'y_test' in data else [])
+    out = {k: check_input_shape(data[k], in_shape, f'{where}: {k}') for k, _ in pairs}
+    for x_key, y_key in pairs:
         y = np.asarray(data[y_key])
         if len(y) != len(out[x_key]):
             raise DataFileError(

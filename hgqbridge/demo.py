@@ -96,6 +96,7 @@ def run_demo(out: Path | None, epochs: int) -> int:
         beta_min=1e-6,
         beta_max=3e-4,
         learning_rate=3e-3,
+        batch_size=64,
         out_dir=out / 'finetune',
     )
     print(f'Pareto front, checkpoints, model.keras and pictures: {out / "finetune"}/')

@@ -16,7 +16,7 @@ from .conftest import QKERAS, ROOT
 
 
 def test_help_is_instant_and_imports_no_framework() -> None:
-    code = 'import sys, hgqbridge.cli as c; c.build_parser().format_help(); print([m for m in ("tensorflow", "keras", "hgq", "hls4ml") if m in sys.modules])'
+    code = 'import sys, hgqbridge.cli as c; c.build_parser().format_help(); print([m for m in ("tensorflow", "keras", "hgq", "hls4ml", "ray") if m in sys.modules])'
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == '[]', out.stdout + out.stderr  # how fast that is: bench/, not a timed test
     assert main.__module__ == 'hgqbridge.cli'
@@ -135,3 +135,26 @@ def test_data_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
             capsys,
         )
         assert code == 2 and message in err, err
+
+
+def test_finetune_refuses_what_it_cannot_train(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A model with no trainable bit width, and a budget that is not a time: one line each, exit 2."""
+    import keras
+
+    inp = keras.Input((4,))
+    keras.Model(inp, keras.layers.Dense(2, activation='softmax')(inp), name='plain').save(tmp_path / 'plain.keras')
+    rng = np.random.default_rng(0)
+    y = np.eye(2, dtype=np.float32)[rng.integers(0, 2, 16)]
+    np.savez(
+        tmp_path / 'd.npz',
+        x=rng.normal(size=(16, 4)).astype(np.float32),
+        y=y,
+        x_val=rng.normal(size=(16, 4)).astype(np.float32),
+        y_val=y,
+    )
+    args = ['finetune', str(tmp_path / 'plain.keras'), '--data', str(tmp_path / 'd.npz'), '-o', str(tmp_path / 'ft')]
+    code, err = _run([*args, '--epochs', '1'], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert 'no trainable bit widths' in err and "received 'no HGQ2 quantizer in any layer'" in err and '--bits' in err
+    code, err = _run([*args, '--budget', 'ten minutes', '--force'], capsys)
+    assert code == 2 and 'invalid --budget' in err and '10m' in err

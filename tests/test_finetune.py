@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hgqbridge.evaluation import make_splits
 from hgqbridge.finetune import copy_model, finetune, metric_value, pareto_front
 
 from .conftest import QKERAS
@@ -67,7 +68,9 @@ def test_choice_meets_tolerance_and_is_reproducible(short_run) -> None:
     chosen = result.chosen
     assert chosen is not None and chosen.pareto
     assert chosen.val_metric >= result.baseline_metric - 0.02
-    assert metric_value('accuracy', data['y_val'], result.model.predict([data['x_val']], verbose=0)) == chosen.val_metric
+    val = make_splits(data)  # the validation half that chose; the other half of x_val is the test split
+    assert metric_value('accuracy', val.y_val, result.model.predict([val.x_val], verbose=0)) == chosen.val_metric
+    assert result.scores['chosen_validation'].value == chosen.val_metric
 
 
 def test_front_on_disk_is_consistent(short_run) -> None:
@@ -104,7 +107,8 @@ def test_collapse_is_handled(conversions: dict, tmp_path: Path) -> None:
     assert result.events and 'collapse' in result.events[0] and 'beta x0.1' in result.events[0]
     assert np.allclose([r.beta for r in result.history], [100.0, 10.0, 1.0])  # backed off after each collapse
     assert any(r.event for r in result.history) and all(not r.pareto for r in result.history if r.event)
-    final = metric_value('accuracy', data['y_val'], result.model.predict([data['x_val']], verbose=0))
+    val = make_splits(data)
+    final = metric_value('accuracy', val.y_val, result.model.predict([val.x_val], verbose=0))
     assert final >= result.baseline_metric - 0.01
 
 
@@ -132,3 +136,19 @@ def test_diagnose_says_which_side_limits(conversions: dict) -> None:
         diagnose=True,
     )
     assert 'float (dummy-quantizer) copy' in result.diagnosis
+
+
+def test_float_model_learns_its_bit_widths() -> None:
+    """A --dummy (float) model starts from HGQ2's default quantizers; the report has the float and quantized scores."""
+    import hgqbridge
+    from hgqbridge.start import has_float_quantizers
+
+    keras_dir = QKERAS.parent / 'keras'
+    data = dict(np.load(keras_dir / 'k2_jet_bn.data.npz'))
+    model = hgqbridge.convert(keras_dir / 'k2_jet_bn.h5', dummy=True)
+    result = finetune(model, data['x'][:400], data['y'][:400], data['x_val'], data['y_val'], epochs=2, verbose=0)
+    assert result.start == 'float' and has_float_quantizers(model) and not has_float_quantizers(result.model)
+    assert result.baseline_ebops > 0 and all(r.ebops > 0 for r in result.history)
+    assert result.scores['float_test'].split == 'test' and result.scores['float_test'].n == result.splits['test']
+    assert result.baseline_metric == result.scores['float_validation'].value  # the tolerance is against the float model
+    assert 'float model:' in result.summary()
