@@ -48,7 +48,8 @@ def traced(progress: Progress, core: Any) -> Iterator[dict[str, int]]:
         head = f'layer {index}/{len(names)} {state["layer"]}' if index else str(state['layer'])
         if not state['expected']:
             return head
-        return f'{head}: {state["done"]}/{state["expected"]} matrix products ({counts["reused"]} reused so far)'
+        reused = f' ({counts["reused"]} solves reused so far)' if counts['reused'] else ''
+        return f'{head}: {state["done"]}/{state["expected"]} matrix products{reused}'
 
     def solve(kernel: np.ndarray, **kwargs: Any) -> Any:
         key = _key(np.asarray(kernel), kwargs)
