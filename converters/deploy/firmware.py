@@ -20,6 +20,8 @@ from hgqbridge.inspect import compute_ebops, consumers, layer_quantizers, quanti
 from hgqbridge.inspect import kind as layer_kind
 from hgqbridge.models import copy_model
 
+from .progress import current
+
 
 @dataclass
 class FirmwareInputs:
@@ -29,6 +31,7 @@ class FirmwareInputs:
     port: FixedFormat
     sets: dict[str, np.ndarray]
     notes: list[str] = field(default_factory=list)
+    reference: dict[str, np.ndarray] = field(default_factory=dict)  # the Keras model's outputs per set, once
 
 
 def project_name(model: Any) -> str:
@@ -69,9 +72,12 @@ def prepare(model: Any, x: np.ndarray) -> FirmwareInputs:
 
 def start(model: Any, x: np.ndarray) -> tuple[FirmwareInputs, int, dict[str, float]]:
     """The first steps of every export: inputs prepared, model calibrated; (inputs, EBOPs, seconds so far)."""
-    inputs = prepare(model, x)
+    progress = current()
+    with progress.phase('prepare'):
+        inputs = prepare(model, x)
     t0 = time.perf_counter()
-    ebops = calibrate(inputs.core, inputs)
+    with progress.phase('calibrate'):
+        ebops = calibrate(inputs.core, inputs)
     return inputs, ebops, {'calibrate': time.perf_counter() - t0}
 
 
@@ -81,14 +87,22 @@ def calibrate(core: Any, inputs: FirmwareInputs) -> int:
     return int(sum(compute_ebops(core).values()))
 
 
-def compare(core: Any, inputs: FirmwareInputs, predict: Callable[[np.ndarray], np.ndarray]) -> tuple[dict, dict, dict, float]:
-    """Firmware model vs the Keras model on every input set: (bit_exact, mismatches, values, seconds)."""
+def compare(
+    core: Any, inputs: FirmwareInputs, predict: Callable[[np.ndarray], np.ndarray], phase: str = 'compare'
+) -> tuple[dict, dict, dict, float]:
+    """Firmware model vs the Keras model on every input set: (bit_exact, mismatches, values, seconds). The Keras
+    model's outputs are computed once per export (``inputs.reference``) and shared by every firmware model."""
     t0 = time.perf_counter()
     exact, mism, counts = {}, {}, {}
-    for kind, data in inputs.sets.items():
-        reference = np.asarray(core.predict([data], batch_size=max(len(data), 1), verbose=0))
-        mism[kind], counts[kind] = count_mismatches(reference, predict(data))
-        exact[kind] = mism[kind] == 0
+    progress = current()
+    with progress.phase(phase):
+        for kind, data in inputs.sets.items():
+            with progress.phase(f'{phase} {kind}'):
+                progress.step(f'{kind} inputs ({len(data)} samples)')
+                if kind not in inputs.reference:
+                    inputs.reference[kind] = np.asarray(core.predict([data], batch_size=max(len(data), 1), verbose=0))
+                mism[kind], counts[kind] = count_mismatches(inputs.reference[kind], predict(data))
+                exact[kind] = mism[kind] == 0
     return exact, mism, counts, time.perf_counter() - t0
 
 

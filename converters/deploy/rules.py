@@ -15,6 +15,7 @@ import numpy as np
 
 from hgqbridge.report import CheckItem, CheckReport
 
+from . import cost
 from .facts import LayerFacts, layer_facts
 
 Target = Any  # a target's own option dataclass (converters/<target>/rules.py); it has ``tool`` and a ``str()``
@@ -23,13 +24,15 @@ Target = Any  # a target's own option dataclass (converters/<target>/rules.py); 
 @dataclass(frozen=True)
 class Rule:
     """``test(facts, target)`` returns the specific reason when the rule fires, else None. A ``model`` rule is
-    tested once, on the facts of all layers together (a list), and reported against the model."""
+    tested once, on the facts of all layers together (a list), and reported against the model; when it does not
+    fire, its ``note`` (if any) gives the text of an ok line for the model (e.g. the export cost estimate)."""
 
     name: str
     severity: Literal['error', 'warning']
     test: Callable[[Any, Any], str | None]
     fix: str
     scope: Literal['layer', 'model'] = 'layer'
+    note: Callable[[Any, Any], str] | None = None
 
 
 def run_rules(model: Any, target: Any, rules: list[Rule]) -> CheckReport:
@@ -38,6 +41,8 @@ def run_rules(model: Any, target: Any, rules: list[Rule]) -> CheckReport:
     for rule in rules:
         if rule.scope == 'model' and (reason := rule.test(facts, target)):
             items.append(CheckItem(model.name, 'model', rule.severity, f'{reason} [{rule.name}]', rule.fix))
+        elif rule.scope == 'model' and rule.note is not None:
+            items.append(CheckItem(model.name, 'model', 'ok', f'{rule.note(facts, target)} [{rule.name}]'))
     for f in facts:
         fired = [(rule, reason) for rule in rules if rule.scope == 'layer' and (reason := rule.test(f, target))]
         if not fired:
@@ -150,4 +155,5 @@ def common_rules(supported: tuple[str, ...], supported_fix: str, round_allowed: 
             float32_accumulation,
             'narrow the formats (hgqbridge finetune), or use power-of-two weight scales',
         ),
+        Rule('export-cost', 'warning', cost.export_cost, cost.FIX, 'model', cost.describe),
     ]

@@ -16,6 +16,7 @@ from hgqbridge.outputs import atomic_path
 from hgqbridge.report import ExportReport
 
 from ..deploy import firmware
+from ..deploy.progress import current
 from .rules import COMPILABLE, Target
 
 BACKEND_NAMES = {'vivado': 'Vivado', 'vitis': 'Vitis', 'oneapi': 'oneAPI', 'quartus': 'Quartus', 'catapult': 'Catapult'}
@@ -30,6 +31,7 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
     import hls4ml
 
     inputs, ebops, seconds = firmware.start(model, x)
+    progress = current()
     notes = list(inputs.notes)
     with atomic_path(out_dir, force, sources, what=f'{target} project') as tmp:
         t0 = time.perf_counter()
@@ -43,7 +45,8 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
         }
         log = io.StringIO()
         try:
-            with contextlib.redirect_stdout(log):
+            with contextlib.redirect_stdout(log), progress.phase('convert'):
+                progress.step(f'hls4ml {target.backend} {target.io_type}, {len(inputs.core.layers)} layers')
                 hls = hls4ml.converters.convert_from_keras_model(
                     inputs.core,
                     output_dir=str(tmp),
@@ -63,7 +66,9 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
         if target.backend in COMPILABLE:
             t0 = time.perf_counter()
             try:
-                hls.compile()
+                with progress.phase('compile'):
+                    progress.step('writing the project and g++ (one step, not interruptible inside)')
+                    hls.compile()
             except Exception as err:
                 raise ExportError('the hls4ml C simulation did not compile', where=str(tmp), received=str(err)[:300]) from err
             seconds['compile'] = time.perf_counter() - t0
@@ -71,7 +76,8 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
                 inputs.core, inputs, lambda d: hls.predict(np.ascontiguousarray(d.reshape(len(d), -1), dtype=np.float64))
             )
         else:
-            hls.write()
+            with progress.phase('write'):
+                hls.write()
             notes.append(
                 f'{target.backend}: the C simulation needs the vendor compiler, so it was written but not compiled or compared here'
             )

@@ -71,6 +71,7 @@ FIRES: dict[str, tuple[LayerFacts | list[LayerFacts], str, dict]] = {
     'vivado-unroll': (replace(PLAIN, fan_in=256, n_out=64), 'hls4ml:vivado', {}),
     'reuse-factor': (replace(PLAIN, fan_in=16, n_out=8), 'hls4ml:vitis', {'strategy': 'resource', 'reuse_factor': 3}),
     'conv-dilation': (replace(PLAIN, cls='QConv1D', dilation=(2,)), 'hls4ml:vitis', {}),
+    'export-cost': ([replace(PLAIN, cls='QConv1D', fan_in=1280, n_out=32, positions=100)] * 3, 'da4ml', {}),
     'affine-quantizer': (
         replace(PLAIN, cls='Quantizer', arithmetic=False, quantizers={'self': q(affine=(0.5, 0.5))}),
         'hls4ml:vitis',

@@ -1,0 +1,119 @@
+"""What an export will cost, before it starts: the multiplications it unrolls, and time and memory estimated from
+the committed benchmark fit.
+
+Every dense or convolutional layer becomes, in firmware, one ``x @ W`` per output position; the multiplications
+unrolled are ``fan_in x outputs x positions`` summed over the layers. ``bench/export_scaling.py`` exports models of
+growing size with every target and fits ``seconds = a * M ** b`` and ``peak MiB = c + d * M ** e`` (M: the
+multiplications); ``FITS`` holds those numbers. The estimate is the fit, not a promise: the benchmark's machine,
+load and models are not yours (its JSON names them); read it as "minutes or hours", not as a deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .facts import LayerFacts
+
+
+@dataclass(frozen=True)
+class Fit:
+    """``seconds = fixed + a * M ** b`` (``a``, ``b``: the phase that grows, trace/compile; ``fixed``: the rest),
+    ``peak MiB = base + d * M ** e``; ``largest``: the largest M the benchmark ran; ``growth_measured``: False when
+    the benchmark's sizes did not grow the time measurably (then only ``fixed + a`` is known)."""
+
+    fixed: float
+    a: float
+    b: float
+    base: float
+    d: float
+    e: float
+    largest: int
+    growth_measured: bool = True
+
+
+#: From bench/results/export_scaling.json (``make bench-export``: ``bench/export_scaling.py`` with its default sizes,
+#: 2026-12-02, 2 CPU cores shared with other jobs, load average 11-15; the ``cost fit`` entry of each target), in CPU
+#: seconds. da4ml: 6 dense and conv models up to 3,232 multiplications; hls4ml (Vitis io_parallel latency): 2 dense
+#: models, whose time is g++'s fixed cost, so its growth is not measured. Keys: the target's tool, then its variant
+#: (``hls4ml/io_parallel/latency``); the first that exists wins.
+FITS: dict[str, Fit] = {
+    'da4ml': Fit(fixed=0.799, a=0.0007099, b=1.118, base=877.9, d=0.2806, e=0.53, largest=3232),
+    'hls4ml': Fit(fixed=0.913, a=7.889, b=0.054, base=836.9, d=93.12, e=0.0, largest=1104, growth_measured=False),
+}
+#: An export estimated to take longer than this, or more memory, gets a warning in check.
+WARN_SECONDS = 600.0
+WARN_MIB = 8192.0
+#: A fit whose growth was not measured warns past this many times the largest model it ran: the time is unknown.
+UNKNOWN_BEYOND = 100
+
+
+def multiplications(facts: list[LayerFacts]) -> int:
+    """Multiplications the firmware unrolls: ``fan_in x outputs x positions`` over the dense/conv layers."""
+    return sum(f.fan_in * f.n_out * f.positions for f in facts if f.arithmetic and f.n_out)
+
+
+def fit_key(target: Any) -> list[str]:
+    """The FITS keys for a target's options, most specific first."""
+    tool = str(getattr(target, 'tool', target))
+    keys = [tool]
+    if getattr(target, 'rtl', None) is not False and hasattr(target, 'rtl'):
+        keys.insert(0, f'{tool}/rtl')
+    if hasattr(target, 'io_type'):
+        keys.insert(0, f'{tool}/{target.io_type}/{target.strategy}')
+    return keys
+
+
+def estimate(facts: list[LayerFacts], target: Any) -> tuple[int, float | None, float | None, Fit | None]:
+    """(multiplications, seconds, peak MiB, the fit used); seconds/MiB are None when no fit covers the target."""
+    m = multiplications(facts)
+    fit = next((FITS[k] for k in fit_key(target) if k in FITS and FITS[k].a > 0), None)
+    if fit is None or m == 0:
+        return m, None, None, fit
+    growth = m**fit.b if fit.growth_measured else 1.0
+    return m, fit.fixed + fit.a * growth, fit.base + fit.d * m**fit.e, fit
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f'{seconds:.0f} s'
+    if seconds < 5400:
+        return f'{seconds / 60:.0f} min'
+    return f'{seconds / 3600:.1f} h'
+
+
+def describe(facts: list[LayerFacts], target: Any) -> str:
+    """One line: the multiplications and the estimate (or why there is none)."""
+    m, seconds, mib, fit = estimate(facts, target)
+    head = f'the export unrolls {m:,} multiplications'
+    if seconds is None or mib is None or fit is None:
+        return f'{head}; no benchmark fit for {target} yet, so no time estimate'
+    beyond = f', {m / fit.largest:.2g}x beyond the largest model measured' if fit.largest and m > fit.largest else ''
+    if not fit.growth_measured:
+        beyond += '; how it grows with size was not measured, so this is a lower bound'
+        head = f'{head}; estimated export time at least'
+    else:
+        head = f'{head}; estimated export time about'
+    if getattr(target, 'rtl', False) is not False and hasattr(target, 'rtl'):
+        beyond += '; the verilator RTL simulation is not in the fit'
+    return (
+        f'{head} {_duration(seconds)} of CPU and peak memory about {mib:,.0f} MiB '
+        f'(an estimate from the fit of bench/export_scaling.py on 2 CPU cores{beyond})'
+    )
+
+
+def export_cost(facts: list[LayerFacts], target: Any) -> str | None:
+    """The warning past WARN_SECONDS or WARN_MIB (a model rule: ``facts`` is every layer's)."""
+    m, seconds, mib, fit = estimate(facts, target)
+    if seconds is None or mib is None or fit is None:
+        return None
+    unknown = not fit.growth_measured and m > UNKNOWN_BEYOND * fit.largest
+    if seconds <= WARN_SECONDS and mib <= WARN_MIB and not unknown:
+        return None
+    return describe(facts, target)
+
+
+FIX = (
+    'hls4ml: --strategy resource with a larger --reuse-factor, or --io-type io_stream; any target: a smaller model, '
+    'or hgqbridge finetune first (it narrows and prunes weights); export --timeout bounds the wait'
+)
