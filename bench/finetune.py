@@ -1,8 +1,9 @@
 """Benchmark: imported QKeras model vs HGQ2 fine-tuned model, on the fixtures' data (sklearn digits, real; and a
 documented synthetic jet-like task).
 
-Run by hand or with ``make bench``. Prints a table and writes bench/results/finetune.json with the machine's
-details. Not a test: numbers depend on the machine and on training noise.
+Run by hand or with ``make bench`` (``--lut da4ml``: da4ml 0.6's LUT estimate instead of alkaid's). Prints a table
+and writes bench/results/finetune.json with the machine's details. Not a test: numbers depend on the machine and on
+training noise.
 """
 
 from __future__ import annotations
@@ -36,11 +37,16 @@ def machine() -> dict:
     }
 
 
-def run_case(name: str, epochs: int) -> dict:
+#: The tool whose traced logic gives the LUT and latency estimates (alkaid: ns; da4ml: adder depth).
+LUT_TOOLS = ('alkaid', 'da4ml')
+
+
+def run_case(name: str, epochs: int, tool: str = 'alkaid') -> dict:
+    import importlib
+
     import numpy as np
 
     import hgqbridge
-    from hgqbridge.converters.da4ml.export import trace
     from hgqbridge.converters.deploy import firmware
     from hgqbridge.errors import HGQBridgeError
 
@@ -60,7 +66,8 @@ def run_case(name: str, epochs: int) -> dict:
         verbose=0,
     )
     seconds = time.perf_counter() - t0
-    row = {'model': name, 'epochs': epochs, 'train_seconds': round(seconds, 1)}
+    trace = importlib.import_module(f'hgqbridge.converters.{tool}.export').trace
+    row = {'model': name, 'epochs': epochs, 'train_seconds': round(seconds, 1), 'lut_tool': tool}
     chosen_metric = result.chosen.val_metric if result.chosen else result.baseline_metric
     for label, m, acc, ebops in (
         ('qkeras', model, result.baseline_metric, result.baseline_ebops),
@@ -74,17 +81,22 @@ def run_case(name: str, epochs: int) -> dict:
             comb = trace(inputs.core, inputs)
             row[f'{label}_lut'] = float(comb.cost)
             row[f'{label}_latency'] = [float(v) for v in comb.latency]
-        except HGQBridgeError as err:  # e.g. a layer da4ml does not deploy
+        except HGQBridgeError as err:  # e.g. a layer the tool does not deploy
             row[f'{label}_lut'] = row[f'{label}_latency'] = None
-            row['note'] = f'no da4ml estimate: {err.received}'
+            row['note'] = f'no {tool} estimate: {err.received}'
     row['ebops_ratio'] = round(row['qkeras_ebops'] / max(row['hgq2_ebops'], 1), 2)
     row['lut_ratio'] = round(row['qkeras_lut'] / max(row['hgq2_lut'], 1), 2) if row['qkeras_lut'] else None
     row['accuracy_change_pp'] = round(100 * (row['hgq2_val_accuracy'] - row['qkeras_val_accuracy']), 2)
     return row
 
 
-def main() -> int:
-    rows = [run_case(name, epochs) for name, epochs in CASES]
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description='imported QKeras vs fine-tuned HGQ2 models: accuracy, EBOPs, LUTs')
+    parser.add_argument('--lut', choices=LUT_TOOLS, default='alkaid', help='the LUT/latency estimate: alkaid (default) or da4ml')
+    tool = parser.parse_args(argv).lut
+    rows = [run_case(name, epochs, tool) for name, epochs in CASES]
     cols = [
         'model',
         'qkeras_val_accuracy',
@@ -97,6 +109,7 @@ def main() -> int:
         'hgq2_lut',
         'lut_ratio',
         'hgq2_latency',
+        'lut_tool',
         'train_seconds',
     ]
     print(' | '.join(cols))
