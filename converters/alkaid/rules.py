@@ -118,12 +118,10 @@ VERIFIED = (
     'InputLayer',
     'Flatten',
     'Reshape',
-    'Dropout',
     'ReLU',
     'Concatenate',
     'MaxPooling1D',
     'MaxPooling2D',
-    'ZeroPadding2D',
 )
 
 #: alkaid 0.8.2's C++ emulator (``CombLogic.predict``) and its own Python interpreter (``CombLogic.__call__``) were
