@@ -7,9 +7,10 @@ Per task, all on the test split (half of x_val, seeded: hgqbridge.evaluation; th
                  loop and the same wall-clock budget (the HGQ2 way: quantization-aware training from float)
   uniform        the original uniformly re-quantized: every fractional width cut by 1, 2, 3 ... bits, the
                  fewest bits whose validation accuracy stays within the tolerance (AutoQKeras-style, no retraining)
-Columns: test accuracy +- standard error, EBOPs, da4ml LUT and latency estimates, wall time, runs, ratios.
+Columns: test accuracy +- standard error, EBOPs, LUT and latency estimates (alkaid's; ``--lut da4ml`` for da4ml 0.6's),
+wall time, runs, ratios.
 
-    python bench/finetune.py --budget 60 [--tasks jet_tagger,digits_mlp] [--scaling]
+    python bench/finetune.py --budget 60 [--tasks jet_tagger,digits_mlp] [--scaling] [--lut alkaid|da4ml]
 
 ``--scaling`` adds the 4-run sweep with 1 and 2 local workers and the loop's per-epoch overhead against a bare
 ``model.fit`` with the same callbacks. Writes bench/results/finetune.json with the machine's details. Not a test:
@@ -60,22 +61,29 @@ def machine() -> dict:
     }
 
 
-def estimate(model: Any, x: Any) -> dict:
-    """EBOPs and da4ml's LUT / latency estimates of a model as the firmware sees it."""
-    from hgqbridge.converters.da4ml.export import trace
+#: The tools whose traced logic gives the LUT and latency estimates (alkaid: latency in ns; da4ml: adder depth).
+LUT_TOOLS = ('alkaid', 'da4ml')
+
+
+def estimate(model: Any, x: Any, tool: str) -> dict:
+    """EBOPs and the tool's LUT / latency estimates of a model as the firmware sees it."""
+    import importlib
+
     from hgqbridge.converters.deploy import firmware
+
+    trace = importlib.import_module(f'hgqbridge.converters.{tool}.export').trace
 
     inputs = firmware.prepare(model, x[:64])
     row: dict[str, Any] = {'ebops': firmware.calibrate(inputs.core, inputs)}
     try:
         comb = trace(inputs.core, inputs)
-        row.update(lut=float(comb.cost), latency=[float(v) for v in comb.latency])
+        row.update(lut=float(comb.cost), latency=[float(v) for v in comb.latency], lut_tool=tool)
     except Exception as err:  # a bench row records why there is no estimate
-        row.update(lut=None, latency=None, note=f'no da4ml estimate: {getattr(err, "received", None) or type(err).__name__}')
+        row.update(lut=None, latency=None, note=f'no {tool} estimate: {getattr(err, "received", None) or type(err).__name__}')
     return row
 
 
-def scored(label: str, model: Any, sp: Any, seconds: float, runs: int) -> dict:
+def scored(label: str, model: Any, sp: Any, seconds: float, runs: int, tool: str) -> dict:
     from hgqbridge.evaluation import score
 
     s = score('accuracy', sp.y_test, model.predict(sp.x_test, verbose=0), 'test')
@@ -83,7 +91,7 @@ def scored(label: str, model: Any, sp: Any, seconds: float, runs: int) -> dict:
         'variant': label,
         'test_accuracy': round(s.value, 4),
         'se': round(s.se, 4),
-        **estimate(model, sp.x_val),
+        **estimate(model, sp.x_val, tool),
         'seconds': round(seconds, 1),
         'runs': runs,
     }
@@ -117,7 +125,7 @@ def scratch_model(model: Any) -> Any:
     return fresh
 
 
-def run_task(name: str, budget: float, tolerance: float) -> list[dict]:
+def run_task(name: str, budget: float, tolerance: float, tool: str = 'alkaid') -> list[dict]:
     import numpy as np
 
     import hgqbridge
@@ -130,15 +138,15 @@ def run_task(name: str, budget: float, tolerance: float) -> list[dict]:
         convert['calibration'] = FIX / data_file
     model = hgqbridge.convert(FIX / src, **convert)
     sp = make_splits(data)
-    rows = [scored('original', model, sp, 0.0, 0)]
+    rows = [scored('original', model, sp, 0.0, 0, tool)]
     t0 = time.perf_counter()
     bridge = hgqbridge.finetune(model, **data, budget=budget, tolerance=tolerance, verbose=0)
-    rows.append(scored('bridge', bridge.model, sp, time.perf_counter() - t0, 1))
+    rows.append(scored('bridge', bridge.model, sp, time.perf_counter() - t0, 1, tool))
     t0 = time.perf_counter()
     fresh = hgqbridge.finetune(scratch_model(model), **data, budget=budget, tolerance=1.0, verbose=0)
-    rows.append(scored('scratch', fresh.model, sp, time.perf_counter() - t0, 1))
+    rows.append(scored('scratch', fresh.model, sp, time.perf_counter() - t0, 1, tool))
     t0 = time.perf_counter()
-    rows.append(scored('uniform', uniform(model, sp, tolerance), sp, time.perf_counter() - t0, 1))
+    rows.append(scored('uniform', uniform(model, sp, tolerance), sp, time.perf_counter() - t0, 1, tool))
     o = rows[0]
     for r in rows:
         r.update(task=name, bits=bits)
@@ -219,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--tasks', default=','.join(TASKS))
     p.add_argument('--tolerance', type=float, default=0.005)
     p.add_argument('--scaling', action='store_true')
+    p.add_argument('--lut', choices=LUT_TOOLS, default='alkaid', help='the LUT/latency estimate: alkaid (default) or da4ml')
     a = p.parse_args(argv)
     t0 = time.perf_counter()
     out = ROOT / 'bench' / 'results'
@@ -227,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     print(' | '.join(COLS), flush=True)
     for name in a.tasks.split(','):  # written after every task: an interrupted bench keeps what it measured
         try:
-            rows = run_task(name, a.budget, a.tolerance)
+            rows = run_task(name, a.budget, a.tolerance, a.lut)
         except Exception as err:  # a failing task is a row that says why, not the end of the bench
             rows = [{'task': name, 'variant': 'failed', 'note': f'{type(err).__name__}: {err}'[:300]}]
         for row in rows:

@@ -27,7 +27,7 @@ from hgqbridge.limits import Limits
 from hgqbridge.registry import Registry
 from hgqbridge.report import CheckReport, ExportReport
 
-from . import da4ml, hls4ml, keras, onnx, qkeras
+from . import alkaid, da4ml, hls4ml, keras, onnx, qkeras
 from .deploy.rules import run_rules
 from .deploy.target import Target
 from .hgq.driver import Conversion, convert_graph, is_float_graph
@@ -76,7 +76,7 @@ SOURCES: tuple[Source, ...] = (
     ),
     Source('ONNX and QONNX', onnx.SUFFIXES, None, _read_onnx, (onnx.OPS,), None, 'an ONNX/QONNX .onnx file'),
 )
-TARGETS: dict[str, Target] = {target.name: target for target in (hls4ml.TARGET, da4ml.TARGET)}
+TARGETS: dict[str, Target] = {target.name: target for target in (hls4ml.TARGET, alkaid.TARGET, da4ml.TARGET)}
 
 
 def registries() -> list[Registry]:

@@ -25,8 +25,8 @@ EPILOG = """examples:
   hgqbridge inspect model.keras
   hgqbridge check model.keras --target hls4ml:vitis
   hgqbridge export model.keras --target hls4ml:vitis -o prj_hls --data data.npz
-  hgqbridge export model.keras --target da4ml -o prj_da --data data.npz
-  hgqbridge finetune model.keras --data data.npz -o finetuned/ --budget 10m --export da4ml
+  hgqbridge export model.keras --target alkaid -o prj_alkaid --data data.npz
+  hgqbridge finetune model.keras --data data.npz -o finetuned/ --budget 10m --export alkaid
   hgqbridge sweep model.keras --data data.npz -o sweep/ --runs 8 --workers 2
   hgqbridge demo
 """
@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(
             '--target',
             required=True,
-            help='an export target: hls4ml:BACKEND (vitis, vivado, oneapi, quartus, catapult) or da4ml; '
+            help='an export target: hls4ml:BACKEND (vitis, vivado, oneapi, quartus, catapult), alkaid or da4ml; '
             'hgqbridge support lists them',
         )
         s.add_argument('--io-type', help='hls4ml: io_parallel (default) or io_stream')
@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument('-o', '--output', type=Path, required=True, help='project folder')
             s.add_argument('--data', type=Path, required=True, help='.npz with array x (inputs to compare on)')
             s.add_argument('--force', action='store_true', help='replace a project folder that hgqbridge wrote earlier')
-            s.add_argument('--no-rtl', action='store_true', help='da4ml: skip the verilator simulation of the Verilog')
+            s.add_argument('--no-rtl', action='store_true', help='alkaid, da4ml: skip the verilator simulation of the Verilog')
             s.add_argument(
                 '--timeout', type=float, metavar='SECONDS', help='stop cleanly (nothing written, exit 2) after this long'
             )

@@ -1,7 +1,8 @@
 """``hgqbridge demo``: the whole path on the shipped QKeras jet tagger, ending with a before/after table.
 
-QKeras .h5 --convert--> HGQ2 (verified against QKeras's own outputs) --check/export--> hls4ml + da4ml (verified)
-          --finetune--> smaller HGQ2 --check/export--> hls4ml + da4ml (verified). Everything goes into a new folder.
+QKeras .h5 --convert--> HGQ2 (verified against QKeras's own outputs) --check/export--> hls4ml + alkaid (verified)
+          --finetune--> smaller HGQ2 --check/export--> hls4ml + alkaid (verified). Everything goes into a new folder.
+alkaid is da4ml's successor; ``--target da4ml`` still exports for users pinned to da4ml 0.6.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 
 from .errors import HGQBridgeError
 
-TARGETS = ('hls4ml:vitis', 'da4ml')
+TARGETS = ('hls4ml:vitis', 'alkaid')
+LUT_TARGET = 'alkaid'  # the LUT estimate of the summary: alkaid's cost
 
 
 def fixtures_dir() -> Path:
@@ -50,7 +52,7 @@ def _yes(flags: dict[str, bool]) -> str:
 
 
 def _only(result: dict[str, Any], arrow: str) -> dict[str, bool]:
-    flags = result['da4ml']['bit_exact']
+    flags = result[LUT_TARGET]['bit_exact']
     return {k: v for k, v in flags.items() if k.startswith('RTL') == (arrow == 'RTL')}
 
 
@@ -81,7 +83,7 @@ def run_demo(out: Path | None, epochs: int) -> int:
     x_export = data['x_val'][:256]
     print(f'({time.perf_counter() - t0:.1f}s)')
 
-    t0 = _step(2, 'Check and export the imported model to hls4ml (Vitis, C simulation) and da4ml')
+    t0 = _step(2, 'Check and export the imported model to hls4ml (Vitis, C simulation) and alkaid')
     before = _deploy(conv.model, 'imported', out, x_export)
     print(f'({time.perf_counter() - t0:.1f}s)')
 
@@ -109,19 +111,19 @@ def run_demo(out: Path | None, epochs: int) -> int:
     _step(5, 'Summary')
     acc = [metric_value('accuracy', data['y_val'], m.predict([data['x_val']], verbose=0)) for m in (conv.model, ft.model)]
     ebops = [sum(compute_ebops(m).values()) for m in (conv.model, ft.model)]
-    lut = [r['da4ml']['estimates']['LUT estimate (da4ml cost)'] for r in (before, after)]
+    lut = [r[LUT_TARGET]['estimates']['LUT estimate (alkaid cost)'] for r in (before, after)]
     rows = [
         ('validation accuracy', f'{acc[0]:.4f}', f'{acc[1]:.4f}'),
         ('EBOPs', f'{ebops[0]}', f'{ebops[1]}  ({ebops[0] / max(ebops[1], 1):.1f}x fewer)'),
-        ('da4ml LUT estimate', f'{lut[0]:.0f}', f'{lut[1]:.0f}  ({lut[0] / max(lut[1], 1):.1f}x fewer)'),
+        ('alkaid LUT estimate', f'{lut[0]:.0f}', f'{lut[1]:.0f}  ({lut[0] / max(lut[1], 1):.1f}x fewer)'),
         ('QKeras -> HGQ2 bit-exact (normal, x4)', 'yes' if ver.bit_exact else 'NO', '(fine-tuned: new model)'),
         (
             'HGQ2 -> hls4ml C sim bit-exact (normal, x4)',
             _yes(before['hls4ml:vitis']['bit_exact']),
             _yes(after['hls4ml:vitis']['bit_exact']),
         ),
-        ('HGQ2 -> da4ml emulator bit-exact (normal, x4)', _yes(_only(before, 'emulator')), _yes(_only(after, 'emulator'))),
-        ('HGQ2 -> da4ml Verilog (verilator) bit-exact', _rtl(before), _rtl(after)),
+        ('HGQ2 -> alkaid emulator bit-exact (normal, x4)', _yes(_only(before, 'emulator')), _yes(_only(after, 'emulator'))),
+        ('HGQ2 -> alkaid Verilog (verilator) bit-exact', _rtl(before), _rtl(after)),
     ]
     width = max(len(r[0]) for r in rows)
     table = [f'{"":<{width}}  {"imported (QKeras-exact)":<24}  fine-tuned HGQ2', '-' * (width + 50)]

@@ -42,6 +42,12 @@ def test_convert_verify_inspect_check_export(tmp_path: Path, capsys: pytest.Capt
         np.savez(data, x=g['x_normal'][:64])
     assert main(['export', str(model), '--target', 'da4ml', '-o', str(tmp_path / 'prj'), '--data', str(data), '--no-rtl']) == 0
     assert 'bit-exact' in capsys.readouterr().out
+    args = ['export', str(model), '--target', 'alkaid', '-o', str(tmp_path / 'prj_al'), '--data', str(data), '--no-rtl']
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert 'bit-exact' in out and 'LUT estimate (alkaid cost)' in out and (tmp_path / 'prj_al' / 'vhdl').is_dir()
+    assert main(['check', str(model), '--target', 'alkaid:vitis']) == 2
+    assert 'alkaid has no variants' in capsys.readouterr().err
 
 
 def test_convert_json_with_weights(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

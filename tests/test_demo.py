@@ -14,7 +14,7 @@ def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / 'demo'
     assert run_demo(out, epochs=40) == 0
     printed = capsys.readouterr().out
-    assert 'EBOPs' in printed and 'da4ml LUT estimate' in printed
+    assert 'EBOPs' in printed and 'alkaid LUT estimate' in printed
     report = json.loads((out / 'demo_report.json').read_text())
     assert report['all_bit_exact'] is True
     assert report['verify']['bit_exact'] is True
@@ -25,6 +25,6 @@ def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert (out / 'finetune' / 'pareto.png').stat().st_size > 10_000 and (out / 'finetune' / 'bit_widths.png').is_file()
     assert (out / 'finetune' / 'pareto.json').is_file() and (out / 'finetune' / 'model.keras').is_file()
     for stage in ('imported', 'finetuned'):
-        assert (out / f'{stage}_da4ml' / 'verilog').is_dir() and (out / f'{stage}_hls4ml_vitis' / 'firmware').is_dir()
+        assert (out / f'{stage}_alkaid' / 'verilog').is_dir() and (out / f'{stage}_hls4ml_vitis' / 'firmware').is_dir()
     with pytest.raises(OutputExistsError):
         run_demo(out, epochs=1)

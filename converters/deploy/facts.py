@@ -35,6 +35,8 @@ class LayerFacts:
     reads_model_input: bool = False  # directly, or through Flatten/Reshape only
     clipped_relu: bool = False  # a Keras ReLU with max_value, negative_slope or threshold
     float_scale: bool = False  # a batch normalization whose scale is not a power of two: x * scale rounds in float32
+    rank: int = 0  # rank of the (first) input, the batch axis included
+    pool_areas: tuple[int, ...] = ()  # pooling layers: every number of cells a window averages (padding excluded)
 
 
 def layer_facts(model: Any) -> list[LayerFacts]:
@@ -72,6 +74,8 @@ def layer_facts(model: Any) -> list[LayerFacts]:
                 positions=_positions(layer),
                 reads_model_input=reads_input,
                 float_scale=cls == 'QBatchNormalization' and _float_scale(layer),
+                rank=_rank(layer),
+                pool_areas=_pool_areas(layer),
                 clipped_relu=cls == 'ReLU'
                 and (layer.max_value is not None or bool(layer.negative_slope) or bool(layer.threshold)),
             )
@@ -99,6 +103,34 @@ def _positions(layer: Any) -> int:
         return 1
     shape = [int(d) for d in tuple(layer.output.shape)[1:-1] if d is not None]
     return int(np.prod(shape)) if shape else 1
+
+
+def _rank(layer: Any) -> int:
+    inputs = layer.input if isinstance(layer.input, list | tuple) else [layer.input]
+    return len(inputs[0].shape) if inputs else 0
+
+
+def _pool_areas(layer: Any) -> tuple[int, ...]:
+    """The cell counts a pooling window covers, over every output position ('same' windows at the edges cover
+    fewer); a global pooling covers every position; () for other layers."""
+    import itertools
+
+    from keras.src.layers.pooling.base_global_pooling import BaseGlobalPooling
+    from keras.src.layers.pooling.base_pooling import BasePooling
+
+    if isinstance(layer, BaseGlobalPooling):
+        return (int(np.prod(layer.input.shape[1:-1])),)
+    if not isinstance(layer, BasePooling):
+        return ()
+    per_axis = []
+    for n, p, s in zip(layer.input.shape[1:-1], layer.pool_size, layer.strides):
+        if layer.padding == 'valid':
+            per_axis.append({int(p)})
+            continue
+        out = -(-int(n) // int(s))
+        before = max((out - 1) * s + p - n, 0) // 2
+        per_axis.append({min(j * s - before + p, n) - max(j * s - before, 0) for j in range(out)})
+    return tuple(sorted({int(np.prod(c)) for c in itertools.product(*per_axis)}))
 
 
 def _fan_in(layer: Any) -> int:

@@ -5,7 +5,7 @@ written, and the first diverging layer."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,7 @@ def model_sizes(core: Any) -> dict[str, int]:
     return {'weights': count, 'weight bits': bits}
 
 
-def first_divergence(core: Any, x: np.ndarray, firmware_layers: dict[str, np.ndarray]) -> str | None:
+def first_divergence(core: Any, x: np.ndarray, firmware_layers: Mapping[str, np.ndarray]) -> str | None:
     """The first layer (in model order) whose firmware output matches neither the Keras layer's output nor that
     output after the quantizer that reads it (hls4ml fuses a quantizer into the layer before it); or None."""
     import keras
@@ -154,7 +154,7 @@ def first_divergence(core: Any, x: np.ndarray, firmware_layers: dict[str, np.nda
 
 
 def locate_divergence(
-    report: Any, core: Any, inputs: FirmwareInputs, layer_outputs: Callable[[np.ndarray], dict[str, np.ndarray]]
+    report: Any, core: Any, inputs: FirmwareInputs, layer_outputs: Callable[[np.ndarray], Mapping[str, np.ndarray]]
 ) -> None:
     """Fill ``report.first_divergence`` for every input set that mismatched."""
     for kind, exact in report.bit_exact.items():
