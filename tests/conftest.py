@@ -102,13 +102,16 @@ def record(line: str) -> None:
     MEASURED.append(line)
 
 
-def rerun_reference(script: Path, env: dict[str, str], isa: str, *args: str) -> dict:
-    """Run ``script --check`` (a fixture script, in its reference environment) and return its JSON result."""
+def rerun_reference(script: Path, env: dict[str, str], isa: str, *args: str, python: Path | None = None) -> dict:
+    """Run ``script --check`` (a fixture script, in its reference environment: ``python``, or this interpreter
+    with ``env``) and return its JSON result."""
     import subprocess
     import sys
 
     env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', 'ONEDNN_MAX_CPU_ISA': isa, **env}
-    out = subprocess.run([sys.executable, str(script), *args, '--check'], capture_output=True, text=True, env=env, timeout=900)
+    out = subprocess.run(
+        [str(python or sys.executable), str(script), *args, '--check'], capture_output=True, text=True, env=env, timeout=900
+    )
     lines = [line for line in out.stdout.splitlines() if line.startswith('{')]
     assert out.returncode in (0, 1) and lines, out.stdout[-2000:] + out.stderr[-2000:]
     result = json.loads(lines[-1])
