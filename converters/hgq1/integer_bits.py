@@ -135,7 +135,8 @@ def prepare(
         note = (
             f'HGQ1 saved model: the integer bits of its {len(quantizers)} quantizers (the file holds none) cover the range of '
             f'every value for inputs in [{fmt.low + 0.0:g}, {fmt.high:g}] ({how} {fmt}), found by interval propagation: '
-            'bit-exact to HGQ1 on every such input, but wider than the data needs (give --calibration for traced ones)'
+            'bit-exact to HGQ1 on every such input (beyond it HGQ2 saturates: give a wider --input-format), but wider '
+            'than the data needs (give --calibration for traced ones)'
         )
         return replace(_with_bits(graph, ranges, None), notes=[*graph.notes, note])
     return _calibrated(graph, registries, input_format, x, shapes, limits, len(quantizers))

@@ -116,10 +116,13 @@ def test_calibrated_saved_model_is_exact_on_its_data(converted: dict) -> None:
     assert any('cover_factor 2' in note for note in conv.graph.notes)
 
 
-def test_an_hgq1_proxy_checks_and_exports_bit_exact(converted: dict, tmp_path: Path) -> None:
-    model = _convert(converted, 'dense_homog.proxy').model  # type: ignore[attr-defined]
+@pytest.mark.parametrize('name', ['dense_homog.proxy', 'branches'])
+def test_an_hgq1_model_checks_and_exports_bit_exact(name: str, converted: dict, tmp_path: Path) -> None:
+    """A proxy, and a saved functional graph (HAdd, per-element formats, integer bits propagated): da4ml's emulator
+    equals the HGQ2 model on normal and x4 inputs."""
+    model = _convert(converted, name).model  # type: ignore[attr-defined]
     assert hgqbridge.check(model, 'da4ml').deployable
-    with np.load(HGQ1 / 'dense_homog.proxy.golden.npz') as golden:
+    with np.load(HGQ1 / ENTRIES[name]['golden']) as golden:
         x = golden['x_normal']
     report = hgqbridge.export(model, 'da4ml', tmp_path / 'prj', x, rtl=False)
     assert report.ok, report.to_text()
