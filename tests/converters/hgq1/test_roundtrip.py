@@ -138,3 +138,18 @@ def test_goldens_are_what_hgq1_computes_today() -> None:
     result = rerun_reference(HGQ1 / 'make_fixtures.py', {'PYTHONPATH': '', 'CUDA_VISIBLE_DEVICES': ''}, 'DEFAULT', python=python)
     assert set(result['results']) == set(ENTRIES)
     assert result['hgq1'] == '0.2.6'
+
+
+def test_a_saved_hgq1_model_finetunes_from_hgq1s_own_accuracy(converted: dict, tmp_path: Path) -> None:
+    """The fine-tuning baseline is HGQ1's own validation accuracy (manifest, measured by HGQ 0.2.6), and EBOPs fall
+    under pressure; the imported model is left as it was."""
+    model = _convert(converted, 'dense_het').model  # type: ignore[attr-defined]
+    before = model.get_weights()
+    with np.load(HGQ1 / 'dense_het.data.npz') as data:
+        x, y, x_val, y_val = data['x'], data['y'], data['x_val'], data['y_val']
+    result = hgqbridge.finetune(
+        model, x, y, x_val, y_val, epochs=3, beta_min=3e-4, beta_max=1e-3, learning_rate=1e-2, verbose=0, out_dir=tmp_path / 'ft'
+    )
+    assert result.baseline_metric == pytest.approx(ENTRIES['dense_het']['val_accuracy'], abs=1e-9)
+    assert len(result.history) == 3 and result.history[-1].ebops < result.baseline_ebops
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
