@@ -153,3 +153,18 @@ def test_a_saved_hgq1_model_finetunes_from_hgq1s_own_accuracy(converted: dict, t
     assert result.baseline_metric == pytest.approx(ENTRIES['dense_het']['val_accuracy'], abs=1e-9)
     assert len(result.history) == 3 and result.history[-1].ebops < result.baseline_ebops
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+@pytest.mark.parametrize('name', ['conv2d.proxy', 'branches'])
+def test_saved_keras_file_keeps_every_per_element_format(name: str, converted: dict, tmp_path: Path) -> None:
+    """What `hgqbridge convert -o model.keras` writes loads back (safe mode) with every per-element format: the
+    model's output is still HGQ1's, on normal and stress inputs."""
+    from hgqbridge.models import load_model, save_model
+
+    conv = _convert(converted, name)
+    save_model(conv.model, tmp_path / 'm.keras', force=False)  # type: ignore[attr-defined]
+    loaded = load_model(tmp_path / 'm.keras')
+    with np.load(HGQ1 / ENTRIES[name]['golden']) as golden:
+        last = next(m for m in reversed(conv.graph.layers) if f'normal::{m.name}' in golden.files).name  # type: ignore[attr-defined]
+        for kind in ('normal', 'stress'):
+            assert np.array_equal(loaded.predict(golden[f'x_{kind}'], verbose=0), golden[f'{kind}::{last}'])
