@@ -8,6 +8,9 @@ STAMP  := $(VENV)/.installed
 REF    := .qkeras-ref
 REF3   := .qkeras-v3-ref
 REFO   := .onnx-ref
+REFH   := .hgq1-ref
+# HGQ1 0.2.6 needs TensorFlow 2.15 (Python <= 3.11); its venv is made with this interpreter.
+HGQ1_PYTHON ?= python3.11
 
 .PHONY: demo test test-fast install qkeras-ref lint wheel-smoke fixtures bench bench-export clean
 
@@ -39,7 +42,15 @@ $(REFO)/.installed: fixtures/onnx/requirements.txt | $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps --target $(REFO) -r fixtures/onnx/requirements.txt
 	touch $@
 
-qkeras-ref: $(REF)/.installed $(REF3)/.installed $(REFO)/.installed
+# The real HGQ1 (HGQ 0.2.6) with its own TensorFlow 2.15 / Keras 2.15 / numpy 1.26, in a venv of its own (it cannot
+# share a Python with Keras 3), used only in subprocesses.
+$(REFH)/.installed: fixtures/hgq1/requirements.txt
+	rm -rf $(REFH)
+	$(HGQ1_PYTHON) -m venv $(REFH)
+	$(REFH)/bin/python -m pip install --quiet --no-deps -r fixtures/hgq1/requirements.txt
+	touch $@
+
+qkeras-ref: $(REF)/.installed $(REF3)/.installed $(REFO)/.installed $(REFH)/.installed
 
 demo: install
 	$(BIN)/hgqbridge demo
@@ -74,6 +85,7 @@ fixtures: qkeras-ref
 	TF_USE_LEGACY_KERAS=1 PYTHONPATH=$(REF) $(BIN)/python fixtures/keras/make_fixtures.py --keras 2
 	$(BIN)/python fixtures/keras/make_fixtures.py --keras 3
 	PYTHONPATH=$(REFO) $(BIN)/python fixtures/onnx/make_fixtures.py
+	$(REFH)/bin/python fixtures/hgq1/make_fixtures.py
 
 bench: install
 	$(BIN)/python bench/finetune.py
@@ -84,4 +96,4 @@ bench-export: install
 	$(BIN)/python bench/export_scaling.py
 
 clean:
-	rm -rf $(VENV) $(REF) $(REF3) $(REFO) .pytest_cache .timings build dist demo-out-*
+	rm -rf $(VENV) $(REF) $(REF3) $(REFO) $(REFH) .pytest_cache .timings build dist demo-out-*

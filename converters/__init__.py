@@ -3,7 +3,7 @@
 The core imports nothing else from here; it never names a framework. Two tables say what exists:
 
 * ``SOURCES``: every source format, each with the suffixes (or folders) it reads, its reader, the registries
-  whose handlers convert its layers, and the passes it opts into;
+  whose handlers convert its layers, the passes it opts into, and what it prepares before conversion;
 * ``TARGETS``: every export target, each declared in its own folder (``converters/<target>/__init__.py``).
 
 A new source or target is one folder plus one row here. Below the tables, the steps every conversion, check and
@@ -27,12 +27,16 @@ from hgqbridge.limits import Limits
 from hgqbridge.registry import Registry
 from hgqbridge.report import CheckReport, ExportReport
 
-from . import alkaid, da4ml, hls4ml, keras, onnx, qkeras
+from . import alkaid, da4ml, hgq1, hls4ml, keras, onnx, qkeras
 from .deploy.rules import run_rules
 from .deploy.target import Target
 from .hgq.driver import Conversion, convert_graph, is_float_graph
 from .hgq.policy import FloatPolicy, calibrate_policy, comparison, policy_summary
 from .passes.fold_batchnorm import FoldBatchNorm, FoldTable
+
+#: ``prepare(graph, registries, input_format, calibration x, limits)``: what a source computes for its handlers before
+#: conversion from the user's input format or data (HGQ1: the integer bits its saved models do not hold).
+Prepare = Callable[[SourceGraph, tuple[Registry, ...], FixedFormat | None, np.ndarray | None, Limits], SourceGraph]
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class Source:
     registries: tuple[Registry, ...]
     fold: FoldTable | None = None
     usage: str = ''
+    prepare: Prepare | None = None
 
 
 def _read_keras(path: Path, weights: Path | None, limits: Limits, registries: tuple[Registry, ...]) -> SourceGraph:
@@ -66,13 +71,15 @@ def _read_onnx(path: Path, weights: Path | None, limits: Limits, registries: tup
 
 SOURCES: tuple[Source, ...] = (
     Source(
-        'Keras and QKeras',
+        'Keras, QKeras and HGQ1',
         keras.SUFFIXES,
         keras.is_savedmodel,
         _read_keras,
-        (keras.LAYERS, qkeras.LAYERS),
+        (keras.LAYERS, qkeras.LAYERS, hgq1.LAYERS),
         FoldTable('BatchNormalization', {'Dense': 2, 'Conv1D': 3, 'Conv2D': 4}),
-        'a Keras-2/QKeras .h5 file, SOURCE.json --weights SOURCE_weights.h5, a Keras-3/QKeras-v3 .keras file, a tf.keras SavedModel folder',
+        'a Keras-2/QKeras/HGQ1 .h5 file, SOURCE.json --weights SOURCE_weights.h5, a Keras-3/QKeras-v3 .keras file, '
+        'a tf.keras SavedModel folder',
+        hgq1.prepare,
     ),
     Source('ONNX and QONNX', onnx.SUFFIXES, None, _read_onnx, (onnx.OPS,), None, 'an ONNX/QONNX .onnx file'),
 )
@@ -131,12 +138,16 @@ def import_model(
     """Read, normalise and convert a source model. A float source (no layer carries the source's own quantizers),
     or any model when ``bits``/``dummy`` is given, is quantized by a ``FloatPolicy``: ``dummy`` keeps it float;
     otherwise ``bits``-bit (default 8) weights and activations, the activations' integer bits from
-    ``calibration['x']`` when given, and the report shows the float and the quantized model side by side."""
+    ``calibration['x']`` when given, and the report shows the float and the quantized model side by side. A saved
+    HGQ1 model takes the integer bits it does not hold from ``calibration['x']`` (traced), or from the range of
+    ``input_format`` (interval propagation; the report says which)."""
     if bits is not None and (not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= 32):
         raise HGQBridgeError('bits must be an integer from 2 to 32', received=bits, fix='e.g. --bits 8')
     graph, source = read(path, weights, limits)
     graph = normalize(graph, source, fold_batchnorm)
     regs = source.registries
+    if source.prepare is not None:
+        graph = source.prepare(graph, regs, input_format, None if calibration is None else calibration.get('x'), limits)
     if not (dummy or bits is not None or is_float_graph(graph, regs)):
         return convert_graph(graph, regs, input_format, None, limits)
     policy = FloatPolicy(bits or 8, dummy)

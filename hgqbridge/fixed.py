@@ -180,6 +180,12 @@ class FormatArray:
     def widest(self) -> FixedFormat:
         return FixedFormat(int(self.k.max()), int(self.i.max()), int(self.f.max()), self.round, self.overflow)
 
+    def uniform(self) -> FixedFormat | None:
+        """The one format every element has, or None when the elements differ."""
+        if all(np.all(v == v.flat[0]) for v in (self.k, self.i, self.f) if v.size):
+            return self.widest()
+        return None
+
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """Elementwise quantization with each element's own format and this array's rounding and overflow modes."""
         return quantize_kif(x, self.k, self.i, self.f, self.round, self.overflow)

@@ -14,13 +14,16 @@ from .errors import SourceFileError
 
 @dataclass
 class SourceLayer:
-    """One layer of the source model: its exact class name, its config, its weights and where its inputs come from."""
+    """One layer of the source model: its exact class name, its config, its weights and where its inputs come from.
+    ``derived``: values a source's pass computed for the layer's handler that the file does not hold (a saved HGQ1
+    model's quantizers: their sign and integer bits)."""
 
     name: str
     class_name: str
     config: dict[str, Any]
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     inbound: list[str] = field(default_factory=list)
+    derived: dict[str, np.ndarray] = field(default_factory=dict)
 
     def weight(self, key: str) -> np.ndarray | None:
         """The weight whose name ends in ``key`` (``kernel``, ``bias``), or None."""

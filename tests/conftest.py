@@ -102,14 +102,17 @@ def record(line: str) -> None:
     MEASURED.append(line)
 
 
-def rerun_reference(script: Path, env: dict[str, str], isa: str, *args: str, timeout: int = 900) -> dict:
-    """Run ``script --check`` (a fixture script, in its reference environment) and return its JSON result."""
+def rerun_reference(
+    script: Path, env: dict[str, str], isa: str, *args: str, timeout: int = 900, python: Path | None = None
+) -> dict:
+    """Run ``script --check`` (a fixture script, in its reference environment: ``python``, or this interpreter
+    with ``env``) and return its JSON result."""
     import subprocess
     import sys
 
     env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', 'ONEDNN_MAX_CPU_ISA': isa, **env}
     out = subprocess.run(
-        [sys.executable, str(script), *args, '--check'], capture_output=True, text=True, env=env, timeout=timeout
+        [str(python or sys.executable), str(script), *args, '--check'], capture_output=True, text=True, env=env, timeout=timeout
     )
     lines = [line for line in out.stdout.splitlines() if line.startswith('{')]
     assert out.returncode in (0, 1) and lines, out.stdout[-2000:] + out.stderr[-2000:]

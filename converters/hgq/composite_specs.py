@@ -87,6 +87,8 @@ class BatchNormSpec:
             name=name,
         )
         out = layer(t.value)
+        if enable_iq:
+            assign_formats(layer.iq, iq)
         layer.bn_gamma.assign(inv)
         layer.bn_beta.assign(offset)
         layer.moving_mean.assign(np.zeros_like(inv))
@@ -149,6 +151,8 @@ class AveragePoolSpec:
             **dict(self.args), iq_conf=quantizer_config(iq, 'datalane') if enable_iq else None, enable_iq=enable_iq, name=name
         )
         out = layer(t.value)
+        if enable_iq:
+            assign_formats(layer.iq, iq)
         if why:
             ctx.inexact[name] = why
             ctx.note(name, f'{why}; matched to measured error')
@@ -312,6 +316,8 @@ class SimpleRNNSpec:
         )
         out = layer(t.value)
         cell = layer.cell
+        if enable_iq:
+            assign_formats(cell.iq, iq)
         cell.kernel.assign(self.kernel.astype(np.float32))
         cell.recurrent_kernel.assign(self.recurrent.astype(np.float32))
         assign_formats(cell.kq, self.kernel_fmt)
@@ -344,3 +350,19 @@ class LeakyReluSpec:
         return Tensor(
             keras.layers.LeakyReLU(negative_slope=self.slope, name=name)(t.value), name, quantized=exact and t.quantized
         )
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedOutputSpec:
+    """A layer whose output the source quantizes with a quantizer of its own (HGQ1's HActivation and HAdd: their
+    pre-activation quantizer, per element): the inner spec's layers keep the source layer's name (no inner spec: a
+    quantizer pending on the input is applied first), and the format travels on, pending, into the next layer's
+    input quantizer (or a Quantizer layer ``<name>_quantizer``). The source layer's tensor is the quantized one."""
+
+    inner: Spec | None
+    fmt: Format
+
+    def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
+        out = materialize(inputs[0], ctx) if self.inner is None else self.inner.build(name, inputs, ctx)
+        ctx.refs.pop(name, None)
+        return Tensor(out.value, name, pending=self.fmt, pending_layer=f'{name}_quantizer', quantized=True)

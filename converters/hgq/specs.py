@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hgqbridge.fixed import FixedFormat, FormatArray
+from hgqbridge.fixed import FormatArray
 
 from .policy import FloatPolicy
 from .tensors import (
@@ -44,10 +44,11 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class QuantizeSpec:
-    """A quantizer on a tensor (QKeras QActivation with a fixed-point quantizer). One with an affine transform
-    after it (hard sigmoid) becomes its own ``hgq.layers.Quantizer``; a plain one waits for the next layer's iq."""
+    """A quantizer on a tensor (QKeras QActivation with a fixed-point quantizer; per element, a FormatArray: an
+    HGQ1 quantizer). One with an affine transform after it (hard sigmoid) becomes its own ``hgq.layers.Quantizer``;
+    a plain one waits for the next layer's iq."""
 
-    fmt: FixedFormat
+    fmt: Format
     affine: tuple[float, float] | None = None
     #: the source computes ``x + (xq - x)`` in float32, which is the quantized value only for |x| below this bound
     exact_below: float | None = None
@@ -137,7 +138,7 @@ class WeightLayerSpec:
     kernel_fmt: Format | None
     bias_fmt: Format | None
     activation: str = 'linear'
-    out_fmt: FixedFormat | None = None  # the quantizer given as activation=
+    out_fmt: Format | None = None  # the quantizer given as activation= (HGQ1: its per-element pre-activation one)
     out_affine: tuple[float, float] | None = None  # its affine transform (hard sigmoid)
     float_rounded: bool = False  # the source's own float32 arithmetic rounds (non-power-of-two weight scale)
 
@@ -159,7 +160,10 @@ class WeightLayerSpec:
             ctx.inexact[name] = 'float weights'
             ctx.note(name, 'float weights in the source: kept float (HGQ2 dummy quantizers); quantize before export')
         elif isinstance(self.kernel_fmt, FormatArray):
-            ctx.note(name, 'data-dependent weight scale: weights quantized once as QKeras does, per-channel exact formats')
+            ctx.note(
+                name,
+                'weights quantized once as the source quantizes them, with per-channel (or per-element) formats holding them exactly',
+            )
         if self.float_rounded:
             ctx.inexact[name] = 'non-power-of-two weight scale: QKeras sums these products in float32 and rounds'
             ctx.note(
@@ -178,6 +182,8 @@ class WeightLayerSpec:
             name=name,
         )
         out = layer(t.value)
+        if enable_iq:
+            assign_formats(layer.iq, iq)
         layer.kernel.assign(self.kernel.astype(np.float32))
         assign_formats(layer.kq, kernel_fmt)
         if self.bias is not None:
@@ -196,7 +202,9 @@ class WeightLayerSpec:
 @dataclass(frozen=True)
 class MoveSpec:
     """A layer that only moves values (Flatten, Reshape, MaxPooling, ZeroPadding): a pending uniform quantizer
-    commutes with it (quantizers are monotone and map 0 to 0), so the consumer still applies it."""
+    commutes with it (quantizers are monotone and map 0 to 0), so the consumer still applies it. A pending
+    per-element quantizer (FormatArray) moves with the values through Flatten, Reshape and Permute (its formats
+    are reshaped or transposed the same way) and is applied here, as a Quantizer layer, before anything else."""
 
     keras_class: str
     args: tuple[tuple[str, Any], ...] = ()
@@ -205,12 +213,29 @@ class MoveSpec:
         import keras
 
         (t,) = inputs
+        moved = self._moved(t.pending, tuple(t.value.shape[1:])) if isinstance(t.pending, FormatArray) else t.pending
+        if moved is None:
+            t = materialize(t, ctx)
         out = getattr(keras.layers, self.keras_class)(**dict(self.args), name=name)(t.value)
         if t.pending is None:
             ctx.ref(name, TensorRef(name))
             return Tensor(out, name, quantized=t.quantized, model_input=t.model_input)
         ctx.ref(t.source, TensorRef(name, 'quantized-input', t.pending))
-        return Tensor(out, name, pending=t.pending, pending_layer=t.pending_layer, quantized=t.quantized)
+        return Tensor(out, name, pending=moved, pending_layer=t.pending_layer, quantized=t.quantized)
+
+    def _moved(self, fmt: FormatArray, shape: tuple[int, ...]) -> FormatArray | None:
+        """The per-element formats of the moved values, or None where they do not move with them (pooling)."""
+        args = dict(self.args)
+        moves = {
+            'Flatten': lambda a: a.reshape(1, -1),
+            'Reshape': lambda a: a.reshape(1, *args.get('target_shape', ())),
+            'Permute': lambda a: np.transpose(a, (0, *args.get('dims', ()))),
+        }
+        move = moves.get(self.keras_class)
+        if move is None:
+            return None
+        k, i, f = (move(np.broadcast_to(v, (1, *shape))) for v in (fmt.k, fmt.i, fmt.f))
+        return FormatArray(k, i, f, fmt.round, fmt.overflow)
 
 
 @dataclass(frozen=True)
@@ -233,11 +258,15 @@ class MergeSpec:
             return Tensor(out, name, quantized=all(t.quantized for t in ts))
         ops = {'add': QAdd, 'subtract': QSubtract, 'multiply': QMultiply, 'maximum': QMaximum, 'minimum': QMinimum}
         cls = {**ops, 'average': QAveragePow2}[self.op]  # average: 2^k inputs only (the handler refuses others)
+        fmts: list[Format | None] = []
         if all(t.pending is not None for t in inputs):
-            confs = [quantizer_config(take_input_quantizer(t, ctx, name, i)[0], 'datalane') for i, t in enumerate(inputs)]
-            layer = cls(iq_confs=confs, name=name)
+            fmts = [take_input_quantizer(t, ctx, name, i)[0] for i, t in enumerate(inputs)]
+            layer = cls(iq_confs=[quantizer_config(fmt, 'datalane') for fmt in fmts], name=name)
         else:
             inputs = [materialize(t, ctx) for t in inputs]
             layer = cls(enable_iq=False, name=name)
         ctx.ref(name, TensorRef(name))
-        return Tensor(layer([t.value for t in inputs]), name, quantized=all(t.quantized or t.pending for t in inputs))
+        out = layer([t.value for t in inputs])
+        for iq, fmt in zip(layer.iq if fmts else (), fmts):
+            assign_formats(iq, fmt)
+        return Tensor(out, name, quantized=all(t.quantized or t.pending is not None for t in inputs))

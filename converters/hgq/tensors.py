@@ -7,8 +7,9 @@ model HGQ2's own happens here, as the tensors flow, with this contract:
 * A quantizer on a tensor (a QKeras ``QActivation``, a layer's ``activation=`` quantizer) does not become a layer:
   it travels with its tensor as a *pending* format.
 * It passes through layers that only move values (Flatten, Reshape, MaxPooling, ZeroPadding, Permute: a uniform
-  quantizer is monotone and maps 0 to 0, so it commutes with them) and becomes the input quantizer (``iq``) of
-  the first arithmetic layer that reads it, which is what HGQ2's EBOPs and fine-tuning act on.
+  quantizer is monotone and maps 0 to 0, so it commutes with them; a per-element one, a ``FormatArray``, is
+  reshaped or permuted with the values and materialised before a pooling or padding) and becomes the input
+  quantizer (``iq``) of the first arithmetic layer that reads it, which is what HGQ2's EBOPs and fine-tuning act on.
 * Where no consumer can take it over (a model output, a float activation, a concatenation), it is materialised as
   a standalone ``hgq.layers.Quantizer`` named after the source layer.
 * ``refs`` records where each source layer's tensor can be read in the HGQ2 model afterwards (a layer's output,
@@ -43,7 +44,7 @@ class TensorRef:
 
     layer: str
     via: str = 'output'
-    fmt: FixedFormat | None = None
+    fmt: Format | None = None
     index: int = 0  # which input, for a layer with several
 
 
@@ -51,7 +52,9 @@ class TensorRef:
 class Tensor:
     value: Any  # a KerasTensor
     source: str  # the source layer whose value this is
-    pending: FixedFormat | None = None  # a quantizer still to apply, by the consumer's iq or a Quantizer layer
+    pending: Format | None = (
+        None  # a quantizer still to apply (per element: a FormatArray), by the consumer's iq or a Quantizer layer
+    )
     pending_layer: str = ''  # the name a materialised Quantizer layer gets
     quantized: bool = False  # the values lie on a known fixed-point grid
     model_input: bool = False  # a model input (or a move of one), not a float layer's output
@@ -107,12 +110,11 @@ def materialize(t: Tensor, ctx: BuildContext) -> Tensor:
     return quantize_now(t, t.pending, None, t.source, t.pending_layer, ctx)
 
 
-def take_input_quantizer(
-    t: Tensor, ctx: BuildContext, consumer: str, index: int | None = None
-) -> tuple[FixedFormat | None, bool]:
+def take_input_quantizer(t: Tensor, ctx: BuildContext, consumer: str, index: int | None = None) -> tuple[Format | None, bool]:
     """The iq format for an arithmetic layer reading ``t``: its pending format, or the input format for a raw
     model input, or none (iq disabled) when the values are already quantized upstream. ``index``: which input
-    of a multi-input layer (its tensor is then read back with the numpy reference of the same format)."""
+    of a multi-input layer (its tensor is then read back with the numpy reference of the same format). A per-element
+    format (FormatArray) is the consumer's to give its built iq (``assign_formats``)."""
     if t.pending is not None:
         ref = TensorRef(consumer, 'iq') if index is None else TensorRef(consumer, 'quantized-input', t.pending, index)
         ctx.ref(t.source, ref)
@@ -133,11 +135,13 @@ def take_input_quantizer(
 
 
 def quantize_now(
-    t: Tensor, fmt: FixedFormat, affine: tuple[float, float] | None, source: str, layer_name: str, ctx: BuildContext
+    t: Tensor, fmt: Format, affine: tuple[float, float] | None, source: str, layer_name: str, ctx: BuildContext
 ) -> Tensor:
     """A standalone ``hgq.layers.Quantizer`` (with its affine, if any) holding the source layer's tensor."""
     from hgq.layers import Quantizer
 
     layer = Quantizer(quantizer_config(fmt, 'datalane', affine), name=layer_name)
     ctx.ref(source, TensorRef(layer.name))
-    return Tensor(layer(t.value), source, quantized=True)
+    out = layer(t.value)
+    assign_formats(layer, fmt)
+    return Tensor(out, source, quantized=True)

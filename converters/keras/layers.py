@@ -229,6 +229,22 @@ def softmax(layer: SourceLayer) -> Spec:
     return FloatActivationSpec('softmax')
 
 
+@LAYERS.register(
+    'ReLU',
+    status='exact: max(x, 0) (max_value, negative_slope and threshold other than the defaults are not converted)',
+    builds=('ReLU',),
+)
+def relu(layer: SourceLayer) -> Spec:
+    cfg = layer.config
+    if cfg.get('max_value') is not None or cfg.get('negative_slope', 0) or cfg.get('threshold', 0):
+        raise LayerProblem(
+            'a ReLU with max_value, negative_slope or threshold is not converted',
+            'use a plain ReLU',
+            received={k: cfg.get(k) for k in ('max_value', 'negative_slope', 'threshold')},
+        )
+    return FloatActivationSpec('relu')
+
+
 @LAYERS.register('Dropout', status='exact: removed (nothing at inference)')
 def dropout(layer: SourceLayer) -> Spec:
     return IdentitySpec('Dropout does nothing at inference')
@@ -246,6 +262,14 @@ def reshape(layer: SourceLayer) -> Spec:
     if not isinstance(shape, (list, tuple)) or not all(isinstance(d, int) and (d > 0 or d == -1) for d in shape):
         raise LayerProblem('target_shape must be a list of positive integers', 're-save the model', received=shape)
     return MoveSpec('Reshape', (('target_shape', tuple(shape)),))
+
+
+@LAYERS.register('Permute', status=MOVE, builds=('Permute',))
+def permute(layer: SourceLayer) -> Spec:
+    dims = layer.config.get('dims')
+    if not isinstance(dims, (list, tuple)) or sorted(dims) != list(range(1, len(dims) + 1)):
+        raise LayerProblem('dims must be a permutation of 1..rank', 're-save the model', received=dims)
+    return MoveSpec('Permute', (('dims', tuple(dims)),))
 
 
 def _max_pooling(layer: SourceLayer, rank: int) -> Spec:

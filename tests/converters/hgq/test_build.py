@@ -19,6 +19,7 @@ from hgqbridge.converters.hgq.composite_specs import (
     LeakyReluSpec,
     NotedSpec,
     PaddedSpec,
+    QuantizedOutputSpec,
     SeparableSpec,
     SimpleRNNSpec,
 )
@@ -34,7 +35,7 @@ from hgqbridge.converters.hgq.specs import (
 )
 from hgqbridge.converters.hgq.tensors import BuildContext, Tensor, TensorRef, materialize
 from hgqbridge.errors import UnsupportedError
-from hgqbridge.fixed import FixedFormat
+from hgqbridge.fixed import FixedFormat, FormatArray
 from hgqbridge.graph import SourceGraph, SourceLayer
 
 Q = FixedFormat(1, 2, 5)
@@ -189,6 +190,8 @@ ROWS = [
     (ClipSpec(0.0, 6.0), (4,), Q, 1, ['Quantizer', 'ReLU'], TensorRef('s'), None),
     (ClipSpec(None, 1.0), (4,), Q, 1, ['Quantizer', 'ReLU'], TensorRef('s'), None),
     (ClipSpec(-1.0, 1.0), (4,), None, 1, ['Activation'], TensorRef('s'), None),
+    (QuantizedOutputSpec(MergeSpec('add'), Q), (4,), Q, 2, ['QAdd', 'Quantizer'], TensorRef('s_quantizer'), None),
+    (QuantizedOutputSpec(None, Q), (4,), Q, 1, ['Quantizer', 'Quantizer'], TensorRef('s_quantizer'), None),
 ]
 
 
@@ -259,3 +262,47 @@ def test_build_time_problems_join_the_list() -> None:
         build_model(graph, specs, BuildContext())
     assert [p.layer for p in info.value.problems] == ['m/bn (BN)', 'm/gap (GAP)']  # 'after' depends on bn: not tried
     assert 'normalize the last' in str(info.value) and 'does not hold 1/16' in str(info.value)
+
+
+def _per_element() -> FormatArray:
+    """Per-element formats for a (2, 2) tensor: f 1..4, a pruned element (width 0), WRAP."""
+    return FormatArray(np.array([[[1, 0], [1, 0]]]), np.array([[[2, 1], [0, -4]]]), np.array([[[1, 2], [3, 4]]]), 'RND', 'WRAP')
+
+
+def _kif(quantizer: object) -> list[np.ndarray]:
+    inner = quantizer.quantizer  # type: ignore[attr-defined]
+    return [np.asarray(v) for v in (inner._k, inner._i, inner._f)]
+
+
+def test_a_per_element_quantizer_moves_past_flatten_with_its_formats() -> None:
+    """A FormatArray is reshaped with the values (Flatten) and given element by element to the consumer's iq."""
+    import keras
+
+    ctx = BuildContext()
+    fmt = _per_element()
+    x = InputSpec((None, 2, 2)).build('x', [], ctx)
+    flat = MoveSpec('Flatten').build('f', [QuantizeSpec(fmt).build('q', [x], ctx)], ctx)
+    assert isinstance(flat.pending, FormatArray) and flat.pending.f.shape == (1, 4)
+    out = WeightLayerSpec('dense', {'units': 3}, K4, B3, FixedFormat(1, 0, 3), FixedFormat(1, 0, 3)).build('d', [flat], ctx)
+    model = keras.Model(x.value, out.value)
+    k, i, f = _kif(model.get_layer('d').iq)
+    assert np.array_equal(k, [[1, 0, 1, 0]]) and np.array_equal(i, [[2, 1, 0, -4]]) and np.array_equal(f, [[1, 2, 3, 4]])
+    assert ctx.refs['q'] == TensorRef('f', 'quantized-input', fmt)
+    probe = np.array([[[0.3, 1.9], [-0.75, 5.0]]], np.float32)  # f 1, 2, 3; wraps at 2^1 (unsigned); pruned: 0
+    assert np.array_equal(keras.ops.convert_to_numpy(model.get_layer('d').iq(probe.reshape(1, 4))), [[0.5, 0.0, -0.75, 0.0]])
+
+
+def test_a_per_element_quantizer_is_applied_before_a_pooling_and_by_each_merge_input() -> None:
+    import keras
+
+    ctx = BuildContext()
+    fmt = _per_element()
+    x = InputSpec((None, 2, 2)).build('x', [], ctx)
+    pooled = MoveSpec('MaxPooling1D', (('pool_size', (2,)),)).build('p', [QuantizeSpec(fmt).build('q', [x], ctx)], ctx)
+    assert pooled.pending is None and ctx.refs['q'] == TensorRef('q')  # a Quantizer layer before the pooling
+    a, b = (QuantizeSpec(fmt).build(n, [x], ctx) for n in ('a', 'b'))
+    added = MergeSpec('add').build('s', [a, b], ctx)
+    model = keras.Model(x.value, [pooled.value, added.value])
+    assert [type(layer).__name__ for layer in model.layers[1:]] == ['Quantizer', 'MaxPooling1D', 'QAdd']
+    for quantizer in (model.get_layer('q'), *model.get_layer('s').iq):
+        assert [v.tolist() for v in _kif(quantizer)] == [fmt.k.tolist(), fmt.i.tolist(), fmt.f.tolist()]

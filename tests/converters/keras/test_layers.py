@@ -102,7 +102,9 @@ ROWS = [
     ('Activation', {'activation': 'relu'}, {}, lambda s: s == FloatActivationSpec('relu')),
     ('Softmax', {'axis': -1}, {}, lambda s: s == FloatActivationSpec('softmax')),
     ('Dropout', {'rate': 0.2}, {}, lambda s: s == IdentitySpec('Dropout does nothing at inference')),
+    ('ReLU', {'max_value': None, 'negative_slope': 0.0, 'threshold': 0.0}, {}, lambda s: s == FloatActivationSpec('relu')),
     ('Flatten', {}, {}, lambda s: s == MoveSpec('Flatten')),
+    ('Permute', {'dims': [2, 1]}, {}, lambda s: s == MoveSpec('Permute', (('dims', (2, 1)),))),
     ('Reshape', {'target_shape': [2, 3]}, {}, lambda s: s == MoveSpec('Reshape', (('target_shape', (2, 3)),))),
     (
         'MaxPooling1D',
@@ -181,6 +183,8 @@ def test_a_float_activation_inside_a_dense_layer_follows_it() -> None:
         ('Activation', {'activation': 'hard_sigmoid'}, {}, 'define it differently'),
         ('Flatten', {'data_format': 'channels_first'}, {}, 'channels_first'),
         ('Reshape', {'target_shape': 'abc'}, {}, 'target_shape'),
+        ('ReLU', {'max_value': 6.0}, {}, 'max_value'),
+        ('Permute', {'dims': [1, 1]}, {}, 'permutation'),
         ('Concatenate', {'axis': 'x'}, {}, 'axis'),
         ('Subtract', {}, {}, 'exactly two'),
         ('Average', {}, {}, 'divides their sum by 3'),
