@@ -74,8 +74,8 @@ class IdentitySpec:
 @dataclass(frozen=True)
 class FloatActivationSpec:
     """A float activation: relu (exact on any input); anything else (softmax, sigmoid, tanh, ...) stays a float
-    Keras activation, reported as not bit-exact, unless a float policy quantizes it: QSoftmax for softmax and a
-    QUnaryFunctionLUT (a table between a quantized input and a quantized output) for the others."""
+    Keras activation, reported as not bit-exact, unless a float policy quantizes it: a QUnaryFunctionLUT (a
+    table between a quantized input and a quantized output). Softmax stays float even then, with the reason."""
 
     activation: str
 
@@ -86,32 +86,36 @@ class FloatActivationSpec:
             t = materialize(inputs[0], ctx)
             ctx.ref(name, TensorRef(name))
             return Tensor(keras.layers.ReLU(name=name)(t.value), name, quantized=t.quantized)
-        if ctx.policy is not None and not ctx.policy.dummy:
+        quantize = ctx.policy is not None and not ctx.policy.dummy
+        if quantize and self.activation != 'softmax':
             return self._quantized(name, inputs[0], ctx)
         t = materialize(inputs[0], ctx)
         layer = keras.layers.Activation(self.activation, name=name)
         ctx.inexact[name] = f'float {self.activation}'
-        ctx.note(name, f'float {self.activation}: kept float (not bit-exact, not deployable as such)')
+        if quantize:  # softmax of a float source
+            ctx.note(
+                name,
+                'softmax kept float: no quantized softmax is proven bit-exact in firmware (QSoftmax is a table layer); '
+                'as the output head it is not exported, the firmware outputs the logits (argmax unchanged)',
+            )
+        else:
+            ctx.note(name, f'float {self.activation}: kept float (not bit-exact, not deployable as such)')
         ctx.ref(name, TensorRef(name))
         return Tensor(layer(t.value), name)
 
     def _quantized(self, name: str, t: Tensor, ctx: BuildContext) -> Tensor:
-        from hgq.layers import QSoftmax, QUnaryFunctionLUT
+        from hgq.layers import QUnaryFunctionLUT
 
         policy = ctx.policy or FloatPolicy()
         iq, enable_iq = take_input_quantizer(t, ctx, name)
         if iq is None and not enable_iq:  # already quantized upstream: the table still needs an input format
             iq, enable_iq = policy.activation_format(), True
         ctx.inexact[name] = f'{self.activation} of a float source, quantized'
-        if self.activation == 'softmax':
-            layer = QSoftmax(iq_conf=quantizer_config(iq, 'datalane'), enable_iq=True, name=name)
-            ctx.note(name, f"QSoftmax, input {iq} (integer bits from calibration), HGQ2's default exp/inverse tables")
-        else:
-            out = policy.activation_format()
-            layer = QUnaryFunctionLUT(
-                self.activation, iq_conf=quantizer_config(iq, 'datalane'), oq_conf=quantizer_config(out, 'datalane'), name=name
-            )
-            ctx.note(name, f'QUnaryFunctionLUT({self.activation}): input {iq}, output {out} (integer bits from calibration)')
+        out = policy.activation_format()
+        layer = QUnaryFunctionLUT(
+            self.activation, iq_conf=quantizer_config(iq, 'datalane'), oq_conf=quantizer_config(out, 'datalane'), name=name
+        )
+        ctx.note(name, f'QUnaryFunctionLUT({self.activation}): input {iq}, output {out} (integer bits from calibration)')
         ctx.ref(name, TensorRef(name))
         return Tensor(layer(t.value), name, quantized=True)
 
