@@ -36,6 +36,7 @@ class LayerFacts:
     reads_model_input: bool = False  # directly, or through Flatten/Reshape only
     clipped_relu: bool = False  # a Keras ReLU with max_value, negative_slope or threshold
     float32_bits: int = 0  # significant bits its float32 products and sums need (float32.py); -1: unbounded input
+    signed_input: bool = True  # its (first) input may be negative (float32.Range.signed)
     recalibrated: tuple[str, ...] = ()  # roles of WRAP quantizers whose integer bits export re-derives from its data
 
 
@@ -51,6 +52,7 @@ def layer_facts(model: Any) -> list[LayerFacts]:
         raw = layer_quantizers(layer)
         qs = {role: quantizer_info(q) for role, q in raw.items()}
         parents_ = parents(layer)
+        first_in = ranges.get(parents_[0]) if parents_ else None
         ranges[layer.name], bits = propagate(layer, cls, [ranges.get(p) for p in parents_], qs)
         reads_input = bool(parents_) and any(p in from_input for p in parents_) and cls != 'InputLayer'
         if reads_input and cls in ('Flatten', 'Reshape'):
@@ -76,6 +78,7 @@ def layer_facts(model: Any) -> list[LayerFacts]:
                 n_out=int(layer.kernel.shape[-1]) if kind(layer) == 'arithmetic' and hasattr(layer, 'kernel') else 0,
                 reads_model_input=reads_input,
                 float32_bits=bits,
+                signed_input=first_in is None or first_in.signed,
                 recalibrated=tuple(role for role, q in raw.items() if _recalibrated(q)),
                 clipped_relu=cls == 'ReLU'
                 and (layer.max_value is not None or bool(layer.negative_slope) or bool(layer.threshold)),

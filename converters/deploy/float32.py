@@ -32,10 +32,11 @@ class Range:
 
     amax: np.ndarray
     frac: np.ndarray
+    signed: bool = True  # False: no value is negative
 
     @staticmethod
     def of(info: QuantizerInfo) -> Range:
-        return Range(np.ldexp(1.0, info.i.astype(np.int64)), info.f.astype(np.int64))
+        return Range(np.ldexp(1.0, info.i.astype(np.int64)), info.f.astype(np.int64), bool(info.k.max() > 0))
 
     def per_channel(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """(amax, frac) as vectors over the last axis (max over every other axis), length ``n``."""
@@ -45,7 +46,7 @@ class Range:
         return a.reshape(-1, n).max(axis=0), f.reshape(-1, n).max(axis=0)
 
     def widest(self) -> Range:
-        return Range(np.asarray(float(np.max(self.amax))), np.asarray(int(np.max(self.frac))))
+        return Range(np.asarray(float(np.max(self.amax))), np.asarray(int(np.max(self.frac))), self.signed)
 
 
 def frac_bits(values: np.ndarray) -> np.ndarray:

@@ -82,6 +82,15 @@ class FloatActivationSpec:
     def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
         import keras
 
+        if self.activation == 'relu' and ctx.policy is not None and not ctx.policy.dummy and ctx.policy.overflow == 'SAT':
+            # a float source's ReLU becomes an unsigned saturating quantizer, max(0, x) quantized, applied by the
+            # next layer's input quantizer (integer bits from calibration): one quantizer every target computes
+            t = materialize(inputs[0], ctx)
+            fmt = FixedFormat(0, 3, ctx.policy.bits - 3, 'RND', 'SAT')
+            ctx.note(
+                name, f'ReLU of a float source: an unsigned saturating quantizer {fmt} (max(0, x), integer bits from calibration)'
+            )
+            return Tensor(t.value, name, pending=fmt, pending_layer=name, quantized=True)
         if self.activation == 'relu':
             t = materialize(inputs[0], ctx)
             ctx.ref(name, TensorRef(name))

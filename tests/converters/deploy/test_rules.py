@@ -38,6 +38,7 @@ PLAIN = LayerFacts(
     fan_in=16,
     n_out=8,
     float32_bits=20,
+    signed_input=False,
 )
 HETERO = QuantizerInfo(np.array([1, 1]), np.array([2, 3]), np.array([5, 5]), 'RND_CONV', 'SAT')
 
@@ -57,12 +58,14 @@ FIRES: dict[str, tuple[LayerFacts | list[LayerFacts], str, dict]] = {
     'table-layer': (replace(PLAIN, cls='QSoftmax', arithmetic=False), 'da4ml', {}),
     'extreme-format': (replace(PLAIN, quantizers={'input': q(1, -130, 135)}), 'hls4ml:vitis', {}),
     'wide-quantizer': (replace(PLAIN, quantizers={'input': q(1, 6, 18)}), 'da4ml', {}),
+    'port-width': (replace(PLAIN, reads_model_input=True, quantizers={'input': q(1, 20, 12)}), 'da4ml', {}),
     'export-calibration': (replace(PLAIN, recalibrated=('input',)), 'da4ml', {}),
     'overflow-mode': (replace(PLAIN, quantizers={'input': q(ovf='SAT_WEIRD')}), 'da4ml', {}),
     'zero-width': (replace(PLAIN, quantizers={'input': q(0, 0, 0)}), 'hls4ml:vitis', {}),
     'io-stream-heterogeneous': (replace(PLAIN, quantizers={'input': HETERO}), 'hls4ml:vitis', {'io_type': 'io_stream'}),
     'catapult-heterogeneous': (replace(PLAIN, quantizers={'input': HETERO}), 'hls4ml:catapult', {}),
     'clipped-relu': (replace(PLAIN, cls='ReLU', clipped_relu=True, arithmetic=False, quantizers={}), 'hls4ml:vitis', {}),
+    'signed-relu': (replace(PLAIN, cls='ReLU', arithmetic=False, quantizers={}), 'hls4ml:vitis', {}),
     'lut-template': (replace(PLAIN, cls='QUnaryFunctionLUT', arithmetic=False), 'hls4ml:quartus', {}),
     'da-strategy': (PLAIN, 'hls4ml:vitis', {'strategy': 'distributed_arithmetic', 'reuse_factor': 2}),
     'no-csim-here': ([PLAIN], 'hls4ml:oneapi', {}),
