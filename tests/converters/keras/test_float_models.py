@@ -119,7 +119,7 @@ def test_bits_must_be_sensible(bits: object) -> None:
         hgqbridge.import_model(*_files('k3_skip'), bits=bits)
 
 
-@pytest.mark.parametrize(('name', 'fold'), [('k2_jet_bn', False), ('k2_jet_bn', True), ('k3_skip', True), ('k2_conv1d', False)])
+@pytest.mark.parametrize(('name', 'fold'), [('k2_jet_bn', False), ('k2_jet_bn', True)])
 def test_quantized_float_model_exports_bit_exact(name: str, fold: bool, tmp_path: Path) -> None:
     """A calibrated float model, softmax head included (kept float, not exported): check calls it deployable and
     da4ml's firmware model equals it bit for bit (k2_jet_bn: 9999 of 10000 outputs differed before)."""
@@ -131,6 +131,21 @@ def test_quantized_float_model_exports_bit_exact(name: str, fold: bool, tmp_path
         exported = hgqbridge.export(conv.model, 'da4ml', tmp_path / 'prj', d['x_val'][:300], rtl=False)
     assert exported.ok, exported.to_text()
     assert exported.mismatches == {'normal': 0, 'stress': 0}
+
+
+def test_a_table_activation_is_unverified_and_export_refuses_it(tmp_path: Path) -> None:
+    """k3_skip's non-ReLU activation becomes a QUnaryFunctionLUT: nothing proves the target's table equal to the
+    float32 Keras one, so check says unverified (not deployable) and export refuses, naming the rule."""
+    from hgqbridge.errors import ProblemsError
+
+    data = KERAS / ENTRIES['k3_skip']['data']
+    conv = hgqbridge.import_model(*_files('k3_skip'), calibration=data, fold_batchnorm=True)
+    report = hgqbridge.check(conv.model, 'da4ml')
+    blocking = [i for i in report.items if i.status in ('error', 'unverified')]
+    assert not report.deployable and blocking and all(i.status == 'unverified' for i in blocking)
+    assert {i.layer_class for i in blocking} == {'QUnaryFunctionLUT'} and all('[table-layer]' in i.reason for i in blocking)
+    with np.load(data) as d, pytest.raises(ProblemsError, match='cannot be proven bit-exact'):
+        hgqbridge.export(conv.model, 'da4ml', tmp_path / 'prj', d['x_val'][:50], rtl=False)
 
 
 @pytest.mark.slow
