@@ -149,10 +149,12 @@ def propagate(
         if role in quantizers:
             info = quantizers[role]
             x[n] = Range.of(info) if info is not None else None
-    if cls in PASS_THROUGH or (
-        cls == 'Activation' and getattr(layer, 'get_config', dict)().get('activation') in ('relu', 'linear')
-    ):
+    config: dict[str, Any] = layer.get_config() if cls == 'Activation' else {}
+    activation = config.get('activation')
+    if cls in PASS_THROUGH or activation in ('relu', 'linear'):
         out, bits = (x[0] if x else None), 0
+        if out is not None and (cls == 'ReLU' or activation == 'relu'):
+            out = Range(out.amax, out.frac, False)  # a ReLU's output is never negative
     else:
         out, bits = layer_range(layer, cls, x, quantizers)
     if 'output' in quantizers:

@@ -212,7 +212,8 @@ class ChainSpec:
         inner = self.first.build(name, inputs, ctx)
         ctx.refs.pop(name, None)
         out = self.second.build(f'{name}_activation', [inner], ctx)
-        ctx.refs[name] = ctx.refs[f'{name}_activation']
+        if f'{name}_activation' in ctx.refs:  # else a pending quantizer: the consumer records where it went
+            ctx.refs[name] = ctx.refs[f'{name}_activation']
         return Tensor(out.value, name, out.pending, out.pending_layer, out.quantized)
 
 
