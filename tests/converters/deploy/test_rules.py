@@ -65,7 +65,7 @@ FIRES: dict[str, tuple[LayerFacts | list[LayerFacts], str, dict]] = {
     'io-stream-heterogeneous': (replace(PLAIN, quantizers={'input': HETERO}), 'hls4ml:vitis', {'io_type': 'io_stream'}),
     'catapult-heterogeneous': (replace(PLAIN, quantizers={'input': HETERO}), 'hls4ml:catapult', {}),
     'clipped-relu': (replace(PLAIN, cls='ReLU', clipped_relu=True, arithmetic=False, quantizers={}), 'hls4ml:vitis', {}),
-    'signed-relu': (replace(PLAIN, cls='ReLU', arithmetic=False, quantizers={}), 'hls4ml:vitis', {}),
+    'signed-relu': (replace(PLAIN, cls='ReLU', arithmetic=False, quantizers={}, signed_input=True), 'hls4ml:vitis', {}),
     'lut-template': (replace(PLAIN, cls='QUnaryFunctionLUT', arithmetic=False), 'hls4ml:quartus', {}),
     'da-strategy': (PLAIN, 'hls4ml:vitis', {'strategy': 'distributed_arithmetic', 'reuse_factor': 2}),
     'no-csim-here': ([PLAIN], 'hls4ml:oneapi', {}),
