@@ -30,7 +30,7 @@ from hgqbridge.report import CheckReport, ExportReport
 from . import da4ml, hls4ml, keras, onnx, qkeras
 from .deploy.rules import run_rules
 from .deploy.target import Target
-from .hgq.driver import Conversion, convert_graph, is_float_graph, parse_all
+from .hgq.driver import Conversion, convert_graph, is_float_graph
 from .hgq.policy import FloatPolicy, comparison, policy_summary, saturate, traced_formats
 from .passes.fold_batchnorm import FoldBatchNorm, FoldTable
 
@@ -142,7 +142,7 @@ def import_model(
     if not (dummy or bits is not None or is_float_graph(graph, regs)):
         return convert_graph(graph, regs, input_format, None, limits)
     if calibration is None and not dummy and bits is None:
-        parse_all(graph, regs)  # every unsupported layer first
+        convert_graph(graph, regs, input_format, FloatPolicy(dummy=True), limits)  # every unsupported layer and limit first
         raise HGQBridgeError(
             'a float model has no fixed-point formats of its own, and without data the bridge will not guess them',
             where=str(path),
