@@ -85,9 +85,19 @@ def test_verilated_rtl_is_bit_exact(name: str, conversions: dict, golden_inputs:
 
 
 def test_mismatch_names_the_first_diverging_layer(conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
-    """alpha='auto' weights are 25+ bits wide: the float32 Keras model rounds where da4ml is exact, in layer d."""
+    """alpha='auto' weights are 25+ bits wide: the float32 Keras model rounds where da4ml is exact, in layer d.
+    check says so (float32-sums: unverified) and export refuses it; the exporter itself, run past the check,
+    finds the mismatch and names the layer."""
+    from hgqbridge.converters import parse_target
+    from hgqbridge.errors import ProblemsError
+
     name = 'zoo_bits_auto_kernel'
-    report = hgqbridge.export(conversions[name].model, 'da4ml', tmp_path / 'prj', golden_inputs[name], rtl=False)
+    check = hgqbridge.check(conversions[name].model, 'da4ml')
+    assert not check.deployable and [i.layer for i in check.unverified] == ['d']
+    with pytest.raises(ProblemsError, match='float32-sums'):
+        hgqbridge.export(conversions[name].model, 'da4ml', tmp_path / 'refused', golden_inputs[name], rtl=False)
+    target, spec = parse_target('da4ml', {'rtl': False})
+    report = target.export(conversions[name].model, spec, tmp_path / 'prj', golden_inputs[name])
     assert not report.ok and report.mismatches['normal'] > 0
     assert report.first_divergence == {'normal': 'd', 'stress': 'd'}
     assert 'first diverging layer: d' in report.to_text()
