@@ -13,7 +13,7 @@ export takes: read, normalise (passes), convert (the HGQ2 builder), calibrate an
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from . import alkaid, da4ml, hgq1, hls4ml, keras, onnx, qkeras
 from .deploy.rules import run_rules
 from .deploy.target import Target
 from .hgq.driver import Conversion, convert_graph, is_float_graph
-from .hgq.policy import FloatPolicy, calibrate_policy, comparison, policy_summary
+from .hgq.policy import FloatPolicy, comparison, policy_summary, saturate, traced_formats
 from .passes.fold_batchnorm import FoldBatchNorm, FoldTable
 
 #: ``prepare(graph, registries, input_format, calibration x, limits)``: what a source computes for its handlers before
@@ -137,10 +137,12 @@ def import_model(
 ) -> Conversion:
     """Read, normalise and convert a source model. A float source (no layer carries the source's own quantizers),
     or any model when ``bits``/``dummy`` is given, is quantized by a ``FloatPolicy``: ``dummy`` keeps it float;
-    otherwise ``bits``-bit (default 8) weights and activations, the activations' integer bits from
-    ``calibration['x']`` when given, and the report shows the float and the quantized model side by side. A saved
-    HGQ1 model takes the integer bits it does not hold from ``calibration['x']`` (traced), or from the range of
-    ``input_format`` (interval propagation; the report says which)."""
+    otherwise ``bits``-bit (default 8) weights and saturating activations whose integer bits come from
+    ``calibration['x']``; the report shows the float and the quantized model side by side on the calibration data
+    and on ``x_val``/``y_val``. Without data a float model is refused unless ``bits`` is given (then every
+    activation is a stated +-8 saturating format). A saved HGQ1 model takes the integer bits it does not hold from
+    ``calibration['x']`` (traced), or from the range of ``input_format`` (interval propagation; the report says
+    which)."""
     if bits is not None and (not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= 32):
         raise HGQBridgeError('bits must be an integer from 2 to 32', received=bits, fix='e.g. --bits 8')
     graph, source = read(path, weights, limits)
@@ -150,18 +152,34 @@ def import_model(
         graph = source.prepare(graph, regs, input_format, None if calibration is None else calibration.get('x'), limits)
     if not (dummy or bits is not None or is_float_graph(graph, regs)):
         return convert_graph(graph, regs, input_format, None, limits)
+    if calibration is None and not dummy and bits is None:
+        convert_graph(graph, regs, input_format, FloatPolicy(dummy=True), limits)  # every unsupported layer and limit first
+        raise HGQBridgeError(
+            'a float model has no fixed-point formats of its own, and without data the bridge will not guess them',
+            where=str(path),
+            fix='pass --calibration data.npz (x: inputs; x_val, y_val: held-back data for the comparison), '
+            '--dummy to keep it float, or --bits N to accept uncalibrated +-8 saturating activations',
+        )
     policy = FloatPolicy(bits or 8, dummy)
+    if calibration is None or dummy:
+        conv = convert_graph(graph, regs, input_format, policy, limits)
+        conv.report.summary.extend(policy_summary(policy, None))
+        return conv
+    x = calibration['x']
+    tracer = convert_graph(graph, regs, input_format, replace(policy, overflow='WRAP'), limits).model
+    shape = tuple(tracer.inputs[0].shape[1:])
+    x = check_input_shape(x, shape, 'calibration data x')
+    formats = traced_formats(tracer, x, policy)
     conv = convert_graph(graph, regs, input_format, policy, limits)
-    shape = tuple(conv.model.inputs[0].shape[1:])
-    x = None if calibration is None else check_input_shape(calibration['x'], shape, 'calibration data x')
-    if x is not None and not dummy:
-        calibrate_policy(conv.model, x, policy)
-    conv.report.summary.extend(policy_summary(policy, None if x is None or dummy else len(x)))
-    if x is not None and not dummy and calibration is not None:
-        reference = convert_graph(graph, regs, input_format, FloatPolicy(policy.bits, dummy=True), limits).model
-        x_eval = calibration.get('x_val', x)
-        y_eval = calibration.get('y_val') if 'x_val' in calibration else calibration.get('y')
-        conv.report.summary.extend(comparison(reference, conv.model, check_input_shape(x_eval, shape, 'x_val'), y_eval))
+    saturate(conv.model, formats, policy)
+    conv.report.summary.extend(policy_summary(policy, len(x)))
+    reference = convert_graph(graph, regs, input_format, FloatPolicy(policy.bits, dummy=True), limits).model
+    conv.report.summary.extend(comparison(reference, conv.model, x, calibration.get('y'), 'calibration data'))
+    if 'x_val' in calibration:
+        x_val = check_input_shape(calibration['x_val'], shape, 'x_val')
+        conv.report.summary.extend(comparison(reference, conv.model, x_val, calibration.get('y_val'), 'held-back data'))
+    else:
+        conv.report.summary.append('no held-back data (x_val, y_val) given: accuracy on fresh inputs not measured')
     return conv
 
 
@@ -193,11 +211,23 @@ def export(
     check_output(out_dir, force, sources)
     x = check_input_shape(np.asarray(x), tuple(model.inputs[0].shape[1:]), f'{model.name} input')
     report = run_rules(model, spec, target.rules)
+    if report.deployable and any(item.status == 'warning' and '[export-calibration]' in item.reason for item in report.items):
+        report = recheck_calibrated(model, spec, target, x)
     if not report.deployable:
-        raise ProblemsError(
-            f'the model cannot be deployed on {spec}', [p for p in report.problems() if p.severity == 'error'], where=model.name
-        )
+        blocking = [p for p in report.problems() if p.severity in ('error', 'unverified')]
+        what = 'cannot be deployed' if any(p.severity == 'error' for p in blocking) else 'cannot be proven bit-exact'
+        raise ProblemsError(f'the model {what} on {spec}', blocking, where=model.name)
     return target.export(model, spec, out_dir, x, force, sources)
+
+
+def recheck_calibrated(model: Any, spec: Any, target: Target, x: np.ndarray) -> CheckReport:
+    """The rules on the model as export will make it: a copy whose WRAP quantizers export's calibration (hgq
+    trace_minmax on the export data and its stress inputs) has re-derived."""
+    from .deploy import firmware
+
+    inputs = firmware.prepare(model, x)
+    firmware.calibrate(inputs.core, inputs)
+    return run_rules(inputs.core, spec, target.rules)
 
 
 def scan_model(path: Path, limits: Limits) -> dict:

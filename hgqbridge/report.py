@@ -151,7 +151,7 @@ class VerifyReport(_Report):
 class CheckItem:
     layer: str
     layer_class: str
-    status: str  # 'ok', 'warning', 'error'
+    status: str  # 'ok', 'warning', 'unverified' (cannot be proven bit-exact on every input), 'error'
     reason: str = ''
     fix: str = ''
 
@@ -164,7 +164,13 @@ class CheckReport(_Report):
 
     @property
     def deployable(self) -> bool:
-        return all(item.status != 'error' for item in self.items)
+        """True only when no item is an error or unverified: an export that cannot be proven bit-exact on every
+        input is never called deployable."""
+        return all(item.status not in ('error', 'unverified') for item in self.items)
+
+    @property
+    def unverified(self) -> list[CheckItem]:
+        return [item for item in self.items if item.status == 'unverified']
 
     def problems(self) -> list[Problem]:
         return [Problem(i.layer, i.reason, i.fix, i.status) for i in self.items if i.status != 'ok']
@@ -172,17 +178,24 @@ class CheckReport(_Report):
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), 'deployable': self.deployable}
 
+    def _verdict(self) -> str:
+        if self.deployable:
+            return 'deployable'
+        if any(item.status == 'error' for item in self.items):
+            return 'NOT deployable'
+        return 'unverified (NOT deployable: bit-exactness on every input cannot be proven)'
+
     def _markdown(self) -> tuple[str, list[str], list[list[Any]]]:
         rows = [[i.status, i.layer, i.layer_class, i.reason, i.fix] for i in self.items]
-        verdict = 'deployable' if self.deployable else 'NOT deployable'
+        verdict = self._verdict()
         return f'{self.model} on {self.target}: {verdict}', ['status', 'layer', 'class', 'reason', 'fix'], rows
 
     def to_text(self) -> str:
         lines = [f'Deployability of {self.model!r} on {self.target}:']
         for item in self.items:
             extra = f' - {item.reason}' + (f' Fix: {item.fix}' if item.fix else '') if item.reason else ''
-            lines.append(f'  {item.status.upper():<7} {item.layer:<22} {item.layer_class:<22}{extra}')
-        lines.append('Verdict: ' + ('deployable' if self.deployable else 'NOT deployable (see errors above)'))
+            lines.append(f'  {item.status.upper():<10} {item.layer:<22} {item.layer_class:<22}{extra}')
+        lines.append('Verdict: ' + (self._verdict() if self.deployable else f'{self._verdict()} (see above)'))
         return '\n'.join(lines)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from hgqbridge.errors import ExportError
+from hgqbridge.fixed import FixedFormat
 from hgqbridge.inspect import compute_ebops
 from hgqbridge.outputs import atomic_path
 from hgqbridge.report import ExportReport
@@ -16,7 +17,7 @@ from hgqbridge.report import ExportReport
 from ..deploy import firmware
 from ..deploy.progress import current
 from .rounding import rnd_conv_support
-from .rules import Target
+from .rules import MAX_WIDTH, Target
 from .tracing import traced
 
 
@@ -26,6 +27,28 @@ def _trace_model(core: Any, port: Any, dump: bool = False) -> Any:
 
     with rnd_conv_support():
         return trace_model(core, inputs_kif=(port.k, port.i, port.f), dump=dump)
+
+
+def narrow_port(inputs: firmware.FirmwareInputs) -> firmware.FirmwareInputs:
+    """An input port no wider than da4ml handles. Bits the first quantizers cannot tell apart are dropped: integer
+    bits beyond theirs plus one (SAT ones saturate, WRAP ones wrap, on the port as after it) and fractional bits
+    beyond theirs plus one (TRN and RND, floor(x 2^f + 1/2), read no deeper). The Keras model and the firmware are
+    compared on the narrowed port's values, which the first quantizers map exactly as they map the data."""
+    port = inputs.port
+    first = firmware.input_port_format(inputs.core)
+    if port.k + port.i + port.f <= MAX_WIDTH or first is None or first.round not in ('TRN', 'RND'):
+        return inputs
+    overflow = 'WRAP' if first.overflow == 'WRAP' else 'SAT'
+    narrow = FixedFormat(port.k, min(port.i, first.i + 1), min(port.f, first.f + 1), 'TRN', overflow)
+    if narrow.k + narrow.i + narrow.f > MAX_WIDTH:
+        raise ExportError(
+            f'the input port needs {narrow.k + narrow.i + narrow.f} bits, more than the {MAX_WIDTH} da4ml 0.6 computes correctly',
+            where=inputs.core.name,
+            fix='narrow the first quantizer of the model',
+        )
+    sets = {kind: narrow.quantize(data).astype(np.float32) for kind, data in inputs.sets.items()}
+    note = f'input port narrowed from {port.ap_type()} to {narrow.ap_type()} (da4ml handles {MAX_WIDTH} bits; the first quantizers read no further)'
+    return firmware.FirmwareInputs(inputs.core, narrow, sets, [*inputs.notes, note])
 
 
 def trace(core: Any, inputs: firmware.FirmwareInputs) -> Any:
@@ -68,6 +91,7 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
 
     inputs, ebops, seconds = firmware.start(model, x)
     progress = current()
+    inputs = narrow_port(inputs)
     t0 = time.perf_counter()
     comb = trace(inputs.core, inputs)
     seconds['trace'] = time.perf_counter() - t0

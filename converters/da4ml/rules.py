@@ -15,6 +15,10 @@ from hgqbridge.errors import HGQBridgeError
 from ..deploy.facts import LayerFacts
 from ..deploy.rules import Rule, common_rules
 
+#: da4ml 0.6's interpreter and generated logic keep a value's bits right up to 32 (a 33-bit input port already
+#: reads negative values as large positive ones: tests/converters/da4ml/test_export.py).
+MAX_WIDTH = 32
+
 
 @dataclass(frozen=True)
 class Target:
@@ -93,7 +97,21 @@ def _overflow(f: LayerFacts, t: Target) -> str | None:
     return f'overflow mode(s) {", ".join(sorted(bad))} are not supported' if bad else None
 
 
+def _port_width(f: LayerFacts, t: Target) -> str | None:
+    """The first quantizer sets the input port: its widest format plus one integer and one fractional bit (the
+    bits a saturating or rounding quantizer reads) must fit the 32 bits da4ml 0.6 computes correctly."""
+    if not f.reads_model_input:
+        return None
+    for role, info in f.quantizers.items():
+        if info is not None and role.startswith(('input', 'self')):
+            width = int(info.k.max() + info.i.max() + info.f.max()) + 2
+            if width > MAX_WIDTH or info.round not in ('TRN', 'RND', 'RND_CONV'):
+                return f'its {role} quantizer needs a {width}-bit input port, more than the {MAX_WIDTH} bits da4ml 0.6 computes correctly'
+    return None
+
+
 RULES = [
     *common_rules(SUPPORTED, 'replace the layer with a supported one', ('TRN', 'RND', 'RND_CONV')),
     Rule('overflow-mode', 'error', _overflow, 'use WRAP, SAT or SAT_SYM'),
+    Rule('port-width', 'error', _port_width, 'narrow the quantizer that reads the model input'),
 ]

@@ -13,6 +13,8 @@ import numpy as np
 
 from hgqbridge.inspect import QuantizerInfo, kind, layer_quantizers, parents, producer, quantizer_info
 
+from .float32 import Range, propagate
+
 
 @dataclass
 class LayerFacts:
@@ -34,9 +36,11 @@ class LayerFacts:
     n_inputs: int = 1
     reads_model_input: bool = False  # directly, or through Flatten/Reshape only
     clipped_relu: bool = False  # a Keras ReLU with max_value, negative_slope or threshold
-    float_scale: bool = False  # a batch normalization whose scale is not a power of two: x * scale rounds in float32
     rank: int = 0  # rank of the (first) input, the batch axis included
     pool_areas: tuple[int, ...] = ()  # pooling layers: every number of cells a window averages (padding excluded)
+    float32_bits: int = 0  # significant bits its float32 products and sums need (float32.py); -1: unbounded input
+    signed_input: bool = True  # its (first) input may be negative (float32.Range.signed)
+    recalibrated: tuple[str, ...] = ()  # roles of WRAP quantizers whose integer bits export re-derives from its data
 
 
 def layer_facts(model: Any) -> list[LayerFacts]:
@@ -45,10 +49,14 @@ def layer_facts(model: Any) -> list[LayerFacts]:
     quantized_out: dict[str, bool] = {}
     from_input: set[str] = {producer(t).name for t in model.inputs}
     facts = []
+    ranges: dict[str, Range | None] = {}
     for layer in model.layers:
         cls = type(layer).__name__
-        qs = {role: quantizer_info(q) for role, q in layer_quantizers(layer).items()}
+        raw = layer_quantizers(layer)
+        qs = {role: quantizer_info(q) for role, q in raw.items()}
         parents_ = parents(layer)
+        first_in = ranges.get(parents_[0]) if parents_ else None
+        ranges[layer.name], bits = propagate(layer, cls, [ranges.get(p) for p in parents_], qs)
         reads_input = bool(parents_) and any(p in from_input for p in parents_) and cls != 'InputLayer'
         if reads_input and cls in ('Flatten', 'Reshape'):
             from_input.add(layer.name)
@@ -73,9 +81,11 @@ def layer_facts(model: Any) -> list[LayerFacts]:
                 n_out=int(layer.kernel.shape[-1]) if kind(layer) == 'arithmetic' and hasattr(layer, 'kernel') else 0,
                 positions=_positions(layer),
                 reads_model_input=reads_input,
-                float_scale=cls == 'QBatchNormalization' and _float_scale(layer),
                 rank=_rank(layer),
                 pool_areas=_pool_areas(layer),
+                float32_bits=bits,
+                signed_input=first_in is None or first_in.signed,
+                recalibrated=tuple(role for role, q in raw.items() if _recalibrated(q)),
                 clipped_relu=cls == 'ReLU'
                 and (layer.max_value is not None or bool(layer.negative_slope) or bool(layer.threshold)),
             )
@@ -83,18 +93,10 @@ def layer_facts(model: Any) -> list[LayerFacts]:
     return facts
 
 
-def _float_scale(layer: Any) -> bool:
-    """A batch normalization whose products x * scale may need more than float32's 24 significant bits: the
-    scale's significant bits plus the input's width (16 when its input quantizer is off)."""
-    scale = np.abs(np.asarray(layer.qscaler_and_qoffset[0], dtype=np.float64)).ravel()
-    scale = scale[scale > 0]
-    if not scale.size:
-        return False
-    mantissa = np.frexp(scale)[0] * 2.0**53
-    significant = int(max(53 - (int(m) & -int(m)).bit_length() + 1 for m in mantissa))
-    info = quantizer_info(layer.iq) if getattr(layer, 'enable_iq', False) else None
-    width = int(np.max(info.width)) if info is not None else 16
-    return significant + width > 24
+def _recalibrated(q: Any) -> bool:
+    """A trainable WRAP quantizer: hgq's trace_minmax (run by every export on its data) resets its integer bits."""
+    inner = getattr(q, 'quantizer', None)
+    return hasattr(inner, '_i_decay_speed') and bool(getattr(inner, 'trainable', False)) and bool(getattr(q, 'trainable', True))
 
 
 def _positions(layer: Any) -> int:

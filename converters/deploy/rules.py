@@ -11,12 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
-
 from hgqbridge.report import CheckItem, CheckReport
 
 from . import cost
 from .facts import LayerFacts, layer_facts
+from .float32 import FLOAT32_BITS
 
 Target = Any  # a target's own option dataclass (converters/<target>/rules.py); it has ``tool`` and a ``str()``
 
@@ -25,10 +24,12 @@ Target = Any  # a target's own option dataclass (converters/<target>/rules.py); 
 class Rule:
     """``test(facts, target)`` returns the specific reason when the rule fires, else None. A ``model`` rule is
     tested once, on the facts of all layers together (a list), and reported against the model; when it does not
-    fire, its ``note`` (if any) gives the text of an ok line for the model (e.g. the export cost estimate)."""
+    fire, its ``note`` (if any) gives the text of an ok line for the model (e.g. the export cost estimate).
+    ``unverified``: the export may be bit-exact, but nothing proves it on every input, so the model is not called
+    deployable."""
 
     name: str
-    severity: Literal['error', 'warning']
+    severity: Literal['error', 'unverified', 'warning']
     test: Callable[[Any, Any], str | None]
     fix: str
     scope: Literal['layer', 'model'] = 'layer'
@@ -102,17 +103,61 @@ def zero_width(f: LayerFacts, t: Target) -> str | None:
 
 
 def float32_accumulation(f: LayerFacts, t: Target) -> str | None:
-    """The Keras model computes in float32 (24-bit mantissa); firmware sums exactly. Wider sums may round."""
-    if f.float_scale:
-        return 'its scale is not a power of two, so the Keras model rounds x * scale in float32 where the firmware is exact'
-    x, w = f.quantizers.get('input'), f.quantizers.get('kernel')
-    if not f.fan_in or x is None or w is None:
+    """The Keras model computes in float32 (24-bit significand); the firmware sums exactly (float32.py)."""
+    if f.float32_bits < 0:
+        return 'the range of its input is not bounded by a quantizer, so its float32 sums cannot be proven exact'
+    if f.float32_bits <= FLOAT32_BITS:
         return None
-    integer = int((x.k + x.i).max() + (w.k + w.i).max()) + int(np.ceil(np.log2(f.fan_in)))
-    bits = integer + int(x.f.max() + w.f.max())
-    if bits <= 24:
-        return None
-    return f'its sums need up to {bits} significant bits, more than float32 holds, so the Keras model may round where the firmware is exact'
+    return (
+        f'its products and sums need up to {f.float32_bits} significant bits (its quantized weights and biases, '
+        f'its input formats), more than float32 holds, so the Keras model rounds where the firmware is exact'
+    )
+
+
+#: Table layers: HGQ2 evaluates them in float32 in Keras; the targets build their own tables (da4ml's tracer in
+#: float64 numpy, hgq/_dais_tracer/layers/table.py and QSoftmax's; hls4ml's Softmax/UnaryLUT templates).
+TABLE_LAYERS = ('QSoftmax', 'QUnaryFunctionLUT')
+
+
+def table_layer(f: LayerFacts, t: Target) -> str | None:
+    if f.cls in TABLE_LAYERS:
+        return (
+            f'a table layer: the Keras model evaluates its function in float32, {t.tool} regenerates the table its own way, '
+            'and no test proves the two equal on every input'
+        )
+    return None
+
+
+#: da4ml's tracer casts k, i, f to int8 (hgq/_dais_tracer/layers/_base.py mirror_quantizer); hls4ml's bit-exact
+#: pass caps requested integer and fractional bits at 126 (hls4ml bit_exact.py _maximum_kif_at_shape).
+KIF_LIMIT = 126
+
+
+def extreme_format(f: LayerFacts, t: Target) -> str | None:
+    for role, info in f.quantizers.items():
+        if info is None or role in ('kernel', 'bias'):
+            continue
+        low, high = int(min(info.i.min(), info.f.min())), int(max(info.i.max(), info.f.max()))
+        if low < -KIF_LIMIT or high > KIF_LIMIT:
+            return f'the {role} quantizer has integer/fractional bits from {low} to {high}, beyond the +-{KIF_LIMIT} {t.tool} handles'
+    return None
+
+
+def wide_activation(f: LayerFacts, t: Target) -> str | None:
+    """A quantizer wider than float32's significand: its saturation bound 2^i - 2^-f is not a float32 number."""
+    for role, info in f.quantizers.items():
+        if info is not None and role not in ('kernel', 'bias') and int(info.width.max()) > FLOAT32_BITS:
+            return f'the {role} quantizer is {int(info.width.max())} bits wide; float32 holds {FLOAT32_BITS}, so the Keras model rounds its values and its saturation bound'
+    return None
+
+
+def recalibrated(f: LayerFacts, t: Target) -> str | None:
+    if f.recalibrated:
+        return (
+            f'WRAP quantizer(s) on the {", ".join(f.recalibrated)}: export re-derives their integer bits from its data '
+            '(hgq trace_minmax), so export checks the calibrated model again and refuses it if it is not deployable'
+        )
+    return None
 
 
 def round_modes(allowed: tuple[str, ...]) -> Callable[[LayerFacts, Target], str | None]:
@@ -151,9 +196,13 @@ def common_rules(supported: tuple[str, ...], supported_fix: str, round_allowed: 
         ),
         Rule(
             'float32-sums',
-            'warning',
+            'unverified',
             float32_accumulation,
-            'narrow the formats (hgqbridge finetune), or use power-of-two weight scales',
+            'narrow the formats (fewer fractional bits on tiny weights and biases; hgqbridge finetune), or quantize the input',
         ),
         Rule('export-cost', 'warning', cost.export_cost, cost.FIX, 'model', cost.describe),
+        Rule('table-layer', 'unverified', table_layer, 'keep the softmax head float (it is not exported), or replace the table'),
+        Rule('extreme-format', 'error', extreme_format, 'give the quantizer a sensible range (convert with --calibration)'),
+        Rule('wide-quantizer', 'unverified', wide_activation, 'use at most 24 bits per activation quantizer'),
+        Rule('export-calibration', 'warning', recalibrated, 'calibrate before export, or use SAT quantizers'),
     ]

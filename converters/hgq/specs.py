@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hgqbridge.fixed import FormatArray
+from hgqbridge.fixed import FixedFormat, FormatArray
 
 from .policy import FloatPolicy
 from .tensors import (
@@ -84,44 +84,57 @@ class IdentitySpec:
 @dataclass(frozen=True)
 class FloatActivationSpec:
     """A float activation: relu (exact on any input); anything else (softmax, sigmoid, tanh, ...) stays a float
-    Keras activation, reported as not bit-exact, unless a float policy quantizes it: QSoftmax for softmax and a
-    QUnaryFunctionLUT (a table between a quantized input and a quantized output) for the others."""
+    Keras activation, reported as not bit-exact, unless a float policy quantizes it: a QUnaryFunctionLUT (a
+    table between a quantized input and a quantized output). Softmax stays float even then, with the reason."""
 
     activation: str
 
     def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
         import keras
 
+        if self.activation == 'relu' and ctx.policy is not None and not ctx.policy.dummy and ctx.policy.overflow == 'SAT':
+            # a float source's ReLU becomes an unsigned saturating quantizer, max(0, x) quantized, applied by the
+            # next layer's input quantizer (integer bits from calibration): one quantizer every target computes
+            t = materialize(inputs[0], ctx)
+            fmt = FixedFormat(0, 3, ctx.policy.bits - 3, 'RND', 'SAT')
+            ctx.note(
+                name, f'ReLU of a float source: an unsigned saturating quantizer {fmt} (max(0, x), integer bits from calibration)'
+            )
+            return Tensor(t.value, name, pending=fmt, pending_layer=name, quantized=True)
         if self.activation == 'relu':
             t = materialize(inputs[0], ctx)
             ctx.ref(name, TensorRef(name))
             return Tensor(keras.layers.ReLU(name=name)(t.value), name, quantized=t.quantized)
-        if ctx.policy is not None and not ctx.policy.dummy:
+        quantize = ctx.policy is not None and not ctx.policy.dummy
+        if quantize and self.activation != 'softmax':
             return self._quantized(name, inputs[0], ctx)
         t = materialize(inputs[0], ctx)
         layer = keras.layers.Activation(self.activation, name=name)
         ctx.inexact[name] = f'float {self.activation}'
-        ctx.note(name, f'float {self.activation}: kept float (not bit-exact, not deployable as such)')
+        if quantize:  # softmax of a float source
+            ctx.note(
+                name,
+                'softmax kept float: no quantized softmax is proven bit-exact in firmware (QSoftmax is a table layer); '
+                'as the output head it is not exported, the firmware outputs the logits (argmax unchanged)',
+            )
+        else:
+            ctx.note(name, f'float {self.activation}: kept float (not bit-exact, not deployable as such)')
         ctx.ref(name, TensorRef(name))
         return Tensor(layer(t.value), name)
 
     def _quantized(self, name: str, t: Tensor, ctx: BuildContext) -> Tensor:
-        from hgq.layers import QSoftmax, QUnaryFunctionLUT
+        from hgq.layers import QUnaryFunctionLUT
 
         policy = ctx.policy or FloatPolicy()
         iq, enable_iq = take_input_quantizer(t, ctx, name)
         if iq is None and not enable_iq:  # already quantized upstream: the table still needs an input format
             iq, enable_iq = policy.activation_format(), True
         ctx.inexact[name] = f'{self.activation} of a float source, quantized'
-        if self.activation == 'softmax':
-            layer = QSoftmax(iq_conf=quantizer_config(iq, 'datalane'), enable_iq=True, name=name)
-            ctx.note(name, f"QSoftmax, input {iq} (integer bits from calibration), HGQ2's default exp/inverse tables")
-        else:
-            out = policy.activation_format()
-            layer = QUnaryFunctionLUT(
-                self.activation, iq_conf=quantizer_config(iq, 'datalane'), oq_conf=quantizer_config(out, 'datalane'), name=name
-            )
-            ctx.note(name, f'QUnaryFunctionLUT({self.activation}): input {iq}, output {out} (integer bits from calibration)')
+        out = policy.activation_format()
+        layer = QUnaryFunctionLUT(
+            self.activation, iq_conf=quantizer_config(iq, 'datalane'), oq_conf=quantizer_config(out, 'datalane'), name=name
+        )
+        ctx.note(name, f'QUnaryFunctionLUT({self.activation}): input {iq}, output {out} (integer bits from calibration)')
         ctx.ref(name, TensorRef(name))
         return Tensor(layer(t.value), name, quantized=True)
 

@@ -121,6 +121,16 @@ def _clipped_relu(f: LayerFacts, t: Target) -> str | None:
     return 'hls4ml 1.3 converts only a plain ReLU (no max_value, negative_slope or threshold)' if f.clipped_relu else None
 
 
+def _signed_relu(f: LayerFacts, t: Target) -> str | None:
+    if f.cls == 'ReLU' and f.signed_input and not f.clipped_relu:
+        return (
+            'hls4ml 1.3 compiles a Keras ReLU as thresholded_relu with its threshold typed ap_ufixed<2,32>, and that '
+            'comparison lets negative inputs through (measured: -0.62 came out as 15.38), so a ReLU whose input may be '
+            'negative is not exported exactly'
+        )
+    return None
+
+
 def _lut_template(f: LayerFacts, t: Target) -> str | None:
     if f.cls == 'QUnaryFunctionLUT' and t.backend in ('oneapi', 'quartus', 'catapult'):
         return f'{t.backend} has no template for the lookup-table activation'
@@ -207,6 +217,12 @@ RULES = [
     Rule('catapult-heterogeneous', 'error', _catapult_masks, 'use Vitis or Vivado'),
     Rule('clipped-relu', 'error', _clipped_relu, 'use the da4ml target (it computes clipped and leaky ReLUs exactly)'),
     Rule('lut-template', 'error', _lut_template, 'use Vitis or Vivado'),
+    Rule(
+        'signed-relu',
+        'error',
+        _signed_relu,
+        "put the ReLU inside the layer before it (activation='relu'), use an unsigned quantizer, or the da4ml target",
+    ),
     Rule('da-strategy', 'error', _da_strategy, 'use reuse factor 1 on Vitis/Vivado, or the latency strategy'),
     Rule('no-csim-here', 'warning', _no_csim, 'export writes the project; verify it where the vendor compiler exists', 'model'),
     Rule('quartus-deprecated', 'warning', _quartus, 'prefer oneAPI or Vitis', 'model'),

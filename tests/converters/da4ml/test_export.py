@@ -85,9 +85,37 @@ def test_verilated_rtl_is_bit_exact(name: str, conversions: dict, golden_inputs:
 
 
 def test_mismatch_names_the_first_diverging_layer(conversions: dict, golden_inputs: dict, tmp_path: Path) -> None:
-    """alpha='auto' weights are 25+ bits wide: the float32 Keras model rounds where da4ml is exact, in layer d."""
+    """alpha='auto' weights are 25+ bits wide: the float32 Keras model rounds where da4ml is exact, in layer d.
+    check says so (float32-sums: unverified) and export refuses it; the exporter itself, run past the check,
+    finds the mismatch and names the layer."""
+    from hgqbridge.converters import parse_target
+    from hgqbridge.errors import ProblemsError
+
     name = 'zoo_bits_auto_kernel'
-    report = hgqbridge.export(conversions[name].model, 'da4ml', tmp_path / 'prj', golden_inputs[name], rtl=False)
+    check = hgqbridge.check(conversions[name].model, 'da4ml')
+    assert not check.deployable and [i.layer for i in check.unverified] == ['d']
+    with pytest.raises(ProblemsError, match='float32-sums'):
+        hgqbridge.export(conversions[name].model, 'da4ml', tmp_path / 'refused', golden_inputs[name], rtl=False)
+    target, spec = parse_target('da4ml', {'rtl': False})
+    report = target.export(conversions[name].model, spec, tmp_path / 'prj', golden_inputs[name])
     assert not report.ok and report.mismatches['normal'] > 0
     assert report.first_divergence == {'normal': 'd', 'stress': 'd'}
     assert 'first diverging layer: d' in report.to_text()
+
+
+@pytest.mark.parametrize('width', [32, 33])
+def test_da4ml_computes_32_bit_values_and_no_wider(width: int) -> None:
+    """The source of the port-width rule (converters/da4ml/rules.py MAX_WIDTH): a signed input of ``width`` bits
+    saturated to ap_fixed<4,4>. At 32 bits da4ml 0.6's interpreter is right; at 33 it reads -3 and -7 as large
+    positive numbers (this test fails, and the limit can be lifted, when da4ml fixes it)."""
+    import numpy as np
+    from da4ml.trace import FixedVariableArrayInput, comb_trace
+    from da4ml.trace.ops import quantize
+
+    from hgqbridge.converters.da4ml.rules import MAX_WIDTH
+
+    inp = FixedVariableArrayInput((1,))
+    x = inp.quantize(np.array([1]), np.array([width - 1]), np.array([0]))
+    y = quantize(x, np.array([1]), np.array([3]), np.array([0]), 'SAT', 'TRN')
+    got = comb_trace(inp, y).predict(np.array([[-3.0], [-7.0], [5.0], [-20.0]])).ravel().tolist()
+    assert (got == [-3.0, -7.0, 5.0, -8.0]) == (width <= MAX_WIDTH), got

@@ -38,6 +38,8 @@ PLAIN = LayerFacts(
     fed_by_quantizer=True,
     fan_in=16,
     n_out=8,
+    float32_bits=20,
+    signed_input=False,
 )
 HETERO = QuantizerInfo(np.array([1, 1]), np.array([2, 3]), np.array([5, 5]), 'RND_CONV', 'SAT')
 
@@ -53,7 +55,12 @@ FIRES: dict[str, tuple[LayerFacts | list[LayerFacts], str, dict]] = {
     'quantize-first': (replace(PLAIN, fed_by_quantizer=False, quantizers={'kernel': q(1, 0, 3)}), 'da4ml', {}),
     'dense-activation': (replace(PLAIN, activation='tanh'), 'da4ml', {}),
     'round-mode': (replace(PLAIN, quantizers={'input': q(rnd='S_RND')}), 'da4ml', {}),
-    'float32-sums': (replace(PLAIN, quantizers={'input': q(1, 8, 10), 'kernel': q(1, 4, 10)}, fan_in=64), 'da4ml', {}),
+    'float32-sums': (replace(PLAIN, float32_bits=25), 'da4ml', {}),
+    'table-layer': (replace(PLAIN, cls='QSoftmax', arithmetic=False), 'da4ml', {}),
+    'extreme-format': (replace(PLAIN, quantizers={'input': q(1, -130, 135)}), 'hls4ml:vitis', {}),
+    'wide-quantizer': (replace(PLAIN, quantizers={'input': q(1, 6, 18)}), 'da4ml', {}),
+    'port-width': (replace(PLAIN, reads_model_input=True, quantizers={'input': q(1, 20, 12)}), 'da4ml', {}),
+    'export-calibration': (replace(PLAIN, recalibrated=('input',)), 'da4ml', {}),
     'overflow-mode': (replace(PLAIN, quantizers={'input': q(ovf='SAT_WEIRD')}), 'da4ml', {}),
     'clipped-relu-rank': (
         replace(PLAIN, cls='ReLU', clipped_relu=True, arithmetic=False, quantizers={}, rank=3),
@@ -66,6 +73,7 @@ FIRES: dict[str, tuple[LayerFacts | list[LayerFacts], str, dict]] = {
     'io-stream-heterogeneous': (replace(PLAIN, quantizers={'input': HETERO}), 'hls4ml:vitis', {'io_type': 'io_stream'}),
     'catapult-heterogeneous': (replace(PLAIN, quantizers={'input': HETERO}), 'hls4ml:catapult', {}),
     'clipped-relu': (replace(PLAIN, cls='ReLU', clipped_relu=True, arithmetic=False, quantizers={}), 'hls4ml:vitis', {}),
+    'signed-relu': (replace(PLAIN, cls='ReLU', arithmetic=False, quantizers={}, signed_input=True), 'hls4ml:vitis', {}),
     'lut-template': (replace(PLAIN, cls='QUnaryFunctionLUT', arithmetic=False), 'hls4ml:quartus', {}),
     'da-strategy': (PLAIN, 'hls4ml:vitis', {'strategy': 'distributed_arithmetic', 'reuse_factor': 2}),
     'no-csim-here': ([PLAIN], 'hls4ml:oneapi', {}),
@@ -116,7 +124,7 @@ def test_rule_fires_on_its_facts_and_not_on_a_plain_layer(target_name: str, name
     plain = [PLAIN] if rule.scope == 'model' else PLAIN
     quiet_target = parse_target('hls4ml:vitis', {})[1] if text.startswith('hls4ml') else spec
     assert rule.test(plain, quiet_target) is None, name
-    assert rule.fix and rule.severity in ('error', 'warning')
+    assert rule.fix and rule.severity in ('error', 'unverified', 'warning')
 
 
 def test_every_rule_has_a_row() -> None:
@@ -133,3 +141,28 @@ def test_check_never_modifies_the_model(conversions: dict) -> None:
     for text in ('alkaid', 'da4ml', 'hls4ml:vitis'):
         hgqbridge.check(model, text)
     assert all(np.array_equal(a, np.array(b)) for a, b in zip(before, model.get_weights()))
+
+
+def test_an_unverified_item_makes_the_model_not_deployable() -> None:
+    from hgqbridge.report import CheckItem, CheckReport
+
+    report = CheckReport('m', 'da4ml', [CheckItem('d', 'QDense', 'ok'), CheckItem('s', 'QSoftmax', 'unverified', 'table', 'x')])
+    assert not report.deployable and report.unverified == [report.items[1]]
+    assert 'unverified (NOT deployable' in report.to_text() and report.to_dict()['deployable'] is False
+    warned = CheckReport('m', 'da4ml', [CheckItem('s', 'Activation', 'warning', 'float head', 'x')])
+    assert warned.deployable and warned.to_text().endswith('Verdict: deployable')
+
+
+def test_float32_bound_uses_the_actual_weights_and_the_bias() -> None:
+    """x in ap_fixed<8,4> (|x| <= 16, multiples of 2^-4) times w = [0.5, 0.75] (fractional bits 1 and 2):
+    bound 16 * 1.25 = 20, LSB 2^-6, 20 * 64 = 1280 -> 11 bits; a bias 2^-30 pushes the LSB to 2^-30 -> 35 bits."""
+    from hgqbridge.converters.deploy.float32 import Range, frac_bits, matmul_bound, scale_bound
+
+    x = Range(np.full(2, 16.0), np.full(2, 4))
+    out, bits = matmul_bound(x, np.array([[0.5], [0.75]]), None)
+    assert bits == 11 and out.amax.tolist() == [20.0] and out.frac.tolist() == [6]
+    _, bits = matmul_bound(x, np.array([[0.5], [0.75]]), np.array([2.0**-30]))
+    assert bits == 35
+    assert frac_bits(np.array([0.75, 3.0, 2.0**-30, 12.0])).tolist() == [2, 0, 30, -2]
+    _, bits = scale_bound(x, np.array([0.5, 3.0]), np.array([0.25, 0.0]))
+    assert bits == int(np.ceil(np.log2(48 * 2**4)))  # channel 1: 16 * 3 = 48 with LSB 2^-4; channel 0: 8.25 * 2^5
