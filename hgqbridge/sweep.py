@@ -18,44 +18,15 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .evaluation import Score
+from .sweepmerge import SweepResult
 
 #: the trial grid, cycled: (beta scale of the automatic range, learning-rate factor). Run 0 is plain finetune.
 GRID = [(1.0, 1.0), (3.0, 1.0), (0.3, 1.0), (10.0, 1.0), (1.0, 2.0), (3.0, 0.5), (30.0, 1.0), (0.1, 1.0)]
-
-
-@dataclass
-class SweepResult:
-    model: Any
-    metric: str
-    out_dir: str
-    front: list[dict] = field(default_factory=list)  # global Pareto points, lowest EBOPs first
-    chosen: dict | None = None  # the front point chosen (None: the starting model is kept)
-    scores: dict[str, Score] = field(default_factory=dict)
-    baseline_ebops: int = 0
-    chosen_ebops: int = 0
-    runs: int = 0
-    seconds: float = 0.0
-    trials: list[dict] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            'metric': self.metric,
-            'runs': self.runs,
-            'seconds': self.seconds,
-            'baseline_ebops': self.baseline_ebops,
-            'chosen_ebops': self.chosen_ebops,
-            'chosen': self.chosen,
-            'scores': {k: s.to_dict() for k, s in self.scores.items()},
-            'front': self.front,
-            'trials': self.trials,
-        }
 
 
 def trial_configs(runs: int, learning_rate: float) -> list[dict]:

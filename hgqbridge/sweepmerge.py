@@ -8,6 +8,7 @@ within ``tolerance`` of the starting model on validation; its test score is what
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,34 @@ import numpy as np
 
 from .evaluation import Score, make_splits, score
 from .runfiles import pareto_front, write_json
+
+
+@dataclass
+class SweepResult:
+    model: Any
+    metric: str
+    out_dir: str
+    front: list[dict] = field(default_factory=list)  # global Pareto points, lowest EBOPs first
+    chosen: dict | None = None  # the front point chosen (None: the starting model is kept)
+    scores: dict[str, Score] = field(default_factory=dict)
+    baseline_ebops: int = 0
+    chosen_ebops: int = 0
+    runs: int = 0
+    seconds: float = 0.0
+    trials: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            'metric': self.metric,
+            'runs': self.runs,
+            'seconds': self.seconds,
+            'baseline_ebops': self.baseline_ebops,
+            'chosen_ebops': self.chosen_ebops,
+            'chosen': self.chosen,
+            'scores': {k: s.to_dict() for k, s in self.scores.items()},
+            'front': self.front,
+            'trials': self.trials,
+        }
 
 
 def trial_points(out: Path) -> tuple[list[dict], list[dict]]:
@@ -40,7 +69,6 @@ def merge(out: Path, runs: int, tolerance: float, metric: str, seconds: float, r
     from .inspect import calibrate
     from .models import load_model
     from .start import training_start
-    from .sweep import SweepResult
 
     points, reports = trial_points(out)
     front = global_front(points)
