@@ -13,7 +13,7 @@ import numpy as np
 
 from hgqbridge.inspect import QuantizerInfo, kind, layer_quantizers, parents, producer, quantizer_info
 
-from .float32 import Range, propagate
+from .float32 import Range, pool_areas, propagate
 
 
 @dataclass
@@ -82,7 +82,7 @@ def layer_facts(model: Any) -> list[LayerFacts]:
                 positions=_positions(layer),
                 reads_model_input=reads_input,
                 rank=_rank(layer),
-                pool_areas=_pool_areas(layer),
+                pool_areas=pool_areas(layer),
                 float32_bits=bits,
                 signed_input=first_in is None or first_in.signed,
                 recalibrated=tuple(role for role, q in raw.items() if _recalibrated(q)),
@@ -110,29 +110,6 @@ def _positions(layer: Any) -> int:
 def _rank(layer: Any) -> int:
     inputs = layer.input if isinstance(layer.input, list | tuple) else [layer.input]
     return len(inputs[0].shape) if inputs else 0
-
-
-def _pool_areas(layer: Any) -> tuple[int, ...]:
-    """The cell counts a pooling window covers, over every output position ('same' windows at the edges cover
-    fewer); a global pooling covers every position; () for other layers."""
-    import itertools
-
-    from keras.src.layers.pooling.base_global_pooling import BaseGlobalPooling
-    from keras.src.layers.pooling.base_pooling import BasePooling
-
-    if isinstance(layer, BaseGlobalPooling):
-        return (int(np.prod(layer.input.shape[1:-1])),)
-    if not isinstance(layer, BasePooling):
-        return ()
-    per_axis = []
-    for n, p, s in zip(layer.input.shape[1:-1], layer.pool_size, layer.strides):
-        if layer.padding == 'valid':
-            per_axis.append({int(p)})
-            continue
-        out = -(-int(n) // int(s))
-        before = max((out - 1) * s + p - n, 0) // 2
-        per_axis.append({min(j * s - before + p, n) - max(j * s - before, 0) for j in range(out)})
-    return tuple(sorted({int(np.prod(c)) for c in itertools.product(*per_axis)}))
 
 
 def _fan_in(layer: Any) -> int:

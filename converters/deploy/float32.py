@@ -103,6 +103,45 @@ def sum_bound(xs: list[Range]) -> tuple[Range, int]:
     return Range(bound, frac), significant_bits(bound, frac)
 
 
+def pool_areas(layer: Any) -> tuple[int, ...]:
+    """The cell counts a pooling window covers, over every output position ('same' windows at the edges cover
+    fewer); a global pooling covers every position; () for other layers."""
+    import itertools
+
+    from keras.src.layers.pooling.base_global_pooling import BaseGlobalPooling
+    from keras.src.layers.pooling.base_pooling import BasePooling
+
+    if isinstance(layer, BaseGlobalPooling):
+        return (int(np.prod(layer.input.shape[1:-1])),)
+    if not isinstance(layer, BasePooling):
+        return ()
+    per_axis = []
+    for n, p, s in zip(layer.input.shape[1:-1], layer.pool_size, layer.strides):
+        if layer.padding == 'valid':
+            per_axis.append({int(p)})
+            continue
+        out = -(-int(n) // int(s))
+        before = max((out - 1) * s + p - n, 0) // 2
+        per_axis.append({min(j * s - before + p, n) - max(j * s - before, 0) for j in range(out)})
+    return tuple(sorted({int(np.prod(c)) for c in itertools.product(*per_axis)}))
+
+
+def pool_bound(x: Range, areas: tuple[int, ...]) -> tuple[Range | None, int]:
+    """An average pooling: a float32 sum of at most ``max(areas)`` inputs, then a division by the window's cell
+    count, exact only when every count is a power of two (else the division rounds: unbounded)."""
+    if not areas or any(a & (a - 1) for a in areas):
+        return None, -1
+    amax, frac = np.asarray(x.amax, dtype=np.float64), np.asarray(x.frac)
+    bits = significant_bits(amax * max(areas), frac)
+    return Range(amax, frac + int(max(areas)).bit_length() - 1, x.signed), bits
+
+
+#: HGQ2's and Keras's average poolings (their float32 sum, then the division by the cell count).
+AVERAGE_POOLING = frozenset(
+    f'{q}{kind}Pooling{d}D' for q in ('Q', '') for kind in ('Average', 'GlobalAverage') for d in (1, 2, 3)
+)
+
+
 def layer_range(layer: Any, cls: str, x: list[Range | None], quantizers: dict[str, Any]) -> tuple[Range | None, int]:
     """(output range, float32 bits needed; -1: cannot be bounded, 0: no float32 arithmetic) for one layer, from
     the ranges of its inputs after its own input quantizers (already applied in ``x``)."""
@@ -121,6 +160,8 @@ def layer_range(layer: Any, cls: str, x: list[Range | None], quantizers: dict[st
         if any(r is None for r in x):
             return None, -1
         return sum_bound([r for r in x if r is not None])
+    if cls in AVERAGE_POOLING:
+        return (None, -1) if x[0] is None else pool_bound(x[0], pool_areas(layer))
     if cls in ('Concatenate', 'QMaximum', 'QMinimum', 'Maximum', 'Minimum'):
         if any(r is None for r in x):
             return None, 0
