@@ -105,13 +105,17 @@ def describe(facts: list[LayerFacts], target: Any) -> str:
 def export_cost(facts: list[LayerFacts], target: Any) -> str | None:
     """The warning past WARN_SECONDS or WARN_MIB (a model rule: ``facts`` is every layer's)."""
     m, seconds, mib, fit = estimate(facts, target)
-    if seconds is None or mib is None or fit is None:
-        return None
+    if seconds is None or mib is None or fit is None:  # no fit for this target: warn on size alone
+        return describe(facts, target) + f', more than {NO_FIT_WARN:,} multiplications' if m > NO_FIT_WARN else None
     unknown = not fit.growth_measured and m > UNKNOWN_BEYOND * fit.largest
     if seconds <= WARN_SECONDS and mib <= WARN_MIB and not unknown:
         return None
     return describe(facts, target)
 
+
+#: Without a benchmark fit for the target (alkaid today), warn past this many multiplications: 30x the largest
+#: model any fit measured, where da4ml's export already took minutes.
+NO_FIT_WARN = 100_000
 
 FIX = (
     'hls4ml: --strategy resource with a larger --reuse-factor, or --io-type io_stream; any target: a smaller model, '
