@@ -103,12 +103,13 @@ KERAS_CLASSES = (
 SUPPORTED = HGQ_CLASSES + KERAS_CLASSES
 
 #: The subset that tests/converters/alkaid/test_export.py and tests/converters/test_matrix.py export and prove
-#: bit-exact today (the matrix fails when one of them is not in some model it exported bit-exactly).
+#: bit-exact today (the matrix fails when one of them is not in some model it exported bit-exactly). Not
+#: QBatchNormalization: every fixture's scale needs 30+ significant bits in float32 (check: unverified), so no
+#: model holding one is deployable, though the forced exports of zoo_qbatchnorm_bits match on the data at hand.
 VERIFIED = (
     'QDense',
     'QConv1D',
     'QConv2D',
-    'QBatchNormalization',
     'QAdd',
     'QAveragePooling1D',
     'QAveragePooling2D',
