@@ -50,8 +50,14 @@ def test_every_peer_model(entry: dict[str, Any]) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize('isa', ISAS)
 def test_peer_goldens_are_what_qkeras_computes_today(isa: str) -> None:
-    """Re-run the real QKeras 0.9.0 on every committed peer model (its --check), as on three CPUs."""
+    """Re-run the real QKeras 0.9.0 on the committed peer models (its --check), as on three CPUs: every model on this
+    CPU's own instruction set; with oneDNN limited to AVX2 or SSE4.1, the 53 models of hls4ml's own QKeras tests
+    (the trained shapes, with the float softmax and batch-norm heads where float32 kernels differ between CPUs): a
+    full re-run takes about 20 minutes per instruction set on 2 cores, more than the suite's budget allows thrice."""
     ref = ROOT / '.qkeras-ref'
     assert (ref / 'qkeras').is_dir(), f'the QKeras reference environment is missing: run `make qkeras-ref` (creates {ref})'
-    result = rerun_reference(PEERS / 'make_fixtures.py', {'TF_USE_LEGACY_KERAS': '1', 'PYTHONPATH': str(ref)}, isa, timeout=5400)
-    assert set(result['results']) == {e['name'] for e in MODELS}
+    only = () if isa == 'DEFAULT' else ('--only', '^hls4ml_')
+    env = {'TF_USE_LEGACY_KERAS': '1', 'PYTHONPATH': str(ref)}
+    result = rerun_reference(PEERS / 'make_fixtures.py', env, isa, *only, timeout=3600)
+    expected = {e['name'] for e in MODELS if isa == 'DEFAULT' or e['name'].startswith('hls4ml_')}
+    assert set(result['results']) == expected and len(expected) >= 53
