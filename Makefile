@@ -87,6 +87,10 @@ fixtures: qkeras-ref
 	PYTHONPATH=$(REFO) $(BIN)/python fixtures/onnx/make_fixtures.py
 	$(REFH)/bin/python fixtures/hgq1/make_fixtures.py
 
+# Re-check every committed QKeras peer golden against the real QKeras (make test re-checks hls4ml's and the sweep's).
+fixtures-check: qkeras-ref
+	TF_USE_LEGACY_KERAS=1 PYTHONPATH=$(REF) $(BIN)/python fixtures/qkeras_peers/make_fixtures.py --check > /dev/null
+
 bench: install
 	$(BIN)/python bench/finetune.py
 	$(BIN)/python bench/export_scaling.py
