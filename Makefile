@@ -12,7 +12,7 @@ REFH   := .hgq1-ref
 # HGQ1 0.2.6 needs TensorFlow 2.15 (Python <= 3.11); its venv is made with this interpreter.
 HGQ1_PYTHON ?= python3.11
 
-.PHONY: demo test test-fast install qkeras-ref lint wheel-smoke fixtures bench bench-export clean
+.PHONY: demo test test-fast install qkeras-ref lint wheel-smoke fixtures fixtures-check bench bench-export clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
