@@ -118,6 +118,13 @@ class QuantizedReluPo2(PrecomputedQuantizer):
             )
         if self.max_value is not None and float(self.max_value) < 0:
             raise LayerProblem(f'max_value must be non-negative, got {self.max_value}', 'fix the quantizer in the model')
+        if self.quadratic_approximation and position == 'kernel':
+            raise LayerProblem(
+                'quantized_relu_po2 with quadratic_approximation on a kernel: the exponent of sqrt(w) rounds at ties '
+                "that TensorFlow's float32 log decides differently from any reproduction here (a 6-bit kernel of "
+                "QKeras's own min_max test differs), so the weights cannot be proven equal",
+                'use quadratic_approximation=False on kernels (quantized_po2 with it converts)',
+            )
         max_value = None if self.max_value is None else float(self.max_value)
         return relu_po2(w, self.bits, max_value, ns, bool(self.quadratic_approximation), self.log2_rounding)
 

@@ -194,6 +194,12 @@ class QuantizedRelu(FormatQuantizer):
                 'use negative_slope 2^-s, as QKeras requires',
             )
         s = -int(np.log2(ns))
+        if i + f - s < 0:
+            raise LayerProblem(
+                f'quantized_relu({self.bits}, {self.integer}, negative_slope=2^-{s}): its negative side would have '
+                f'{i + f - s} integer plus fractional bits, which no fixed-point format has',
+                f'use at least {s + 1 - i} bits, or a negative_slope of at least 2^-{i + f}',
+            )
         return LeakyQuantizeSpec(FixedFormat(0, i, f, 'RND_CONV', 'SAT'), FixedFormat(1, i, f - s, 'RND_CONV', 'SAT'), ns)
 
 
