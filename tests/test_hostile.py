@@ -178,8 +178,8 @@ def test_sigterm_during_export_leaves_no_partial_project(tmp_path: Path, hgq_mod
 
     tmpdir = tmp_path / 'tmp'
     tmpdir.mkdir()
-    with np.load(QKERAS / 'jet_tagger.golden.npz') as g:
-        np.savez(tmp_path / 'data.npz', x=g['x_normal'][:64])
+    with np.load(QKERAS / 'jet_tagger.golden.npz') as g:  # many rows: the C simulation after g++ takes seconds, so
+        np.savez(tmp_path / 'data.npz', x=np.tile(g['x_normal'], (200, 1))[:50_000])  # the signal lands mid-export
     shutil.copy(hgq_model, tmp_path / 'model.keras')
     args = ['export', 'model.keras', '--target', 'hls4ml:vitis', '-o', 'prj', '--data', 'data.npz']
     proc = subprocess.Popen(
