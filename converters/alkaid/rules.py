@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from hgqbridge.errors import HGQBridgeError
-
 from ..deploy.facts import LayerFacts
 from ..deploy.rules import Rule, common_rules
+from ..deploy.target import rtl_only
 
 ROUND_MODES = ('TRN', 'RND', 'RND_CONV')
 OVERFLOW_MODES = ('WRAP', 'SAT', 'SAT_SYM')
@@ -38,16 +37,7 @@ class Target:
 
 
 def parse(variant: str, options: dict[str, Any]) -> Target:
-    if variant:
-        raise HGQBridgeError(
-            'unknown target: alkaid has no variants (it writes Verilog, VHDL and Vitis HLS together)',
-            received=f'alkaid:{variant}',
-            fix='use --target alkaid',
-        )
-    unknown = sorted(k for k, v in options.items() if v is not None and k != 'rtl')
-    if unknown:
-        raise HGQBridgeError('option(s) that alkaid does not take', received=unknown, fix='drop them (they are hls4ml options)')
-    return Target(options.get('rtl'))
+    return Target(rtl_only('alkaid', variant, options, ' (it writes Verilog, VHDL and Vitis HLS together)'))
 
 
 #: hgq classes with a handler in hgq._alkaid_keras_plugin (core.py, ops.py, activation.py). Its rnn.py also traces

@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hgqbridge.errors import HGQBridgeError
-
 from ..deploy.facts import LayerFacts
 from ..deploy.rules import Rule, common_rules
+from ..deploy.target import rtl_only
 
 #: da4ml 0.6's interpreter and generated logic keep a value's bits right up to 32 (a 33-bit input port already
 #: reads negative values as large positive ones: tests/converters/da4ml/test_export.py).
@@ -32,12 +31,7 @@ class Target:
 
 
 def parse(variant: str, options: dict[str, Any]) -> Target:
-    if variant:
-        raise HGQBridgeError('unknown target: da4ml has no variants', received=f'da4ml:{variant}', fix='use --target da4ml')
-    unknown = sorted(k for k, v in options.items() if v is not None and k != 'rtl')
-    if unknown:
-        raise HGQBridgeError('option(s) that da4ml does not take', received=unknown, fix='drop them (they are hls4ml options)')
-    return Target(options.get('rtl'))
+    return Target(rtl_only('da4ml', variant, options))
 
 
 SUPPORTED = (

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hgqbridge.errors import HGQBridgeError
+
 from .rules import Rule
 
 
@@ -26,3 +28,16 @@ class Target:
     export: Callable[..., Any]
     accepts: tuple[str, ...]
     proven: tuple[str, ...]
+
+
+def rtl_only(name: str, variant: str, options: dict[str, Any], variants_note: str = '') -> bool | None:
+    """The options of a target that takes no variant and only ``rtl`` (alkaid, da4ml): its ``rtl`` (None: not
+    given), or an HGQBridgeError naming the variant or the options it does not take."""
+    if variant:
+        raise HGQBridgeError(
+            f'unknown target: {name} has no variants{variants_note}', received=f'{name}:{variant}', fix=f'use --target {name}'
+        )
+    unknown = sorted(k for k, v in options.items() if v is not None and k != 'rtl')
+    if unknown:
+        raise HGQBridgeError(f'option(s) that {name} does not take', received=unknown, fix='drop them (they are hls4ml options)')
+    return options.get('rtl')
