@@ -73,7 +73,7 @@ def test_pool_areas_are_the_cell_counts_keras_divides_by(shape: tuple, layer: di
     """The facts behind the pool-area rule: Keras averages 'same' windows over their cells inside the input."""
     import keras
 
-    from hgqbridge.converters.deploy.facts import _pool_areas
+    from hgqbridge.converters.deploy.float32 import pool_areas
 
     inp = keras.Input(shape)
     if layer is None:
@@ -81,6 +81,6 @@ def test_pool_areas_are_the_cell_counts_keras_divides_by(shape: tuple, layer: di
     else:
         pool = (keras.layers.AveragePooling2D if len(shape) == 3 else keras.layers.AveragePooling1D)(**layer)
     out = pool(inp)
-    assert _pool_areas(pool) == areas
+    assert pool_areas(pool) == areas
     x = np.ones((1, *shape), dtype=np.float32)
     assert np.all(np.asarray(keras.Model(inp, out)(x)) == 1.0)  # ones average to one: padding is not counted
