@@ -154,6 +154,8 @@ class WeightLayerSpec:
     out_fmt: Format | None = None  # the quantizer given as activation= (HGQ1: its per-element pre-activation one)
     out_affine: tuple[float, float] | None = None  # its affine transform (hard sigmoid)
     float_rounded: bool = False  # the source's own float32 arithmetic rounds (non-power-of-two weight scale)
+    #: the source's activation= computes ``z + (zq - z)`` in float32: the quantized value only for sums |z| below this
+    exact_below: float | None = None
 
     def build(self, name: str, inputs: list[Tensor], ctx: BuildContext) -> Tensor:
         from hgq.layers import QConv1D, QConv2D, QDense
@@ -182,6 +184,12 @@ class WeightLayerSpec:
             ctx.note(
                 name,
                 "non-power-of-two weight scale: exact weights, but QKeras's own float32 sums round; matched to measured error",
+            )
+        if self.exact_below is not None and self.out_affine is None:
+            ctx.note(
+                name,
+                f"exact while the layer's sums stay below |z| < {self.exact_below:g} (2^{round(np.log2(self.exact_below))}): "
+                "beyond, the source's float32 z + (zq - z) in activation= returns a float32 neighbour of z",
             )
         cls = {'dense': QDense, 'conv1d': QConv1D, 'conv2d': QConv2D}[self.kind]
         layer = cls(

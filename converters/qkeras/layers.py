@@ -83,7 +83,8 @@ def weight_spec(
     if act is not None and (two_step := act.two_step()) is not None:
         return ChainSpec(WeightLayerSpec(kind, args, kernel, bias, kernel_fmt, bias_fmt, 'linear', None, None, rounded), two_step)
     out_fmt, out_affine = act.activation_plan() if act is not None else (None, None)
-    return WeightLayerSpec(kind, args, kernel, bias, kernel_fmt, bias_fmt, 'linear', out_fmt, out_affine, rounded)
+    bound = 2.0 ** (24 - out_fmt.f) if out_fmt is not None and out_affine is None else None  # as activation_spec's
+    return WeightLayerSpec(kind, args, kernel, bias, kernel_fmt, bias_fmt, 'linear', out_fmt, out_affine, rounded, bound)
 
 
 @LAYERS.register(

@@ -65,6 +65,18 @@ def test_a_one_lsb_change_is_caught(conversions: dict, tmp_path: Path) -> None:
     assert 'first diverging layer: fc2' in report.to_text()
 
 
+def test_the_report_names_the_range_where_qkeras_itself_is_exact() -> None:
+    """QKeras's quantizers return x + stop_gradient(xq - x) in float32: the quantized value only while ulp(x) <= 2^-f,
+    i.e. |x| < 2^(24 - f). The report names that range per layer, on a QActivation's input and on the sums of a
+    layer whose activation= is a quantizer (mixed_small: q_a is quantized_bits(6,0) unsigned, f = 6; dense_b's
+    activation quantized_relu(4,1) has f = 3)."""
+    conv = hgqbridge.import_model(QKERAS / 'mixed_small.json', QKERAS / 'mixed_small_weights.h5')
+    notes = {n.source: ' '.join(n.notes) for n in conv.report.layers}
+    assert 'exact for inputs |x| < 262144 (2^18)' in notes['q_a']
+    assert "exact while the layer's sums stay below |z| < 2.09715e+06 (2^21)" in notes['dense_b']
+    assert 'exact while' not in notes['dense_a']  # no activation= quantizer: nothing to bound
+
+
 def test_sequential_json_with_input_format(tmp_path: Path) -> None:
     """A Sequential model (no InputLayer in the config) and a user-given input format."""
     config = {
