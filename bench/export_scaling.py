@@ -3,13 +3,17 @@
 Float Keras models of growing size (dense; Conv1D and Conv2D with growing kernels and channels) are converted
 with calibration to 8 bits (as a new user would), checked, and exported with each target through hgqbridge; next
 to each, the same target is driven directly through its own API on the same quantized model (da4ml: HGQ2's tracer
-+ comb_trace + predict; hls4ml: convert_from_keras_model + compile + predict) and the Keras model's predict. The
++ comb_trace + predict + its Verilog; alkaid: alkaid's Keras tracer + trace + predict + its Verilog; hls4ml:
+convert_from_keras_model + compile + predict; with -rtl, the Verilog verilated and run) and the Keras model's
+predict. The bridge's alkaid export writes three flavours (Verilog, VHDL, Vitis HLS) where the direct run writes
+the Verilog only, as ``alkaid convert`` does per flavour. The
 bridge's overhead is the ratio of the two; each phase's growth exponent is fitted against the multiplications the
 firmware unrolls (converters/deploy/cost.py), and so is the fit that ``check`` quotes (``cost.FITS``).
 
     .venv/bin/python bench/export_scaling.py            # default sizes: a few minutes on 2 cores
     .venv/bin/python bench/export_scaling.py --large    # also the big ones (hours with da4ml)
-    .venv/bin/python bench/export_scaling.py --targets da4ml,da4ml-rtl,vitis,vitis-stream,vitis-resource
+    .venv/bin/python bench/export_scaling.py --targets da4ml,da4ml-rtl,alkaid,alkaid-rtl,vitis,vitis-stream,vitis-resource
+    .venv/bin/python bench/export_scaling.py --large --max-multiplications 40000 --hls-max-multiplications 3300
 
 Prints a table, writes bench/results/export_scaling.json (with the machine's details and load) and
 export_scaling.png. Times are wall seconds and CPU seconds (this process and the compilers it runs): on a shared
@@ -53,12 +57,15 @@ LARGE = [
 TARGETS: dict[str, tuple[str, dict[str, Any], bool]] = {
     'da4ml': ('da4ml', {'rtl': False}, True),
     'da4ml-rtl': ('da4ml', {'rtl': True}, False),
+    'alkaid': ('alkaid', {'rtl': False}, True),
+    'alkaid-rtl': ('alkaid', {'rtl': True}, False),
     'vitis': ('hls4ml:vitis', {}, True),
     'vitis-stream': ('hls4ml:vitis', {'io_type': 'io_stream'}, False),
     'vitis-resource': ('hls4ml:vitis', {'strategy': 'resource', 'reuse_factor': 4}, False),
 }
-#: hls4ml compiles take a minute each on 2 shared cores: by default only the two smallest dense models.
-HLS_DEFAULT_MODELS = ('dense 16x16x8x5', 'dense 16x32x16x5')
+#: hls4ml compiles take a minute each on 2 shared cores: by default only models up to this many multiplications
+#: (the two smallest dense ones; ``--hls-max-multiplications``).
+HLS_MAX_MULTIPLICATIONS = 1104
 #: The issue's phases, from the progress records of converters/deploy/progress.py.
 PHASES = {
     'convert': ('convert model',),
@@ -91,7 +98,22 @@ def build(kind: str, spec: tuple[int, ...]) -> Any:
     return keras.Model(inp, keras.layers.Dense(5)(h))
 
 
+def float_multiplications(model: Any) -> int:
+    """Multiplications the firmware will unroll, from the float model (kernel size x output positions), before any
+    conversion: what ``--max-multiplications`` compares."""
+    import numpy as np
+
+    total = 0
+    for layer in model.layers:
+        kernel = getattr(layer, 'kernel', None)
+        if kernel is not None:
+            positions = int(np.prod(layer.output.shape[1:-1])) if len(layer.output.shape) > 2 else 1
+            total += int(np.prod(kernel.shape)) * positions
+    return total
+
+
 def machine() -> dict:
+    import alkaid
     import da4ml
     import hgq
     import hls4ml
@@ -108,6 +130,7 @@ def machine() -> dict:
         'keras': keras.__version__,
         'hgq2': getattr(hgq, '__version__', '?'),
         'da4ml': getattr(da4ml, '__version__', '?'),
+        'alkaid': getattr(alkaid, '__version__', '?'),
         'hls4ml': getattr(hls4ml, '__version__', '?'),
     }
 
@@ -144,6 +167,34 @@ def direct(core: Any, target: str, options: dict, x: Any, out: Path) -> None:
             env = verilator_env()
             if env is not None:
                 compile_rtl(comb, 'direct', out / 'verilog', env).predict(flat)
+    elif target == 'alkaid':
+        from alkaid.codegen import RTLModel
+        from alkaid.converter import trace_model as alkaid_model
+        from alkaid.trace import trace as alkaid_trace
+
+        from hgqbridge.converters.alkaid.export import CLOCK_NS, LATENCY_CUTOFF_NS
+
+        port = firmware.input_port_format(core)
+        assert port is not None
+        comb = alkaid_trace(*alkaid_model(core, inputs_kif=(port.k, port.i, port.f)))
+        comb.predict(flat, n_threads=1)
+        rtl = RTLModel(
+            comb,
+            out / 'verilog',
+            'direct',
+            flavor='verilog',
+            clock_period=CLOCK_NS,
+            latency_cutoff=LATENCY_CUTOFF_NS,
+            print_latency=False,
+        )
+        rtl.write()
+        if options.get('rtl'):
+            from hgqbridge.converters.alkaid.rtl import compile_rtl as alkaid_compile
+            from hgqbridge.converters.alkaid.rtl import verilator_env as alkaid_env
+
+            env = alkaid_env()
+            if env is not None:
+                alkaid_compile(rtl, env).predict(flat, n_threads=1)
     else:
         import contextlib
         import io
@@ -161,7 +212,7 @@ def direct(core: Any, target: str, options: dict, x: Any, out: Path) -> None:
     core.predict(np.asarray(x), batch_size=len(x), verbose=0)
 
 
-def run_case(name: str, kind: str, spec: tuple, targets: list[str], tmp: Path, large: bool) -> list[dict]:
+def run_case(name: str, kind: str, spec: tuple, targets: list[str], tmp: Path, hls_max: int) -> list[dict]:
     import numpy as np
 
     import hgqbridge
@@ -182,7 +233,7 @@ def run_case(name: str, kind: str, spec: tuple, targets: list[str], tmp: Path, l
     rows = []
     for tname in targets:
         text, options, _ = TARGETS[tname]
-        if text != 'da4ml' and name not in HLS_DEFAULT_MODELS and not large:
+        if text.startswith('hls4ml') and m > hls_max:
             continue
         progress = Progress('bench', None)
         before = rss_mib()
@@ -325,6 +376,13 @@ def main() -> int:
     p.add_argument('--targets', help=f'comma-separated, from {", ".join(TARGETS)} (default: the ones marked default)')
     p.add_argument('--out', type=Path, default=ROOT / 'bench' / 'results')
     p.add_argument('--only', help='run only the models whose name contains this text')
+    p.add_argument('--max-multiplications', type=int, help='skip the models that unroll more multiplications than this')
+    p.add_argument(
+        '--hls-max-multiplications',
+        type=int,
+        default=HLS_MAX_MULTIPLICATIONS,
+        help=f'run the hls4ml targets only on models up to this many multiplications (default {HLS_MAX_MULTIPLICATIONS})',
+    )
     p.add_argument('--replot', type=Path, metavar='JSON', help='only redraw the PNG of an earlier run (no measuring)')
     a = p.parse_args()
     if a.replot:
@@ -343,7 +401,10 @@ def main() -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix='hgqbridge-bench-') as tmp:
         for name, kind, spec in cases:
-            rows.extend(run_case(name, kind, spec, targets, Path(tmp), a.large))
+            if a.max_multiplications is not None and float_multiplications(build(kind, spec)) > a.max_multiplications:
+                print(f'{name:<34} skipped: more than {a.max_multiplications:,} multiplications', flush=True)
+                continue
+            rows.extend(run_case(name, kind, spec, targets, Path(tmp), a.hls_max_multiplications))
     fitted = fits(rows)
     print('\nfits (x = multiplications unrolled): cpu seconds = a * x^b; per-phase growth exponents')
     for tname, entry in fitted.items():
@@ -358,7 +419,14 @@ def main() -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     info['total seconds'] = round(time.perf_counter() - t0, 1)
     info['load average at end'] = os.getloadavg()
-    doc = {'machine': info, 'large': a.large, 'targets': targets, 'rows': rows, 'fits': fitted}
+    doc = {
+        'machine': info,
+        'command': ' '.join(sys.argv),
+        'large': a.large,
+        'targets': targets,
+        'rows': rows,
+        'fits': fitted,
+    }
     (a.out / 'export_scaling.json').write_text(json.dumps(doc, indent=2) + '\n')
     plot(rows, a.out / 'export_scaling.png')
     print(f'wrote {a.out / "export_scaling.json"} and {a.out / "export_scaling.png"} in {info["total seconds"]} s')

@@ -22,6 +22,7 @@ from hgqbridge.outputs import atomic_path
 from hgqbridge.report import ExportReport
 
 from ..deploy import firmware
+from ..deploy.progress import Progress, current
 from .rules import Target
 
 #: What ``alkaid convert`` uses by default: a 5 ns clock, pipeline registers every 5 ns of combinational delay.
@@ -61,10 +62,30 @@ def keep_batch_reshape() -> Iterator[None]:
             _registry[keras.layers.Reshape] = original
 
 
+@contextlib.contextmanager
+def layer_progress(progress: Progress, core: Any) -> Iterator[None]:
+    """While active, every layer alkaid's Keras tracer replays is reported on ``progress`` (which layer, how far)."""
+    from alkaid.converter.builtin.keras.layers._base import ReplayOperationBase
+
+    names = [layer.name for layer in core.layers if type(layer).__name__ != 'InputLayer']
+    original = ReplayOperationBase.__call__
+
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        name = getattr(self.op, 'name', type(self.op).__name__)
+        progress.step(f'layer {names.index(name) + 1}/{len(names)} {name}' if name in names else str(name))
+        return original(self, *args, **kwargs)
+
+    ReplayOperationBase.__call__ = call  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ReplayOperationBase.__call__ = original  # type: ignore[method-assign]
+
+
 def _trace_model(core: Any, port: Any, dump: bool = False) -> Any:
     from alkaid.converter import trace_model
 
-    with keep_batch_reshape():
+    with keep_batch_reshape(), layer_progress(current(), core):
         return trace_model(core, inputs_kif=(port.k, port.i, port.f), dump=dump)
 
 
@@ -72,8 +93,12 @@ def trace(core: Any, inputs: firmware.FirmwareInputs) -> Any:
     """alkaid's combinational logic (ALIR) for ``core`` with the input port format of ``inputs``."""
     from alkaid.trace import trace as alkaid_trace
 
+    progress = current()
     try:
-        return alkaid_trace(*_trace_model(core, inputs.port))
+        with progress.phase('trace'):
+            traced = _trace_model(core, inputs.port)
+        with progress.phase('combine'):
+            return alkaid_trace(*traced)
     except (AssertionError, NotImplementedError, KeyError, ValueError, TypeError) as err:
         raise ExportError('alkaid could not trace the model', where=core.name, received=f'{type(err).__name__}: {err}') from err
 
@@ -128,11 +153,17 @@ def _write(comb: Any, name: str, root: Path, fuse: bool) -> tuple[Any, dict]:
     from alkaid.codegen import HLSModel, RTLModel
 
     common = {'print_latency': False, 'clock_period': CLOCK_NS, 'ternary_fuse': fuse}
-    verilog = RTLModel(comb, root / 'verilog', name, flavor='verilog', latency_cutoff=LATENCY_CUTOFF_NS, **common)
-    verilog.write()
-    RTLModel(comb, root / 'vhdl', name, flavor='vhdl', latency_cutoff=LATENCY_CUTOFF_NS, **common).write()
-    HLSModel(comb, root / 'hls', name, flavor='vitis', **common).write()
-    comb.save(root / 'comb_logic.json.gz')
+    progress = current()
+    with progress.phase('write'):
+        progress.step('Verilog')
+        verilog = RTLModel(comb, root / 'verilog', name, flavor='verilog', latency_cutoff=LATENCY_CUTOFF_NS, **common)
+        verilog.write()
+        progress.step('VHDL')
+        RTLModel(comb, root / 'vhdl', name, flavor='vhdl', latency_cutoff=LATENCY_CUTOFF_NS, **common).write()
+        progress.step('HLS')
+        HLSModel(comb, root / 'hls', name, flavor='vitis', **common).write()
+        progress.step('comb_logic.json.gz')
+        comb.save(root / 'comb_logic.json.gz')
     return verilog, json.loads((root / 'verilog' / 'metadata.json').read_text())
 
 
@@ -186,14 +217,16 @@ def export(model: Any, target: Target, out_dir: Path, x: np.ndarray, force: bool
         if env is not None:
             t0 = time.perf_counter()
             try:
-                compile_rtl(verilog, env)
+                with current().phase('verilate'):
+                    current().step('verilator and the C++ compiler (one step, not interruptible inside)')
+                    compile_rtl(verilog, env)
             except RuntimeError as err:
                 raise ExportError(
                     'verilator could not compile the generated Verilog', where=str(tmp / 'verilog'), received=str(err)
                 ) from err
             seconds['verilate'] = time.perf_counter() - t0
             r_exact, r_mism, r_counts, seconds['compare RTL'] = firmware.compare(
-                inputs.core, inputs, lambda d: verilog.predict(_flat(d), n_threads=1)
+                inputs.core, inputs, lambda d: verilog.predict(_flat(d), n_threads=1), 'compare RTL'
             )
             for kind in r_exact:
                 exact[f'RTL {kind}'], mism[f'RTL {kind}'], counts[f'RTL {kind}'] = r_exact[kind], r_mism[kind], r_counts[kind]

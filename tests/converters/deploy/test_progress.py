@@ -141,6 +141,32 @@ def test_da4ml_tracer_reports_every_layer_and_reuses_identical_solves(models: di
     assert np.array_equal(reused.predict(flat), plain.predict(flat))
 
 
+def test_alkaid_export_reports_every_phase_and_every_layer(models: dict, tmp_path: Path) -> None:
+    """alkaid's export shows which layer its tracer replays and each phase (trace, combine, compare, write), as
+    da4ml's does, so a long export is never silent."""
+    import hgqbridge
+
+    class Recorder(Progress):
+        def __init__(self) -> None:
+            super().__init__()
+            self.steps: list[str] = []
+
+        def step(self, detail: str) -> None:
+            self.steps.append(detail)
+
+    model = models['jet_tagger']
+    x = np.load(QKERAS / 'jet_tagger.data.npz')['x_val'][:32]
+    recorder = Recorder()
+    with active(recorder):
+        report = hgqbridge.export(model, 'alkaid', tmp_path / 'prj', x, rtl=False)
+    assert report.ok
+    phases = [r.name for r in recorder.records]
+    assert {'prepare', 'calibrate', 'trace', 'combine', 'compare normal', 'compare stress', 'write'} <= set(phases)
+    dense = [layer.name for layer in model.layers if type(layer).__name__ == 'QDense']
+    assert {s.split(' ', 2)[-1] for s in recorder.steps if s.startswith('layer ')} >= set(dense)
+    assert {'Verilog', 'VHDL', 'HLS'} <= set(recorder.steps)
+
+
 @pytest.mark.slow
 def test_export_timeout_stops_cleanly_with_one_line(tmp_path: Path) -> None:
     """--timeout: exit 2, one line naming the phase, no project, no `.prj.*` folder, nothing in TMPDIR (the time
