@@ -92,7 +92,8 @@ class QuantizedReluPo2(PrecomputedQuantizer):
 
     MAPPING = (
         'weights only: computed once as QKeras does (powers of two, x <= 0 -> 2^min_exp, below 2^-126: 0 as '
-        'TensorFlow flushes denormals), per-element exact formats'
+        'TensorFlow flushes denormals), per-element exact formats; refused: quadratic_approximation on kernels '
+        "(TensorFlow's float32 log decides sqrt(w)'s ties)"
     )
     ON_ACTIVATIONS = 'it maps 0 and every negative value to 2^min_exp, never to 0'
 
