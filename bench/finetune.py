@@ -155,6 +155,8 @@ def run_task(name: str, budget: float, tolerance: float, tool: str = 'alkaid') -
         r['accuracy_change_pp'] = round(100 * (r['test_accuracy'] - o['test_accuracy']), 2)
     rows[1]['beta_rule'] = bridge.beta_rule
     rows[1]['epochs'] = len(bridge.history)
+    if bridge.warnings:
+        rows[1]['note'] = bridge.warnings[0]
     return rows
 
 

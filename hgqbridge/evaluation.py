@@ -57,6 +57,19 @@ def metric_value(metric: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return -float(np.mean((np.asarray(y_pred, np.float64) - y_true) ** 2))
 
 
+def noise_warning(metric: str, validation: Score, tolerance: float) -> list[str]:
+    """A warning when the validation split is too small for ``tolerance``: the choice of the smallest model within
+    tolerance among many epochs then follows the split's noise, and the test accuracy can fall by more."""
+    if metric != 'accuracy' or validation.se <= tolerance:
+        return []
+    return [
+        f'the validation split ({validation.n} samples) measures accuracy to +- {100 * validation.se:.2f} pp, more '
+        f'than the tolerance ({100 * tolerance:.2f} pp): choosing the smallest model within tolerance follows that '
+        'noise, so its test accuracy can be lower by more than the tolerance. Give a larger x_val (about '
+        f'{int(np.ceil(validation.value * (1 - validation.value) / tolerance**2))} samples), or a larger --tolerance'
+    ]
+
+
 def score(metric: str, y_true: np.ndarray, y_pred: np.ndarray, split: str) -> Score:
     """The metric with its standard error: binomial sqrt(p(1-p)/n) for accuracy, std/sqrt(n) of the per-sample
     squared error for mse."""

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .beta import BetaRange, auto_batch, auto_beta, beta_at, chance_loss, lr_at, planned_epochs, task_loss
-from .evaluation import Score, Splits, make_splits, metric_value, score
+from .evaluation import Score, Splits, make_splits, metric_value, noise_warning, score
 from .inspect import calibrate, fixed_point_quantizers, set_beta
 from .models import copy_model
 from .runfiles import pareto_front, resume_state, save_weights, update_front, write_json, write_outputs
@@ -70,6 +70,7 @@ class FinetuneResult:
     beta_rule: str = ''
     chosen_ebops: int = 0
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # what limits the result (e.g. a validation split too small)
 
     @property
     def chosen(self) -> EpochRecord | None:
@@ -91,6 +92,7 @@ class FinetuneResult:
             'events': self.events,
             'files': self.files,
             'diagnosis': self.diagnosis,
+            'warnings': self.warnings,
         }
 
     def summary(self) -> str:
@@ -111,6 +113,7 @@ class FinetuneResult:
                 f'({self.baseline_ebops / max(self.chosen_ebops, 1):.1f}x fewer); chosen on validation '
                 f'{chosen.val_metric:.4f} (starting {self.baseline_metric:.4f})'
             )
+        lines += [f'warning: {w}' for w in self.warnings]
         return '\n'.join(lines)
 
 
@@ -275,6 +278,7 @@ def finetune(
     )
     result.start, result.scores, result.splits, result.beta_rule = start, scores, sp.to_dict(), beta.rule
     result.chosen_ebops = int(chosen_ebops)
+    result.warnings = noise_warning(metric, scores['original_validation'], tolerance)
     if diagnose:
         result.diagnosis = _diagnose(model, sp, metric, reference, tolerance, max(len(history), 2), learning_rate, batch_size)
     result.seconds = round(time.perf_counter() - t0, 2)

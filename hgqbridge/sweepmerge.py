@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .evaluation import Score, make_splits, score
+from .evaluation import Score, make_splits, noise_warning, score
 from .runfiles import pareto_front, write_json
 
 
@@ -31,6 +31,7 @@ class SweepResult:
     runs: int = 0
     seconds: float = 0.0
     trials: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what limits the result (e.g. a validation split too small)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +44,7 @@ class SweepResult:
             'scores': {k: s.to_dict() for k, s in self.scores.items()},
             'front': self.front,
             'trials': self.trials,
+            'warnings': self.warnings,
         }
 
 
@@ -90,6 +92,7 @@ def merge(out: Path, runs: int, tolerance: float, metric: str, seconds: float, r
     scores['chosen_test'] = score(metric, sp.y_test, model.predict([sp.x_test], verbose=0), 'test')
     result = SweepResult(model, metric, str(out), front, chosen, scores, int(baseline_ebops), int(chosen_ebops), runs)
     result.seconds, result.trials = round(seconds, 2), reports
+    result.warnings = noise_warning(metric, scores['original_validation'], tolerance)
     model.save(out / 'model.keras')
     write_json(out / 'pareto.json', front)
     front_png(points, front, chosen, baseline_ebops, scores['original_validation'].value, metric, out / 'pareto.png')

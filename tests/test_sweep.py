@@ -81,3 +81,33 @@ def test_chosen_model_exports_bit_exact(resumed: tuple, tmp_path: Path) -> None:
     assert result.chosen is not None and result.chosen in result.front
     report = hgqbridge.export(result.model, 'da4ml', tmp_path / 'prj', arrays['x_val'], rtl=False)
     assert report.ok and set(report.bit_exact) and all(report.bit_exact.values())
+
+
+def test_a_sweep_runs_on_an_existing_ray_cluster(tmp_path: Path) -> None:
+    """``--address``: the same sweep on a Ray cluster that was already running (a head node started with
+    ``ray start --head``, as on a cluster's head machine); its trials run in that cluster's workers."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    ray = str(Path(sys.executable).parent / 'ray')
+    env = {**os.environ, 'RAY_USAGE_STATS_ENABLED': '0'}
+    head = ['--head', f'--port={port}', '--num-cpus=2', '--include-dashboard=false', '--node-ip-address=127.0.0.1']
+    subprocess.run([ray, 'start', *head], check=True, env=env, capture_output=True, timeout=300)
+    try:
+        out = tmp_path / 'out'
+        model = tmp_path / 'jet_tagger.keras'
+        subprocess.run(
+            [sys.executable, '-m', 'hgqbridge.cli', 'convert', str(QKERAS / 'jet_tagger.h5'), '-o', str(model)], check=True
+        )
+        cmd = [sys.executable, '-m', 'hgqbridge.cli', 'sweep', str(model), '--data', str(QKERAS / 'jet_tagger.data.npz')]
+        args = ['-o', str(out), '--runs', '2', '--epochs', '1', '--tolerance', '0.05', '--address', f'127.0.0.1:{port}']
+        done = subprocess.run([*cmd, *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
+        assert done.returncode in (0, 1), done.stdout[-2000:] + done.stderr[-2000:]
+        assert '2 runs' in done.stdout
+        report = json.loads((out / 'report.json').read_text())
+        assert [t['trial'] for t in report['trials']] == ['run_00', 'run_01']
+        assert all(len(json.loads((out / 'trials' / t / 'history.json').read_text())) == 1 for t in ('run_00', 'run_01'))
+    finally:
+        subprocess.run([ray, 'stop', '--force'], env=env, capture_output=True, timeout=300)
