@@ -110,14 +110,39 @@ def check(model: Any, target: str, **options: Any) -> CheckReport:
 
 
 def export(
-    model: Any, target: str, out_dir: str | Path, x: Any, force: bool = False, sources: tuple[Path, ...] = (), **options: Any
+    model: Any,
+    target: str,
+    out_dir: str | Path,
+    x: Any,
+    force: bool = False,
+    sources: tuple[Path, ...] = (),
+    *,
+    progress: bool = False,
+    timeout: float | None = None,
+    **options: Any,
 ) -> ExportReport:
     """Write the firmware project for ``target`` and prove it bit-exact to ``model`` on ``x`` and 4 x ``x``
-    (``options``: the target's own, e.g. ``rtl=False`` for da4ml). The model is not modified."""
+    (``options``: the target's own, e.g. ``rtl=False`` for da4ml). The model is not modified. ``progress``: every
+    phase over a second on stderr (which layer, how far), as the CLI shows it; ``timeout``: seconds, after which the
+    export stops, leaves nothing written and raises HGQBridgeError."""
     _quiet_tf()
-    from .converters import export as _export
+    import sys
 
-    return _export(model, target, Path(out_dir), x, force, tuple(sources), options)
+    from .converters import export as _export
+    from .converters.deploy.progress import ExportTimeout, Progress, active
+
+    if timeout is not None and not timeout > 0:
+        raise HGQBridgeError('the export timeout must be a positive number of seconds', received=timeout, fix='e.g. 600')
+    if not progress and timeout is None:  # an outer progress (a caller's active()) stays in charge
+        return _export(model, target, Path(out_dir), x, force, tuple(sources), options)
+    try:
+        with active(Progress('export', sys.stderr if progress else None, timeout=timeout)):
+            return _export(model, target, Path(out_dir), x, force, tuple(sources), options)
+    except ExportTimeout as err:
+        raise HGQBridgeError(
+            f'{err}; nothing was written and no temporary file is left',
+            fix='give it more time (--timeout), or make it cheaper: hgqbridge check prints the estimate and what reduces it',
+        ) from None
 
 
 def finetune(model: Any, x: Any, y: Any, x_val: Any, y_val: Any, **options: Any) -> Any:

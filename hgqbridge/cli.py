@@ -105,7 +105,6 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 def cmd_export(a: argparse.Namespace) -> int:
     from . import check, export
-    from .converters.deploy.progress import ExportTimeout, Progress, active
     from .datafiles import load_data
     from .models import load_model
     from .outputs import check_output
@@ -116,20 +115,14 @@ def cmd_export(a: argparse.Namespace) -> int:
     limits = _limits(a)
     x = load_data(a.data, limits=limits)['x']
     model = load_model(a.model, limits)
-    progress = Progress('export', None if a.quiet else sys.stderr, timeout=a.timeout)
     if not a.quiet:
         for item in check(model, a.target, **_target_options(a)).items:
             if item.layer_class == 'model' and item.reason.endswith('[export-cost]'):
                 fix = f' Fix: {item.fix}' if item.status == 'warning' else ''
                 print(f'hgqbridge export: {item.status}: {item.reason}{fix}', file=sys.stderr, flush=True)
-    try:
-        with active(progress):
-            report = export(model, a.target, a.output, x, force=a.force, sources=(a.model, a.data), **_target_options(a))
-    except ExportTimeout as err:
-        raise HGQBridgeError(
-            f'{err}; nothing was written and no temporary file is left',
-            fix='give it more time (--timeout), or make it cheaper: hgqbridge check prints the estimate and what reduces it',
-        ) from None
+    options = _target_options(a)
+    sources = (a.model, a.data)
+    report = export(model, a.target, a.output, x, a.force, sources, progress=not a.quiet, timeout=a.timeout, **options)
     _print_report(report, a.json, markdown=a.markdown)
     return 0 if report.ok else 1
 

@@ -194,3 +194,26 @@ def test_export_timeout_stops_cleanly_with_one_line(tmp_path: Path) -> None:
     assert 'nothing was written' in lines[0] and out.stdout == ''
     assert sorted(p.name for p in tmp_path.iterdir()) == ['data.npz', 'model.keras', 'tmp']
     assert list(tmpdir.iterdir()) == []
+
+
+def test_the_python_api_shows_progress_and_takes_a_timeout(
+    models: dict, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hgqbridge.export(progress=True) prints the phases on stderr as the CLI does (here every phase, not only those
+    over a second, so that the test does not depend on this machine's speed); timeout= stops it with an
+    HGQBridgeError that names the phase, and nothing is written."""
+    import functools
+
+    import hgqbridge
+
+    monkeypatch.setattr(Progress, '__init__', functools.partialmethod(Progress.__init__, min_seconds=0.0))
+
+    x = np.load(QKERAS / 'jet_tagger.data.npz')['x_val'][:32]
+    with pytest.raises(hgqbridge.HGQBridgeError, match='during .*nothing was written'):
+        hgqbridge.export(models['jet_tagger'], 'da4ml', tmp_path / 'late', x, rtl=False, timeout=0.01)
+    assert not (tmp_path / 'late').exists() and list(tmp_path.iterdir()) == []
+    report = hgqbridge.export(models['jet_tagger'], 'da4ml', tmp_path / 'prj', x, rtl=False, progress=True)
+    assert report.ok
+    err = capfd.readouterr().err
+    for phase in ('prepare', 'calibrate', 'trace', 'compare normal', 'compare stress', 'write'):
+        assert f'hgqbridge export: {phase}: done in ' in err, err
