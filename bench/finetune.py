@@ -173,7 +173,7 @@ def run_task(name: str, budget: float, tolerance: float, tool: str = 'alkaid') -
     rows[1]['beta_rule'] = bridge.beta_rule
     rows[1]['epochs'] = len(bridge.history)
     if bridge.warnings:
-        rows[1]['note'] = bridge.warnings[0]
+        rows[1]['note'] = '; '.join(filter(None, [rows[1].get('note'), *bridge.warnings]))
     return rows
 
 
