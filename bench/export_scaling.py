@@ -237,10 +237,15 @@ def run_case(name: str, kind: str, spec: tuple, targets: list[str], tmp: Path, h
             continue
         progress = Progress('bench', None)
         before = rss_mib()
-        with active(progress):
-            with progress.phase('check'):
-                hgqbridge.check(model, text, **options)
-            report = hgqbridge.export(model, text, tmp / f'prj_{tname}', x, **options)
+        try:
+            with active(progress):
+                with progress.phase('check'):
+                    hgqbridge.check(model, text, **options)
+                report = hgqbridge.export(model, text, tmp / f'prj_{tname}', x, **options)
+        except hgqbridge.HGQBridgeError as err:  # check refused the model for this target: a row that says why
+            rows.append({'model': name, 'target': tname, 'multiplications': m, 'refused': str(err).splitlines()[-1].strip()})
+            print(f'{name:<34} {tname:<15} {m:>10,} refused: {rows[-1]["refused"]}', flush=True)
+            continue
         bridge = {r.name: r for r in [converted, *progress.records]}
         direct_progress = Progress('bench', None)
         inputs = firmware.prepare(model, x)
@@ -386,7 +391,7 @@ def main() -> int:
     p.add_argument('--replot', type=Path, metavar='JSON', help='only redraw the PNG of an earlier run (no measuring)')
     a = p.parse_args()
     if a.replot:
-        plot(json.loads(a.replot.read_text())['rows'], a.replot.with_suffix('.png'))
+        plot([r for r in json.loads(a.replot.read_text())['rows'] if 'refused' not in r], a.replot.with_suffix('.png'))
         return 0
     targets = a.targets.split(',') if a.targets else [t for t, (_, _, on) in TARGETS.items() if on]
     unknown = [t for t in targets if t not in TARGETS]
@@ -405,7 +410,8 @@ def main() -> int:
                 print(f'{name:<34} skipped: more than {a.max_multiplications:,} multiplications', flush=True)
                 continue
             rows.extend(run_case(name, kind, spec, targets, Path(tmp), a.hls_max_multiplications))
-    fitted = fits(rows)
+    measured = [r for r in rows if 'refused' not in r]
+    fitted = fits(measured)
     print('\nfits (x = multiplications unrolled): cpu seconds = a * x^b; per-phase growth exponents')
     for tname, entry in fitted.items():
         e, dfit = entry['export cpu s'], entry['direct cpu s']
@@ -428,7 +434,7 @@ def main() -> int:
         'fits': fitted,
     }
     (a.out / 'export_scaling.json').write_text(json.dumps(doc, indent=2) + '\n')
-    plot(rows, a.out / 'export_scaling.png')
+    plot(measured, a.out / 'export_scaling.png')
     print(f'wrote {a.out / "export_scaling.json"} and {a.out / "export_scaling.png"} in {info["total seconds"]} s')
     return 0
 
