@@ -134,3 +134,31 @@ def test_ternary_fusion_failure_falls_back_to_unfused_rtl(conversions: dict, gol
     assert est['LUT estimate (alkaid cost, ternary adders fused)'] == est['LUT estimate (alkaid cost)']
     assert list((out / 'verilog' / 'src').glob('*.v')) and list((out / 'vhdl' / 'src').glob('*.vhd'))
     assert set(report.first_divergence.values()) <= {'d'}
+
+
+def test_signed_one_bit_inputs_export_without_alkaids_lookup_tables(tmp_path: Path) -> None:
+    """alkaid 0.8.2 sums groups of 1-bit inputs through lookup tables whose address is negative for a signed 1-bit
+    input (values -1 and 0, which fine-tuning produces: found on a fine-tuned digits_mlp), and stops the trace with
+    its own assertion; the export then traces plain adder trees, says so, and is bit-exact."""
+    import keras
+    from hgq.layers import QDense
+
+    from hgqbridge.converters.alkaid.export import NO_BINARY_LUT
+    from hgqbridge.converters.hgq.tensors import quantizer_config
+    from hgqbridge.fixed import FixedFormat
+
+    inp = keras.Input((12,))
+    layer = QDense(
+        3,
+        use_bias=False,
+        iq_conf=quantizer_config(FixedFormat(1, 0, 0), 'datalane'),  # values -1 and 0
+        kq_conf=quantizer_config(FixedFormat(1, 2, 3), 'weight'),
+    )
+    model = keras.Model(inp, layer(inp), name='one_bit')
+    rng = np.random.default_rng(0)
+    layer.kernel.assign(np.round(rng.normal(size=(12, 3)) * 8) / 8)
+    x = rng.integers(-1, 1, size=(64, 12), endpoint=True).astype(np.float32)
+    assert set(np.unique(np.asarray(layer.iq(x)))) == {-1.0, 0.0}
+    report = hgqbridge.export(model, 'alkaid', tmp_path / 'prj', x, rtl=False)
+    assert report.ok and report.mismatches == {'normal': 0, 'stress': 0}, report.to_text()
+    assert NO_BINARY_LUT in report.notes
