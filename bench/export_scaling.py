@@ -330,18 +330,22 @@ def cost_fit(rows: list[dict]) -> dict | None:
     grows (trace/compile) and ``fixed`` is the mean of the rest of the export; peak MiB = base + d * M ** e."""
     import numpy as np
 
-    grow = fit([(r['multiplications'], r['phases cpu s']['trace/compile']) for r in rows])
+    rtl = any(r['phases cpu s']['RTL simulation'] > 0 for r in rows)  # verilator grows too: fit the whole export
+    growing = [r['export cpu s'] if rtl else r['phases cpu s']['trace/compile'] for r in rows]
+    grow = fit([(r['multiplications'], y) for r, y in zip(rows, growing)])
     memory = fit([(r['multiplications'], r['export memory growth MiB']) for r in rows])
     if grow is None or memory is None:
         return None
-    rest = [r['export cpu s'] - r['phases cpu s']['trace/compile'] for r in rows]
+    rest = [0.0 if rtl else r['export cpu s'] - r['phases cpu s']['trace/compile'] for r in rows]
+    if memory[1] <= 0:  # memory does not grow over these sizes: a constant, the median growth
+        memory = (float(np.median([max(r['export memory growth MiB'], 0.0) for r in rows])), 0.0)
     return {
         'fixed': round(float(np.mean(rest)), 3),
         'a': float(f'{grow[0]:.4g}'),
         'b': round(grow[1], 3),
         'base': round(float(np.median([r['memory before export MiB'] for r in rows])), 1),
         'd': float(f'{memory[0]:.4g}'),
-        'e': round(max(memory[1], 0.0), 3),
+        'e': round(memory[1], 3),
         'largest': max(r['multiplications'] for r in rows),
         'growth_measured': grow[1] > 0.1,
     }

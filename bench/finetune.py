@@ -266,11 +266,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--tasks', default=','.join(TASKS))
     p.add_argument('--tolerance', type=float, default=0.005)
     p.add_argument('--scaling', action='store_true')
+    p.add_argument(
+        '--scaling-only', action='store_true', help='only the scaling part, written to bench/results/finetune_scaling.json'
+    )
     p.add_argument('--lut', choices=LUT_TOOLS, default='alkaid', help='the LUT/latency estimate: alkaid (default) or da4ml')
     a = p.parse_args(argv)
     t0 = time.perf_counter()
     out = ROOT / 'bench' / 'results'
     out.mkdir(parents=True, exist_ok=True)
+    if a.scaling_only:
+        doc = {'machine': machine(), 'budget_seconds': a.budget, 'scaling': scaling(a.budget)}
+        doc['total_seconds'] = round(time.perf_counter() - t0, 1)
+        (out / 'finetune_scaling.json').write_text(json.dumps(doc, indent=2) + '\n')
+        print(json.dumps(doc['scaling']))
+        return 0
     result: dict[str, Any] = {'machine': machine(), 'budget_seconds': a.budget, 'tolerance': a.tolerance, 'rows': []}
     print(' | '.join(COLS), flush=True)
     for name in a.tasks.split(','):  # written after every task: an interrupted bench keeps what it measured
