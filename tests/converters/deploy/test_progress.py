@@ -105,24 +105,26 @@ def test_check_reports_the_estimate_for_every_target(models: dict) -> None:
         assert 'multiplications' in items[0].reason and 'estimate' in items[0].reason
 
 
+class Recorder(Progress):
+    """A silent progress that keeps every step it is told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[str] = []
+
+    def step(self, detail: str) -> None:
+        self.steps.append(detail)
+
+
 def test_da4ml_tracer_reports_every_layer_and_reuses_identical_solves(models: dict) -> None:
     """On a QKeras conv model (one format per tensor) interior positions are the same problem: solved once, and the
     traced logic is identical to the one traced without reuse."""
+    import keras
     from da4ml.trace import comb_trace
 
     from hgqbridge.converters.da4ml.export import _trace_model
     from hgqbridge.converters.da4ml.tracing import traced
     from hgqbridge.converters.deploy import firmware
-
-    class Recorder(Progress):
-        def __init__(self) -> None:
-            super().__init__()
-            self.steps: list[str] = []
-
-        def step(self, detail: str) -> None:
-            self.steps.append(detail)
-
-    import keras
 
     full = models['digits_cnn']
     model = keras.Model(full.inputs, full.get_layer('pool1').output, name='conv_stack')  # da4ml has no ZeroPadding2D
@@ -145,14 +147,6 @@ def test_alkaid_export_reports_every_phase_and_every_layer(models: dict, tmp_pat
     """alkaid's export shows which layer its tracer replays and each phase (trace, combine, compare, write), as
     da4ml's does, so a long export is never silent."""
     import hgqbridge
-
-    class Recorder(Progress):
-        def __init__(self) -> None:
-            super().__init__()
-            self.steps: list[str] = []
-
-        def step(self, detail: str) -> None:
-            self.steps.append(detail)
 
     model = models['jet_tagger']
     x = np.load(QKERAS / 'jet_tagger.data.npz')['x_val'][:32]
