@@ -46,16 +46,24 @@ def _prove(a: argparse.Namespace, model: Any, data: dict[str, Any]) -> int:
     return 0 if proof['deployable'] and proof.get('bit_exact', True) else 1
 
 
-def cmd_finetune(a: argparse.Namespace) -> int:
-    from . import finetune
+def _start(a: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """What both training commands begin with: the output folder checked (unless resuming into it), the model and
+    the training data read."""
     from .models import load_model
     from .outputs import check_output
 
     if not (a.resume and a.output.is_dir()):
         check_output(a.output, a.force, (a.model, a.data))
     data = _train_data(a)
+    return load_model(a.model, Limits.parse(a.limit)), data
+
+
+def cmd_finetune(a: argparse.Namespace) -> int:
+    from . import finetune
+
+    model, data = _start(a)
     result = finetune(
-        load_model(a.model, Limits.parse(a.limit)),
+        model,
         **data,
         epochs=a.epochs,
         budget=_budget(a),
@@ -80,15 +88,11 @@ def cmd_finetune(a: argparse.Namespace) -> int:
 
 
 def cmd_sweep(a: argparse.Namespace) -> int:
-    from .models import load_model
-    from .outputs import check_output
     from .sweep import sweep
 
-    if not (a.resume and a.output.is_dir()):
-        check_output(a.output, a.force, (a.model, a.data))
-    data = _train_data(a)
+    model, data = _start(a)
     result = sweep(
-        load_model(a.model, Limits.parse(a.limit)),
+        model,
         data,
         a.output,
         runs=a.runs,
