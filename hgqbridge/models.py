@@ -90,3 +90,14 @@ def copy_model(model: Any) -> Any:
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     return clone
+
+
+def outputs(model: Any, x: np.ndarray) -> Any:
+    """The model's outputs on ``x`` in one inference-mode call, as numpy (a list for several outputs). Not
+    ``predict``: that traces a graph for every new model first (0.2-0.4 s, most of a small export's proof)."""
+    import keras
+
+    values = model([x], training=False)
+    if isinstance(values, (list, tuple)):
+        return [np.asarray(keras.ops.convert_to_numpy(v)) for v in values]
+    return np.asarray(keras.ops.convert_to_numpy(values))

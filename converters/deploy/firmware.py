@@ -18,7 +18,7 @@ from hgqbridge.fixed import FixedFormat
 from hgqbridge.inspect import calibrate as hgq_calibrate
 from hgqbridge.inspect import compute_ebops, consumers, layer_quantizers, quantizer_info
 from hgqbridge.inspect import kind as layer_kind
-from hgqbridge.models import copy_model
+from hgqbridge.models import copy_model, outputs
 
 from .progress import current
 
@@ -100,7 +100,7 @@ def compare(
             with progress.phase(f'{phase} {kind}'):
                 progress.step(f'{kind} inputs ({len(data)} samples)')
                 if kind not in inputs.reference:
-                    inputs.reference[kind] = np.asarray(core.predict([data], batch_size=max(len(data), 1), verbose=0))
+                    inputs.reference[kind] = np.asarray(outputs(core, data))
                 mism[kind], counts[kind] = count_mismatches(inputs.reference[kind], predict(data))
                 exact[kind] = mism[kind] == 0
     return exact, mism, counts, time.perf_counter() - t0
@@ -138,7 +138,7 @@ def first_divergence(core: Any, x: np.ndarray, firmware_layers: Mapping[str, np.
     if not names:
         return None
     probe = keras.Model(core.inputs, [core.get_layer(n).output for n in names])
-    values = probe.predict([x], batch_size=max(len(x), 1), verbose=0)
+    values = outputs(probe, x)
     values = values if isinstance(values, list) else [values]
     for name, reference in zip(names, values):
         candidates = [np.asarray(reference)]
