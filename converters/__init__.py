@@ -134,11 +134,12 @@ def import_model(
     calibration: dict[str, np.ndarray] | None = None,
     fold_batchnorm: bool = False,
     limits: Limits = Limits(),
+    uniform_activations: bool = False,
 ) -> Conversion:
     """Read, normalise and convert a source model. A float source (no layer carries the source's own quantizers),
     or any model when ``bits``/``dummy`` is given, is quantized by a ``FloatPolicy``: ``dummy`` keeps it float;
     otherwise ``bits``-bit (default 8) weights and saturating activations whose integer bits come from
-    ``calibration['x']``; the report shows the float and the quantized model side by side on the calibration data
+    ``calibration['x']`` (with ``uniform_activations``, one format per tensor: the widest element's); the report shows the float and the quantized model side by side on the calibration data
     and on ``x_val``/``y_val``. Without data a float model is refused unless ``bits`` is given (then every
     activation is a stated +-8 saturating format). A saved HGQ1 model takes the integer bits it does not hold from
     ``calibration['x']`` (traced), or from the range of ``input_format`` (interval propagation; the report says
@@ -160,7 +161,7 @@ def import_model(
             fix='pass --calibration data.npz (x: inputs; x_val, y_val: held-back data for the comparison), '
             '--dummy to keep it float, or --bits N to accept uncalibrated +-8 saturating activations',
         )
-    policy = FloatPolicy(bits or 8, dummy)
+    policy = FloatPolicy(bits or 8, dummy, uniform=uniform_activations)
     if calibration is None or dummy:
         conv = convert_graph(graph, regs, input_format, policy, limits)
         conv.report.summary.extend(policy_summary(policy, None))

@@ -49,13 +49,15 @@ def import_model(
     calibration: str | Path | dict | None = None,
     fold_batchnorm: bool = False,
     limits: Limits | None = None,
+    uniform_activations: bool = False,
 ) -> Any:
     """Read and convert a source model; returns a ``Conversion`` (``.model``, ``.report``, tensor map).
     ``limits`` (``hgqbridge.Limits``) raises the budgets that protect against hostile files.
 
     Float (plain Keras) models are quantized with ``bits``-bit weights and activations (default 8), activation
     ranges from ``calibration`` (an ``.npz`` path or a dict with ``x``, optionally ``y``/``x_val``/``y_val``);
-    ``dummy=True`` gives the float model itself in HGQ2 layers (dummy quantizers)."""
+    ``dummy=True`` gives the float model itself in HGQ2 layers (dummy quantizers); ``uniform_activations=True`` one
+    format per activation tensor instead of one per element (what hls4ml's io_stream generates)."""
     _quiet_tf()
     from .converters import import_model as _import
     from .datafiles import load_data
@@ -75,6 +77,7 @@ def import_model(
         calibration=data,
         fold_batchnorm=fold_batchnorm,
         limits=limits,
+        uniform_activations=uniform_activations,
     )
 
 
@@ -88,10 +91,19 @@ def convert(
     calibration: str | Path | dict | None = None,
     fold_batchnorm: bool = False,
     limits: Limits | None = None,
+    uniform_activations: bool = False,
 ) -> Any:
     """Read a source model file and return the equivalent ``keras.Model`` made of ``hgq.layers``."""
     return import_model(
-        path, weights, input_format, bits=bits, dummy=dummy, calibration=calibration, fold_batchnorm=fold_batchnorm, limits=limits
+        path,
+        weights,
+        input_format,
+        bits=bits,
+        dummy=dummy,
+        calibration=calibration,
+        fold_batchnorm=fold_batchnorm,
+        limits=limits,
+        uniform_activations=uniform_activations,
     ).model
 
 

@@ -67,6 +67,7 @@ def cmd_convert(a: argparse.Namespace) -> int:
         calibration=a.calibration,
         fold_batchnorm=a.fold_batchnorm,
         limits=_limits(a),
+        uniform_activations=a.uniform_activations,
     )
     print(conv.report.to_text())
     status = 0
@@ -178,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
         help='float layers: .npz with x (and y, x_val, y_val) to set activation ranges',
     )
     c.add_argument('--dummy', action='store_true', help='float layers: HGQ2 dummy quantizers, i.e. the float model itself')
+    c.add_argument(
+        '--uniform-activations',
+        action='store_true',
+        help='float layers: one format per activation tensor, not per element (hls4ml io_stream needs it)',
+    )
     c.add_argument('--fold-batchnorm', action='store_true', help='fold float BatchNormalization into the Dense/Conv before it')
     c.add_argument('--force', action='store_true', help='replace an output that hgqbridge wrote earlier')
     c.set_defaults(run=cmd_convert)

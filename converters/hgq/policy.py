@@ -30,6 +30,7 @@ class FloatPolicy:
     bits: int = 8
     dummy: bool = False
     overflow: str = 'SAT'  # activations: SAT in the model handed back, WRAP in the calibration tracer
+    uniform: bool = False  # activations: one format per tensor (its widest element's), not one per element
 
     def weight_format(self, values: np.ndarray) -> FormatArray:
         """Per output channel (last axis): signed, integer bits covering max |w| (at least the layer's widest
@@ -55,7 +56,7 @@ SPREAD = 4
 def traced_formats(tracer: Any, x: np.ndarray, policy: FloatPolicy) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
     """Calibrate the tracer (WRAP activation quantizers) on ``x``: (layer, role) -> per-element (k, i), the
     integer bits clamped to at least the quantizer's widest element's minus ``SPREAD`` (an element that is
-    always 0 gets the widest element's format)."""
+    always 0 gets the widest element's format); with ``policy.uniform`` every element gets the widest element's."""
     calibrate(tracer, x)
     formats = {}
     for layer in tracer.layers:
@@ -66,6 +67,9 @@ def traced_formats(tracer: Any, x: np.ndarray, policy: FloatPolicy) -> dict[tupl
             k = np.asarray(inner._k, dtype=np.float64)
             i = np.asarray(inner._i, dtype=np.float64)
             top = float(i.max()) if i.size and i.max() > -1e6 else 0.0
+            if policy.uniform:
+                k = np.full_like(k, k.max() if k.size else 0.0)
+                i = np.full_like(i, top)
             formats[layer.name, role] = (k, np.maximum(i, top - SPREAD))
     return formats
 
@@ -105,7 +109,7 @@ def policy_summary(policy: FloatPolicy, n_calibration: int | None) -> list[str]:
         return ['float model: HGQ2 dummy quantizers everywhere, so the HGQ2 model computes the float model itself']
     lines = [
         f"float model: {policy.bits}-bit weights (per output channel, integer bits covering each channel's range)"
-        f' and {policy.bits}-bit saturating (SAT) activations'
+        f' and {policy.bits}-bit saturating (SAT) activations' + (' (one format per tensor)' if policy.uniform else '')
     ]
     if n_calibration:
         lines.append(

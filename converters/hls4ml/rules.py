@@ -212,7 +212,12 @@ RULES = [
         zero_width,
         'hls4ml may emit invalid types for pruned elements (hls4ml#1523); check the C simulation',
     ),
-    Rule('io-stream-heterogeneous', 'error', _heterogeneous_stream, 'use io_parallel, or make the activation quantizers uniform'),
+    Rule(
+        'io-stream-heterogeneous',
+        'error',
+        _heterogeneous_stream,
+        'use io_parallel, or make the activation quantizers uniform (a float model: convert --uniform-activations)',
+    ),
     Rule('catapult-heterogeneous', 'error', _catapult_masks, 'use Vitis or Vivado'),
     Rule('clipped-relu', 'error', _clipped_relu, 'use the da4ml target (it computes clipped and leaky ReLUs exactly)'),
     Rule('lut-template', 'error', _lut_template, 'use Vitis or Vivado'),

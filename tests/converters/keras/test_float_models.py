@@ -72,6 +72,40 @@ def test_quantized_from_calibration_data(name: str) -> None:
     assert y.shape == floats.shape
 
 
+def test_uniform_activations_give_one_format_per_tensor() -> None:
+    """--uniform-activations: every activation quantizer holds one 8-bit format whose range is its widest element's,
+    the weights stay per channel, and hls4ml's io_stream, which refuses the per-element formats, accepts the model."""
+    from hgqbridge.inspect import layer_quantizers, quantizer_info
+
+    data = KERAS / ENTRIES['k2_jet_bn']['data']
+    per_element = hgqbridge.import_model(*_files('k2_jet_bn'), bits=8, calibration=data)
+    uniform = hgqbridge.import_model(*_files('k2_jet_bn'), bits=8, calibration=data, uniform_activations=True)
+
+    def activations(model: object) -> dict[tuple[str, str], object]:
+        return {
+            (layer.name, role): info
+            for layer in model.layers  # type: ignore[attr-defined]
+            for role, q in layer_quantizers(layer).items()
+            if role not in ('kernel', 'bias') and (info := quantizer_info(q)) is not None
+        }
+
+    before, after = activations(per_element.model), activations(uniform.model)
+    assert before.keys() == after.keys() and len(after) >= 3
+    assert not all(info.uniform for info in before.values())
+    for key, info in after.items():
+        fmt, widest = info.widest(), before[key].widest()
+        assert info.uniform and (fmt.k, fmt.i, fmt.k + fmt.i + fmt.f) == (widest.k, widest.i, 8), (key, fmt, widest)
+    kernels = [
+        quantizer_info(layer_quantizers(layer)['kernel']) for layer in uniform.model.layers if 'kernel' in layer_quantizers(layer)
+    ]
+    assert any(not info.uniform for info in kernels)  # weights keep their per-channel formats
+    assert 'one format per tensor' in uniform.report.to_text()
+    refused = hgqbridge.check(per_element.model, 'hls4ml:vitis', io_type='io_stream')
+    assert any('[io-stream-heterogeneous]' in i.reason for i in refused.items if i.status == 'error')
+    accepted = hgqbridge.check(uniform.model, 'hls4ml:vitis', io_type='io_stream')
+    assert not any('[io-stream-heterogeneous]' in i.reason for i in accepted.items), accepted.to_text()
+
+
 def test_without_calibration_the_defaults_are_stated() -> None:
     conv = hgqbridge.import_model(*_files('k3_skip'), bits=6)
     line = next(line for line in conv.report.summary if 'no calibration data' in line)
@@ -149,15 +183,18 @@ def test_a_table_activation_is_unverified_and_export_refuses_it(tmp_path: Path) 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('fold', [False, True])
-def test_quantized_jet_tagger_exports_bit_exact_to_hls4ml(fold: bool, tmp_path: Path) -> None:
-    """The same on hls4ml:vitis, whose C simulation is compiled (6887 outputs differed before, relu1 with folding)."""
+@pytest.mark.parametrize(('fold', 'io_type'), [(False, 'io_parallel'), (True, 'io_parallel'), (True, 'io_stream')])
+def test_quantized_jet_tagger_exports_bit_exact_to_hls4ml(fold: bool, io_type: str, tmp_path: Path) -> None:
+    """The same on hls4ml:vitis, whose C simulation is compiled (6887 outputs differed before, relu1 with folding);
+    io_stream with --uniform-activations (it refuses per-element activation formats)."""
     data = KERAS / 'k2_jet_bn.data.npz'
-    conv = hgqbridge.import_model(*_files('k2_jet_bn'), calibration=data, fold_batchnorm=fold)
-    assert hgqbridge.check(conv.model, 'hls4ml:vitis').deployable
+    uniform = io_type == 'io_stream'
+    conv = hgqbridge.import_model(*_files('k2_jet_bn'), calibration=data, fold_batchnorm=fold, uniform_activations=uniform)
+    assert hgqbridge.check(conv.model, 'hls4ml:vitis', io_type=io_type).deployable
     with np.load(data) as d:
-        exported = hgqbridge.export(conv.model, 'hls4ml:vitis', tmp_path / 'prj', d['x_val'][:200])
+        exported = hgqbridge.export(conv.model, 'hls4ml:vitis', tmp_path / 'prj', d['x_val'][:200], io_type=io_type)
     assert exported.ok, exported.to_text()
+    assert exported.mismatches == {'normal': 0, 'stress': 0}
 
 
 @pytest.mark.slow
