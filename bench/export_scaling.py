@@ -3,17 +3,19 @@
 Float Keras models of growing size (dense; Conv1D and Conv2D with growing kernels and channels) are converted
 with calibration to 8 bits (as a new user would), checked, and exported with each target through hgqbridge; next
 to each, the same target is driven directly through its own API on the same quantized model (da4ml: HGQ2's tracer
-+ comb_trace + predict + its Verilog; alkaid: alkaid's Keras tracer + trace + predict + its Verilog; hls4ml:
++ comb_trace + predict + its Verilog; alkaid: alkaid's Keras tracer + trace + predict + its projects; hls4ml:
 convert_from_keras_model + compile + predict; with -rtl, the Verilog verilated and run) and the Keras model's
-predict. The bridge's alkaid export writes three flavours (Verilog, VHDL, Vitis HLS) where the direct run writes
-the Verilog only, as ``alkaid convert`` does per flavour. The
-bridge's overhead is the ratio of the two; each phase's growth exponent is fitted against the multiplications the
-firmware unrolls (converters/deploy/cost.py), and so is the fit that ``check`` quotes (``cost.FITS``).
+predict. hls4ml io_stream takes one format per activation tensor, so its models are converted with
+``uniform_activations``. alkaid's direct run writes the three flavours the bridge writes (Verilog, VHDL, Vitis
+HLS), as ``alkaid convert`` does one per call. The bridge's overhead is the ratio of the two; each phase's growth
+exponent is fitted against the multiplications the firmware unrolls (converters/deploy/cost.py), and so is the fit
+that ``check`` quotes (``cost.FITS``).
 
     .venv/bin/python bench/export_scaling.py            # default sizes: a few minutes on 2 cores
     .venv/bin/python bench/export_scaling.py --large    # also the big ones (hours with da4ml)
     .venv/bin/python bench/export_scaling.py --targets da4ml,da4ml-rtl,alkaid,alkaid-rtl,vitis,vitis-stream,vitis-resource
     .venv/bin/python bench/export_scaling.py --large --max-multiplications 40000 --hls-max-multiplications 3300
+    .venv/bin/python bench/export_scaling.py --update --targets vitis-stream   # re-measure some, keep the other rows
 
 Prints a table, writes bench/results/export_scaling.json (with the machine's details and load) and
 export_scaling.png. Times are wall seconds and CPU seconds (this process and the compilers it runs): on a shared
@@ -25,13 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from machine import machine  # bench/machine.py (a script's folder is on its path)
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,36 +115,6 @@ def float_multiplications(model: Any) -> int:
     return total
 
 
-def machine() -> dict:
-    import alkaid
-    import da4ml
-    import hgq
-    import hls4ml
-    import keras
-
-    cpu = next((ln.split(':', 1)[1].strip() for ln in _lines('/proc/cpuinfo') if ln.startswith('model name')), '?')
-    return {
-        'python': sys.version.split()[0],
-        'platform': platform.platform(),
-        'cpu': cpu,
-        'cpus': os.cpu_count(),
-        'load average at start': os.getloadavg(),
-        'memory MiB': int(next((ln.split()[1] for ln in _lines('/proc/meminfo') if ln.startswith('MemTotal')), 0)) // 1024,
-        'keras': keras.__version__,
-        'hgq2': getattr(hgq, '__version__', '?'),
-        'da4ml': getattr(da4ml, '__version__', '?'),
-        'alkaid': getattr(alkaid, '__version__', '?'),
-        'hls4ml': getattr(hls4ml, '__version__', '?'),
-    }
-
-
-def _lines(path: str) -> list[str]:
-    try:
-        return Path(path).read_text().splitlines()
-    except OSError:
-        return []
-
-
 def direct(core: Any, target: str, options: dict, x: Any, out: Path) -> None:
     """The target driven through its own API on the same (calibrated, quantized) model, on the normal inputs, writing
     one project (da4ml: the Verilog; hls4ml: its project, as compile does)."""
@@ -168,7 +141,7 @@ def direct(core: Any, target: str, options: dict, x: Any, out: Path) -> None:
             if env is not None:
                 compile_rtl(comb, 'direct', out / 'verilog', env).predict(flat)
     elif target == 'alkaid':
-        from alkaid.codegen import RTLModel
+        from alkaid.codegen import HLSModel, RTLModel
         from alkaid.converter import trace_model as alkaid_model
         from alkaid.trace import trace as alkaid_trace
 
@@ -178,16 +151,11 @@ def direct(core: Any, target: str, options: dict, x: Any, out: Path) -> None:
         assert port is not None
         comb = alkaid_trace(*alkaid_model(core, inputs_kif=(port.k, port.i, port.f)))
         comb.predict(flat, n_threads=1)
-        rtl = RTLModel(
-            comb,
-            out / 'verilog',
-            'direct',
-            flavor='verilog',
-            clock_period=CLOCK_NS,
-            latency_cutoff=LATENCY_CUTOFF_NS,
-            print_latency=False,
-        )
-        rtl.write()
+        common = {'clock_period': CLOCK_NS, 'print_latency': False}
+        rtl = RTLModel(comb, out / 'verilog', 'direct', flavor='verilog', latency_cutoff=LATENCY_CUTOFF_NS, **common)
+        rtl.write()  # and the two other flavours the bridge writes, as ``alkaid convert`` writes each
+        RTLModel(comb, out / 'vhdl', 'direct', flavor='vhdl', latency_cutoff=LATENCY_CUTOFF_NS, **common).write()
+        HLSModel(comb, out / 'hls', 'direct', flavor='vitis', **common).write()
         if options.get('rtl'):
             from hgqbridge.converters.alkaid.rtl import compile_rtl as alkaid_compile
             from hgqbridge.converters.alkaid.rtl import verilator_env as alkaid_env
@@ -223,18 +191,24 @@ def run_case(name: str, kind: str, spec: tuple, targets: list[str], tmp: Path, h
     float_model = build(kind, spec)
     x = np.random.default_rng(0).normal(size=(64, *float_model.inputs[0].shape[1:])).astype(np.float32)
     float_model.save(tmp / 'model.keras')
-    progress = Progress('bench', None)
-    with active(progress):
-        with progress.phase('convert model'):
-            model = hgqbridge.convert(tmp / 'model.keras', bits=8, calibration={'x': x})
-    converted = progress.records[-1]
-    m = cost.multiplications(layer_facts(model))
+    converted: dict[bool, Any] = {}  # uniform activations (io_stream takes only those) -> (model, its convert record)
+
+    def convert(uniform: bool) -> tuple[Any, Any]:
+        if uniform not in converted:
+            progress = Progress('bench', None)
+            with active(progress), progress.phase('convert model'):
+                quantized = hgqbridge.convert(tmp / 'model.keras', bits=8, calibration={'x': x}, uniform_activations=uniform)
+            converted[uniform] = quantized, progress.records[-1]
+        return converted[uniform]
+
+    m = cost.multiplications(layer_facts(convert(False)[0]))
     weights = int(sum(np.prod(w.shape) for w in float_model.get_weights()))
     rows = []
     for tname in targets:
         text, options, _ = TARGETS[tname]
         if text.startswith('hls4ml') and m > hls_max:
             continue
+        model, convert_record = convert(options.get('io_type') == 'io_stream')
         progress = Progress('bench', None)
         before = rss_mib()
         try:
@@ -246,7 +220,7 @@ def run_case(name: str, kind: str, spec: tuple, targets: list[str], tmp: Path, h
             rows.append({'model': name, 'target': tname, 'multiplications': m, 'refused': str(err).splitlines()[-1].strip()})
             print(f'{name:<34} {tname:<15} {m:>10,} refused: {rows[-1]["refused"]}', flush=True)
             continue
-        bridge = {r.name: r for r in [converted, *progress.records]}
+        bridge = {r.name: r for r in [convert_record, *progress.records]}
         direct_progress = Progress('bench', None)
         inputs = firmware.prepare(model, x)
         firmware.calibrate(inputs.core, inputs)
@@ -351,6 +325,18 @@ def cost_fit(rows: list[dict]) -> dict | None:
     }
 
 
+def document(earlier: dict | None, run: dict, rows: list[dict]) -> dict:
+    """The JSON: this run's rows and, from ``earlier`` (a document this script wrote), the rows of the (model,
+    target) pairs not measured now; each row's ``run`` indexes ``runs`` (machine and command); fits over all."""
+    old: dict = earlier or {'rows': []}
+    runs = old.get('runs') or ([{'machine': old['machine'], 'command': old['command']}] if 'machine' in old else [])
+    now = {(r['model'], r['target']) for r in rows}
+    kept = [{**r, 'run': r.get('run', 0)} for r in old['rows'] if (r['model'], r['target']) not in now]
+    merged = kept + [{**r, 'run': len(runs)} for r in rows]
+    fitted = fits([r for r in merged if 'refused' not in r])
+    return {**run, 'runs': [*runs, run], 'rows': merged, 'fits': fitted}
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -393,6 +379,11 @@ def main() -> int:
         help=f'run the hls4ml targets only on models up to this many multiplications (default {HLS_MAX_MULTIPLICATIONS})',
     )
     p.add_argument('--replot', type=Path, metavar='JSON', help='only redraw the PNG of an earlier run (no measuring)')
+    p.add_argument(
+        '--update',
+        action='store_true',
+        help="keep the earlier run's rows of the (model, target) pairs not measured now; every row names its run",
+    )
     a = p.parse_args()
     if a.replot:
         plot([r for r in json.loads(a.replot.read_text())['rows'] if 'refused' not in r], a.replot.with_suffix('.png'))
@@ -401,23 +392,29 @@ def main() -> int:
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         p.error(f'unknown target(s) {unknown}; use {", ".join(TARGETS)}')
-    info = machine()
+    info = machine('keras', 'hgq', 'da4ml', 'alkaid', 'hls4ml')
     cases = [c for c in DEFAULT + (LARGE if a.large else []) if a.only is None or a.only in c[0]]
     print(
         f'{"model":<34} {"target":<15} {"mults":>10} {"wall s":>9} {"cpu s":>9} {"direct":>9} {"ratio":>6} {"peak MiB":>8} exact'
     )
     rows: list[dict] = []
     t0 = time.perf_counter()
+    path = a.out / 'export_scaling.json'
+    earlier = json.loads(path.read_text()) if a.update and path.is_file() else None
+    a.out.mkdir(parents=True, exist_ok=True)
+    doc = document(earlier, {'machine': info, 'command': ' '.join(sys.argv)}, rows)
     with tempfile.TemporaryDirectory(prefix='hgqbridge-bench-') as tmp:
-        for name, kind, spec in cases:
+        for name, kind, spec in cases:  # written after every model: an interrupted run keeps what it measured
             if a.max_multiplications is not None and float_multiplications(build(kind, spec)) > a.max_multiplications:
                 print(f'{name:<34} skipped: more than {a.max_multiplications:,} multiplications', flush=True)
                 continue
             rows.extend(run_case(name, kind, spec, targets, Path(tmp), a.hls_max_multiplications))
-    measured = [r for r in rows if 'refused' not in r]
-    fitted = fits(measured)
+            info['total seconds'] = round(time.perf_counter() - t0, 1)
+            info['load average at end'] = os.getloadavg()
+            doc = document(earlier, {'machine': info, 'command': ' '.join(sys.argv)}, rows)
+            path.write_text(json.dumps(doc, indent=2) + '\n')
     print('\nfits (x = multiplications unrolled): cpu seconds = a * x^b; per-phase growth exponents')
-    for tname, entry in fitted.items():
+    for tname, entry in doc['fits'].items():
         e, dfit = entry['export cpu s'], entry['direct cpu s']
         print(
             f'  {tname:<15} export a={e["a"]:.3g} b={e["b"]:.2f}' if e else f'  {tname:<15} (one size)',
@@ -426,20 +423,8 @@ def main() -> int:
         )
         if entry['cost fit']:
             print(f'  {"":<15} for converters/deploy/cost.py FITS: {entry["cost fit"]}')
-    a.out.mkdir(parents=True, exist_ok=True)
-    info['total seconds'] = round(time.perf_counter() - t0, 1)
-    info['load average at end'] = os.getloadavg()
-    doc = {
-        'machine': info,
-        'command': ' '.join(sys.argv),
-        'large': a.large,
-        'targets': targets,
-        'rows': rows,
-        'fits': fitted,
-    }
-    (a.out / 'export_scaling.json').write_text(json.dumps(doc, indent=2) + '\n')
-    plot(measured, a.out / 'export_scaling.png')
-    print(f'wrote {a.out / "export_scaling.json"} and {a.out / "export_scaling.png"} in {info["total seconds"]} s')
+    plot([r for r in doc['rows'] if 'refused' not in r], a.out / 'export_scaling.png')
+    print(f'wrote {path} and {a.out / "export_scaling.png"} in {info["total seconds"]} s')
     return 0
 
 

@@ -13,6 +13,7 @@ Columns: test accuracy +- standard error, EBOPs, LUT and latency estimates (alka
 wall time, runs, ratios.
 
     python bench/finetune.py --budget 60 [--tasks jet_tagger,digits_mlp] [--scaling] [--lut alkaid|da4ml]
+    python bench/finetune.py --update --tasks mnist1d_cnn      # re-run some tasks, keep the other rows
 
 ``--scaling`` adds the 4-run sweep with 1 and 2 local workers and the loop's per-epoch overhead against a bare
 ``model.fit`` with the same callbacks. Writes bench/results/finetune.json with the machine's details. Not a test:
@@ -24,12 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from machine import machine  # bench/machine.py (a script's folder is on its path)
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,22 +48,13 @@ TASKS: dict[str, tuple[str, str, str, dict]] = {
     'digits_mlp': ('qkeras/digits_mlp.h5', 'qkeras/digits_mlp.data.npz', 'QKeras MLP, sklearn digits (real)', {}),
     'digits_cnn': ('qkeras/digits_cnn.h5', 'qkeras/digits_cnn.data.npz', 'QKeras CNN, sklearn digits (real)', {}),
     'keras_float_jet': ('keras/k2_jet_bn.h5', 'keras/k2_jet_bn.data.npz', 'float Keras 2 model, --bits 8 policy', {'bits': 8}),
+    'mnist1d_cnn': (
+        'qkeras/mnist1d_cnn.h5',
+        'qkeras/mnist1d_cnn.data.npz',
+        'QKeras 1D CNN, 6-bit, MNIST-1D (generated offline; 4,000 test samples)',
+        {},
+    ),
 }
-
-
-def machine() -> dict:
-    import hgq
-    import keras
-
-    return {
-        'python': sys.version.split()[0],
-        'platform': platform.platform(),
-        'processor': platform.processor() or platform.machine(),
-        'cpus': os.cpu_count(),
-        'load_average': os.getloadavg(),
-        'keras': keras.__version__,
-        'hgq2': getattr(hgq, '__version__', '?'),
-    }
 
 
 #: The tools whose traced logic gives the LUT and latency estimates (alkaid: latency in ns; da4ml: adder depth).
@@ -269,26 +262,48 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         '--scaling-only', action='store_true', help='only the scaling part, written to bench/results/finetune_scaling.json'
     )
+    p.add_argument(
+        '--update', action='store_true', help="keep the earlier JSON's rows of the tasks not run now; every row names its run"
+    )
+    p.add_argument('--out', type=Path, default=ROOT / 'bench' / 'results', help='folder for the JSON')
     p.add_argument('--lut', choices=LUT_TOOLS, default='alkaid', help='the LUT/latency estimate: alkaid (default) or da4ml')
     a = p.parse_args(argv)
     t0 = time.perf_counter()
-    out = ROOT / 'bench' / 'results'
+    out = a.out
     out.mkdir(parents=True, exist_ok=True)
     if a.scaling_only:
-        doc = {'machine': machine(), 'budget_seconds': a.budget, 'scaling': scaling(a.budget)}
+        doc = {
+            'machine': machine('keras', 'hgq', 'alkaid', 'da4ml', 'ray'),
+            'budget_seconds': a.budget,
+            'scaling': scaling(a.budget),
+        }
         doc['total_seconds'] = round(time.perf_counter() - t0, 1)
         (out / 'finetune_scaling.json').write_text(json.dumps(doc, indent=2) + '\n')
         print(json.dumps(doc['scaling']))
         return 0
-    result: dict[str, Any] = {'machine': machine(), 'budget_seconds': a.budget, 'tolerance': a.tolerance, 'rows': []}
+    run = {
+        'machine': machine('keras', 'hgq', 'alkaid', 'da4ml', 'ray'),
+        'command': ' '.join(sys.argv),
+        'budget_seconds': a.budget,
+        'tolerance': a.tolerance,
+    }
+    result: dict[str, Any] = {**run, 'runs': [run], 'rows': []}
+    tasks = a.tasks.split(',')
+    earlier = json.loads((out / 'finetune.json').read_text()) if a.update and (out / 'finetune.json').is_file() else None
+    if earlier is not None:  # keep the other tasks' rows; every row names its run (machine, command)
+        keys = ('machine', 'command', 'budget_seconds', 'tolerance')
+        old_runs = earlier.get('runs') or [{k: earlier.get(k, '?') for k in keys}]
+        result['runs'] = [*old_runs, run]
+        result['rows'] = [{**r, 'run': r.get('run', 0)} for r in earlier['rows'] if r['task'] not in tasks]
+        result.update({k: earlier[k] for k in ('scaling',) if k in earlier and not a.scaling})
     print(' | '.join(COLS), flush=True)
-    for name in a.tasks.split(','):  # written after every task: an interrupted bench keeps what it measured
+    for name in tasks:  # written after every task: an interrupted bench keeps what it measured
         try:
             rows = run_task(name, a.budget, a.tolerance, a.lut)
         except Exception as err:  # a failing task is a row that says why, not the end of the bench
             rows = [{'task': name, 'variant': 'failed', 'note': f'{type(err).__name__}: {err}'[:300]}]
         for row in rows:
-            result['rows'].append(row)
+            result['rows'].append({**row, 'run': len(result['runs']) - 1})
             print(' | '.join(str(row.get(c)) for c in COLS) + (f'   ({row["note"]})' if 'note' in row else ''), flush=True)
         result['total_seconds'] = round(time.perf_counter() - t0, 1)
         (out / 'finetune.json').write_text(json.dumps(result, indent=2) + '\n')

@@ -95,6 +95,22 @@ def test_the_estimate_grows_with_the_model_and_names_itself_an_estimate() -> Non
     assert text and 'an estimate' in text and '4,096,000 multiplications' in text and 'beyond the largest' in text
 
 
+def test_far_beyond_the_measured_sizes_check_warns_even_on_a_short_estimate() -> None:
+    """Extrapolated more than EXTRAPOLATED_BEYOND times past the largest model the fit ran, the estimate is not
+    trusted: a warning, although the estimate itself stays under WARN_SECONDS."""
+    from hgqbridge.converters import parse_target
+
+    _, spec = parse_target('da4ml', {'rtl': False})
+    largest = cost.FITS['da4ml'].largest
+    near = [replace(PLAIN, fan_in=largest // 10, n_out=10 * cost.EXTRAPOLATED_BEYOND - 1, positions=1)]
+    far = [replace(PLAIN, fan_in=largest // 10, n_out=10 * cost.EXTRAPOLATED_BEYOND + 10, positions=1)]
+    seconds = cost.estimate(far, spec)[1]
+    assert seconds is not None and seconds < cost.WARN_SECONDS
+    assert cost.export_cost(near, spec) is None
+    text = cost.export_cost(far, spec)
+    assert text and 'beyond the largest model measured' in text and 'many times longer' in text
+
+
 def test_check_reports_the_estimate_for_every_target(models: dict) -> None:
     import hgqbridge
 
