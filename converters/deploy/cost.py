@@ -33,21 +33,27 @@ class Fit:
     rtl: bool = False  # the fit includes the verilated RTL simulation
 
 
-#: From bench/results/export_scaling.json (``bench/export_scaling.py --targets da4ml,da4ml-rtl,alkaid,alkaid-rtl,vitis,
-#: vitis-stream,vitis-resource --large --max-multiplications 11000 --hls-max-multiplications 2000``, 2026-12-02, an
-#: AMD EPYC with 2 CPU cores, load average 2-3 from a test run beside it; the ``cost fit`` entry of each target), in CPU
-#: seconds. da4ml and alkaid: 7 dense and conv models up to 10,560 multiplications, with and without the verilated
-#: RTL (an ``/rtl`` fit is the whole export: verilator's time grows too); hls4ml (Vitis io_parallel, latency and
-#: resource): 4 models up to 1,920, whose time is g++'s nearly fixed cost, so the latency fit's growth is not
-#: measured (io_stream: check refuses these models' per-channel activation formats, nothing to fit). Keys: the
-#: target's tool, then its variant (``da4ml/rtl``, ``hls4ml/io_parallel/resource``); the first that exists wins.
+#: From bench/results/export_scaling.json (the ``cost fit`` entry of each target), in CPU seconds, on an AMD EPYC
+#: with 2 CPU cores, 2026-12-02, load average 2-3 from a test run beside it. Run 1 (``bench/export_scaling.py
+#: --update --large --targets da4ml,alkaid,alkaid-rtl,vitis,vitis-stream,vitis-resource --max-multiplications 11000
+#: --hls-max-multiplications 2000``): da4ml and alkaid (alkaid with and without the verilated RTL), 7 dense and conv
+#: models up to 10,560 multiplications; hls4ml (Vitis io_parallel latency and resource, io_stream on models converted
+#: with uniform activations): 5 models up to 1,920, whose time is g++'s nearly fixed cost (growth not measured).
+#: da4ml/rtl is run 0's (``--targets da4ml-rtl,...``, the same sizes). An ``/rtl`` fit is the whole export
+#: (verilator's time grows too). Keys: the target's tool, then its variant (``da4ml/rtl``,
+#: ``hls4ml/io_parallel/resource``); the first that exists wins.
 FITS: dict[str, Fit] = {
-    'da4ml': Fit(fixed=0.349, a=2.938e-05, b=1.482, base=879.2, d=0.08074, e=0.712, largest=10560),
+    'da4ml': Fit(fixed=0.067, a=1.05e-05, b=1.611, base=937.4, d=0.0003255, e=1.371, largest=10560),
     'da4ml/rtl': Fit(fixed=0.0, a=0.02151, b=1.113, base=886.7, d=0.08354, e=0.683, largest=10560, rtl=True),
-    'alkaid': Fit(fixed=0.356, a=9.78e-05, b=1.384, base=895.7, d=0.0002345, e=1.337, largest=10560),
-    'alkaid/rtl': Fit(fixed=0.0, a=0.2967, b=0.668, base=889.8, d=0.1527, e=0.396, largest=10560, rtl=True),
-    'hls4ml': Fit(fixed=0.308, a=6.141, b=-0.03, base=857.3, d=1.15, e=0.0, largest=1920, growth_measured=False),
-    'hls4ml/io_parallel/resource': Fit(fixed=0.381, a=2.491, b=0.12, base=858.6, d=1.75, e=0.0, largest=1920),
+    'alkaid': Fit(fixed=0.052, a=3.761e-05, b=1.471, base=925.6, d=0.001787, e=1.187, largest=10560),
+    'alkaid/rtl': Fit(fixed=0.0, a=0.3323, b=0.635, base=941.9, d=0.0008453, e=0.93, largest=10560, rtl=True),
+    'hls4ml': Fit(fixed=0.042, a=4.241, b=-0.002, base=890.0, d=0.004522, e=0.71, largest=1920, growth_measured=False),
+    'hls4ml/io_parallel/resource': Fit(
+        fixed=0.038, a=4.0, b=0.006, base=898.5, d=0.6, e=0.0, largest=1920, growth_measured=False
+    ),
+    'hls4ml/io_stream/latency': Fit(
+        fixed=0.04, a=5.154, b=-0.021, base=896.7, d=0.05974, e=0.217, largest=1920, growth_measured=False
+    ),
 }
 #: An export estimated to take longer than this, or more memory, gets a warning in check.
 WARN_SECONDS = 600.0
@@ -55,7 +61,7 @@ WARN_MIB = 8192.0
 #: A fit whose growth was not measured warns past this many times the largest model it ran: the time is unknown.
 UNKNOWN_BEYOND = 100
 #: Any fit warns past this many times the largest model it ran: its growth is extrapolated, and the dense
-#: 16x256x128x5 model (37,504 multiplications, 3.6x beyond da4ml's fit, estimated 3 min) was still in da4ml's
+#: 16x256x128x5 model (37,504 multiplications, 3.6x beyond da4ml's fit, estimated 3-4 min) was still in da4ml's
 #: export after 35 minutes (bench/export_scaling.py --large, stopped): the time grows with each matrix's size too.
 EXTRAPOLATED_BEYOND = 3
 
