@@ -295,18 +295,29 @@ def _import_tensorflow_quietly() -> None:
         return
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        except BaseException:
-            os.dup2(saved, 2)
-            caught.seek(0)
-            sys.stderr.write(caught.read().decode(errors='replace'))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    # A signal during the import is held until it ends: raised inside TensorFlow's import, Ctrl-C can be swallowed
+    # by one of its probes, and the run would go on (seen under load: the CLI then read a hanging file for minutes).
+    held: list[int] = []
+    deferred = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, lambda signum, frame: held.append(signum)) for sig in deferred}
+    try:
+        with tempfile.TemporaryFile() as caught:
+            os.dup2(caught.fileno(), 2)
+            try:
+                import tensorflow  # noqa: F401
+            except BaseException:
+                os.dup2(saved, 2)
+                caught.seek(0)
+                sys.stderr.write(caught.read().decode(errors='replace'))
+                raise
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if held:
+        raise KeyboardInterrupt if held[0] == signal.SIGINT else Interrupted(held[0])
 
 
 def main(argv: list[str] | None = None) -> int:

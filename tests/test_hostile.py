@@ -116,6 +116,18 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
+def _reader(pid: int) -> list[int]:
+    """The reader child of ``pid`` (not a helper that an import starts and ends on its own)."""
+    return [c for c in _children(pid) if b'hgqbridge.converters.keras.isolated' in _cmdline(c)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f'/proc/{pid}/cmdline').read_bytes()
+    except FileNotFoundError:
+        return b''
+
+
 def _alive(pid: int) -> bool:
     try:
         status = Path(f'/proc/{pid}/status').read_text()
@@ -139,8 +151,8 @@ def test_a_signal_during_reading_ends_cleanly(sig: signal.Signals, tmp_path: Pat
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait_for(lambda: _children(proc.pid))
-    child = _children(proc.pid)[0]
+    _wait_for(lambda: _reader(proc.pid))
+    child = _reader(proc.pid)[0]
     time.sleep(1.0)  # the child is in HDF5's loop now
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
@@ -163,8 +175,8 @@ def test_the_reader_child_dies_with_a_killed_parent(tmp_path: Path) -> None:
         env={**os.environ, 'TMPDIR': str(tmpdir)},
         stderr=subprocess.DEVNULL,
     )
-    _wait_for(lambda: _children(proc.pid))
-    child = _children(proc.pid)[0]
+    _wait_for(lambda: _reader(proc.pid))
+    child = _reader(proc.pid)[0]
     time.sleep(1.0)
     proc.kill()
     proc.wait()
