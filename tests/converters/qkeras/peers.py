@@ -14,17 +14,22 @@ def manifest() -> dict[str, Any]:
     return json.loads((PEERS / 'manifest.json').read_text())
 
 
-def outcome(entry: dict[str, Any]) -> dict[str, Any]:
+def outcome(entry: dict[str, Any], float_rounded: set[str] | None = None) -> dict[str, Any]:
     """``{'outcome': 'exact'}``, ``{'outcome': 'refused', 'message': ...}`` or ``{'outcome': 'measured', 'layers':
     {layer: reason}}`` (every difference is on a tensor the conversion flagged, with its reason); a difference on a
-    tensor the conversion did not flag is ``{'outcome': 'silent', 'layers': [...]}``."""
+    tensor the conversion did not flag is ``{'outcome': 'silent', 'layers': [...]}``. ``float_rounded`` receives
+    the layers whose value is float32 arithmetic (float softmax or weights, non-power-of-two batch-norm scales, and
+    what is computed from them): whether they differ from the source depends on the CPU's rounding."""
     import hgqbridge
     from hgqbridge.errors import HGQBridgeError
+    from hgqbridge.verify import _inexact_downstream
 
     try:
         conv = hgqbridge.import_model(PEERS / entry['files'][0])
     except HGQBridgeError as err:
         return {'outcome': 'refused', 'message': str(err).replace(f'{PEERS}/', '')}
+    if float_rounded is not None:
+        float_rounded.update(_inexact_downstream(conv))
     rep = hgqbridge.verify(conv, PEERS / entry['golden'])
     matches = [m for ms in rep.results.values() for m in ms]
     silent = sorted({m.layer for m in matches if m.exact_required and m.mismatches})

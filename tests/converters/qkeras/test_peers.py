@@ -28,11 +28,25 @@ FAST = (
 
 
 def _check(entry: dict[str, Any]) -> None:
-    got = outcome(entry)
+    """The outcome the manifest records. A layer computed in float32 (``float_rounded``) differs from the source
+    on one CPU and not on another (fused multiply-adds, summation order), so those layers may come and go; every
+    other difference, and every reason, must be the recorded one."""
+    float_rounded: set[str] = set()
+    got = outcome(entry, float_rounded)
     assert got['outcome'] in ('exact', 'refused', 'measured'), got  # never silent, never a crash
     expected = entry.get('expected')
-    if expected is not None:
-        assert got == expected
+    if expected is None:
+        return
+    if expected['outcome'] == 'measured' and got['outcome'] in ('exact', 'measured'):
+
+        def steady(layers: dict[str, str]) -> dict[str, str]:
+            return {name: why for name, why in layers.items() if name not in float_rounded}
+
+        assert steady(got.get('layers', {})) == steady(expected['layers'])
+        assert all(expected['layers'].get(name, why) == why for name, why in got.get('layers', {}).items())
+        assert got['outcome'] == 'measured' or not steady(expected['layers'])
+        return
+    assert got == expected
 
 
 @pytest.mark.parametrize('name', FAST)
