@@ -413,6 +413,9 @@ def main() -> int:
             info['load average at end'] = os.getloadavg()
             doc = document(earlier, {'machine': info, 'command': ' '.join(sys.argv)}, rows)
             path.write_text(json.dumps(doc, indent=2) + '\n')
+    if not rows:
+        print('no model ran: nothing written')
+        return 1
     print('\nfits (x = multiplications unrolled): cpu seconds = a * x^b; per-phase growth exponents')
     for tname, entry in doc['fits'].items():
         e, dfit = entry['export cpu s'], entry['direct cpu s']

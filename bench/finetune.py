@@ -259,9 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--tasks', default=','.join(TASKS))
     p.add_argument('--tolerance', type=float, default=0.005)
     p.add_argument('--scaling', action='store_true')
-    p.add_argument(
-        '--scaling-only', action='store_true', help='only the scaling part, written to bench/results/finetune_scaling.json'
-    )
+    p.add_argument('--scaling-only', action='store_true', help='only the scaling part, written to OUT/finetune_scaling.json')
     p.add_argument(
         '--update', action='store_true', help="keep the earlier JSON's rows of the tasks not run now; every row names its run"
     )

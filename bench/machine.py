@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def machine(*packages: str) -> dict:
-    """Facts about this machine now, with ``package: version`` for each importable name in ``packages``."""
+    """Facts about this machine now, with ``package: version`` for each name in ``packages`` (each must import)."""
     cpu = next((ln.split(':', 1)[1].strip() for ln in _lines('/proc/cpuinfo') if ln.startswith('model name')), '?')
     memory = next((ln.split()[1] for ln in _lines('/proc/meminfo') if ln.startswith('MemTotal')), '0')
     info: dict = {

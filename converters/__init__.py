@@ -139,7 +139,7 @@ def import_model(
     """Read, normalise and convert a source model. A float source (no layer carries the source's own quantizers),
     or any model when ``bits``/``dummy`` is given, is quantized by a ``FloatPolicy``: ``dummy`` keeps it float;
     otherwise ``bits``-bit (default 8) weights and saturating activations whose integer bits come from
-    ``calibration['x']`` (with ``uniform_activations``, one format per tensor: the widest element's); the report shows the float and the quantized model side by side on the calibration data
+    ``calibration['x']`` (with ``uniform_activations``, one format per tensor: the union of its elements' ranges); the report shows the float and the quantized model side by side on the calibration data
     and on ``x_val``/``y_val``. Without data a float model is refused unless ``bits`` is given (then every
     activation is a stated +-8 saturating format). A saved HGQ1 model takes the integer bits it does not hold from
     ``calibration['x']`` (traced), or from the range of ``input_format`` (interval propagation; the report says
@@ -152,7 +152,13 @@ def import_model(
     if source.prepare is not None:
         graph = source.prepare(graph, regs, input_format, None if calibration is None else calibration.get('x'), limits)
     if not (dummy or bits is not None or is_float_graph(graph, regs)):
-        return convert_graph(graph, regs, input_format, None, limits)
+        conv = convert_graph(graph, regs, input_format, None, limits)
+        if uniform_activations:
+            conv.report.summary.append(
+                '--uniform-activations changed nothing: it applies to float layers the bridge quantizes, and this '
+                "model keeps its source's own formats (add --bits N to re-quantize it)"
+            )
+        return conv
     if calibration is None and not dummy and bits is None:
         convert_graph(graph, regs, input_format, FloatPolicy(dummy=True), limits)  # every unsupported layer and limit first
         raise HGQBridgeError(

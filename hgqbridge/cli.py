@@ -297,9 +297,15 @@ def _import_tensorflow_quietly() -> None:
     saved = os.dup(2)
     # A signal during the import is held until it ends: raised inside TensorFlow's import, Ctrl-C can be swallowed
     # by one of its probes, and the run would go on (seen under load: the CLI then read a hanging file for minutes).
+    # A second signal is not held: a hung import still stops.
     held: list[int] = []
-    deferred = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, lambda signum, frame: held.append(signum)) for sig in deferred}
+
+    def hold(signum: int, frame: object) -> None:
+        held.append(signum)
+        if len(held) > 1:
+            raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
+
+    previous = _catch((signal.SIGINT, signal.SIGTERM, signal.SIGHUP), hold)
     try:
         with tempfile.TemporaryFile() as caught:
             os.dup2(caught.fileno(), 2)
@@ -320,10 +326,16 @@ def _import_tensorflow_quietly() -> None:
         raise KeyboardInterrupt if held[0] == signal.SIGINT else Interrupted(held[0])
 
 
+def _catch(signals: tuple[int, ...], handler: Any) -> dict[int, Any]:
+    """Install ``handler`` for each signal the process does not ignore (``nohup`` ignores SIGHUP, a background job
+    in a script SIGINT: those stay ignored); the previous handlers, to restore."""
+    return {sig: signal.signal(sig, handler) for sig in signals if signal.getsignal(sig) != signal.SIG_IGN}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, 'debug', False))
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = _catch((signal.SIGTERM, signal.SIGHUP), _on_signal)
     try:
         if getattr(args, 'needs_tensorflow', True):
             _import_tensorflow_quietly()

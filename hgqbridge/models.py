@@ -93,7 +93,7 @@ def copy_model(model: Any) -> Any:
 
 
 def outputs(model: Any, x: np.ndarray) -> Any:
-    """The model's outputs on ``x`` in one inference-mode call, as numpy (a list for several outputs). Not
+    """A single-input model's outputs on ``x`` in one inference-mode call, as numpy (a list for several outputs). Not
     ``predict``: that traces a graph for every new model first (0.2-0.4 s, most of a small export's proof)."""
     import keras
 

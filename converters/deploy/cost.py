@@ -38,7 +38,7 @@ class Fit:
 #: --update --large --targets da4ml,alkaid,alkaid-rtl,vitis,vitis-stream,vitis-resource --max-multiplications 11000
 #: --hls-max-multiplications 2000``): da4ml and alkaid (alkaid with and without the verilated RTL), 7 dense and conv
 #: models up to 10,560 multiplications; hls4ml (Vitis io_parallel latency and resource, io_stream on models converted
-#: with uniform activations): 5 models up to 1,920, whose time is g++'s nearly fixed cost (growth not measured).
+#: with uniform activations): 4 models up to 1,920, whose time is g++'s nearly fixed cost (growth not measured).
 #: da4ml/rtl is run 0's (``--targets da4ml-rtl,...``, the same sizes). An ``/rtl`` fit is the whole export
 #: (verilator's time grows too). Keys: the target's tool, then its variant (``da4ml/rtl``,
 #: ``hls4ml/io_parallel/resource``); the first that exists wins.

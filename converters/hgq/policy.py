@@ -30,7 +30,7 @@ class FloatPolicy:
     bits: int = 8
     dummy: bool = False
     overflow: str = 'SAT'  # activations: SAT in the model handed back, WRAP in the calibration tracer
-    uniform: bool = False  # activations: one format per tensor (its widest element's), not one per element
+    uniform: bool = False  # activations: one format per tensor (the union of its elements' ranges), not one each
 
     def weight_format(self, values: np.ndarray) -> FormatArray:
         """Per output channel (last axis): signed, integer bits covering max |w| (at least the layer's widest
@@ -56,7 +56,8 @@ SPREAD = 4
 def traced_formats(tracer: Any, x: np.ndarray, policy: FloatPolicy) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
     """Calibrate the tracer (WRAP activation quantizers) on ``x``: (layer, role) -> per-element (k, i), the
     integer bits clamped to at least the quantizer's widest element's minus ``SPREAD`` (an element that is
-    always 0 gets the widest element's format); with ``policy.uniform`` every element gets the widest element's."""
+    always 0 gets the widest element's minus ``SPREAD``); with ``policy.uniform`` every element gets the union of
+    the elements' ranges (the largest k and i)."""
     calibrate(tracer, x)
     formats = {}
     for layer in tracer.layers:

@@ -106,6 +106,13 @@ def test_uniform_activations_give_one_format_per_tensor() -> None:
     assert not any('[io-stream-heterogeneous]' in i.reason for i in accepted.items), accepted.to_text()
 
 
+def test_uniform_activations_on_a_quantized_source_say_they_changed_nothing() -> None:
+    from ...conftest import QKERAS
+
+    conv = hgqbridge.import_model(QKERAS / 'jet_tagger.h5', uniform_activations=True)
+    assert '--uniform-activations changed nothing' in conv.report.to_text()
+
+
 def test_without_calibration_the_defaults_are_stated() -> None:
     conv = hgqbridge.import_model(*_files('k3_skip'), bits=6)
     line = next(line for line in conv.report.summary if 'no calibration data' in line)
