@@ -116,6 +116,12 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
+def _as_at_a_terminal() -> None:
+    """SIGINT as a terminal delivers it: a suite started in the background (``make test &``) runs with SIGINT
+    ignored, and a process started with it ignored rightly keeps ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _reader(pid: int) -> list[int]:
     """The reader child of ``pid`` (not a helper that an import starts and ends on its own)."""
     return [c for c in _children(pid) if b'hgqbridge.converters.keras.isolated' in _cmdline(c)]
@@ -150,6 +156,7 @@ def test_a_signal_during_reading_ends_cleanly(sig: signal.Signals, tmp_path: Pat
         env=env,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_as_at_a_terminal,
     )
     _wait_for(lambda: _reader(proc.pid))
     child = _reader(proc.pid)[0]
